@@ -1,0 +1,1 @@
+"""Engines: turn a prepared persona + speech + expression track into frames (see base.Engine)."""

@@ -1,0 +1,90 @@
+"""The engine contract and the registry of engines.
+
+An engine never writes files, never reads the job YAML, never prints: `prepare` does the heavy per-persona
+work (cacheable), `render` yields exactly `speech.n_frames` frames in order and reports progress through a
+callback. Engines are created by name through the registry, which imports an engine's module only when it is
+used, so the CPU preview path never pays for diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from pipelines.expression.track import ExpressionTrack
+from pipelines.speech.track import Speech
+
+Progress = Callable[[int], None]
+"""Called with the number of frames finished so far."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One output frame: RGB uint8 (H, W, 3); `face_found` is False where the source frame passed through."""
+
+    image: np.ndarray
+    face_found: bool = True
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What an engine needs to know about the output, plus its own validated settings from the job."""
+
+    fps: float
+    size: tuple[int, int] | None  # (width, height); None = the engine's natural framing
+    seed: int
+    engine: Any  # the job's engine-specific pydantic settings (pipelines.spec.engines)
+    device: str = "cpu"
+
+
+class ArrayCache(Protocol):
+    """Content-addressed cache of named numpy arrays (no pickle): persona preparation lives here."""
+
+    def get_or_compute(
+        self, namespace: str, key: str, compute: Callable[[], dict[str, np.ndarray]]
+    ) -> dict[str, np.ndarray]: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> Any: ...
+
+    def render(
+        self,
+        prepared: Any,
+        speech: Speech,
+        expression: ExpressionTrack,
+        settings: RenderSettings,
+        progress: Progress | None = None,
+    ) -> Iterator[Frame]: ...
+
+
+# name -> "module:factory"; the factory takes keyword options (device, weights_dir) and returns an Engine.
+_REGISTRY: dict[str, str] = {
+    "preview": "pipelines.engines.preview.engine:PreviewEngine",
+    "latentsync-1.5": "pipelines.engines.latentsync.engine:LatentSyncEngine.v15",
+    "latentsync-1.6": "pipelines.engines.latentsync.engine:LatentSyncEngine.v16",
+}
+
+
+def engine_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_engine(name: str, **options: Any) -> Engine:
+    """Create the engine called `name`; unknown names raise KeyError listing the known ones."""
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown engine {name!r}; known: {', '.join(engine_names())}") from None
+    module_name, attr_path = target.split(":")
+    obj: Any = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        obj = getattr(obj, attr)
+    return obj(**options)

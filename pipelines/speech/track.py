@@ -1,0 +1,36 @@
+"""The job's speech as every engine and composer sees it: samples plus optional phoneme/word timing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TimedUnit:
+    """A phoneme or word with its time span in seconds from the start of the speech."""
+
+    start: float
+    end: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Mono speech exactly `n_frames / fps` seconds long (already padded/trimmed and loudness-normalised).
+
+    `phonemes` / `words` are filled when the script text is known (draft text synthesised by espeak-ng,
+    or a `script:` aligned to a recording); they are empty otherwise.
+    """
+
+    samples: np.ndarray  # float32, mono, in [-1, 1]
+    sample_rate: int
+    fps: float
+    n_frames: int
+    phonemes: tuple[TimedUnit, ...] = field(default=())
+    words: tuple[TimedUnit, ...] = field(default=())
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps
