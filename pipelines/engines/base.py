@@ -1,7 +1,8 @@
 """The engine contract and the registry of engines.
 
 An engine never writes files, never reads the job YAML, never prints: `prepare` does the heavy per-persona
-work (cacheable), `render` yields exactly `speech.n_frames` frames in order and reports progress through a
+work (cacheable), `render` yields frames `start .. speech.n_frames - 1` in order (start > 0 resumes a killed render from
+a chunk checkpoint and must give the same frames as an uninterrupted render) and reports progress through a
 callback. Engines are created by name through the registry, which imports an engine's module only when it is
 used, so the CPU preview path never pays for diffusers.
 """
@@ -62,6 +63,7 @@ class Engine(Protocol):
         expression: ExpressionTrack,
         settings: RenderSettings,
         progress: Progress | None = None,
+        start: int = 0,
     ) -> Iterator[Frame]: ...
 
 
