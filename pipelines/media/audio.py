@@ -1,0 +1,372 @@
+"""Speech audio for one job: decode anything ffmpeg reads, join with pauses, loudness-normalise, fix the length.
+
+The job's frame count is decided here, once: n_frames = round(duration * fps) from the joined audio, and both
+audio copies (16 kHz samples for the engines, a 48 kHz wav for the output track) are cut or padded to exactly
+n_frames / fps. Long audio is streamed to disk in blocks, so memory does not grow with the 48 kHz track.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import InputError
+from pipelines.media.atomic import move_into_place, temp_path_for
+from pipelines.media.ffmpeg import FFmpegError, FFmpegPipe, run_ffmpeg
+
+OUTPUT_RATE = 48_000
+FEATURE_RATE = 16_000
+DEFAULT_TARGET_LUFS = -16.0
+DEFAULT_TRUE_PEAK = -1.5
+DEFAULT_LRA = 11.0
+# Integrated loudness below this is silence (EBU R128's absolute gate is -70 LUFS): there is nothing to normalise.
+SILENCE_LUFS = -70.0
+_BLOCK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class RawAudio:
+    """Samples already in memory (e.g. draft TTS from pipelines.speech): mono float32 at `sample_rate`."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+AudioPiece = str | os.PathLike | float | int | RawAudio
+"""A file path (any format ffmpeg reads), a pause in seconds, or RawAudio."""
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """EBU R128 figures as ffmpeg's loudnorm filter reports them."""
+
+    integrated: float  # LUFS
+    true_peak: float  # dBTP
+    lra: float  # LU
+    threshold: float  # LUFS
+    offset: float = 0.0  # target offset loudnorm wants for its second pass
+
+    @property
+    def silent(self) -> bool:
+        return not math.isfinite(self.integrated) or self.integrated <= SILENCE_LUFS
+
+
+@dataclass(frozen=True)
+class PreparedAudio:
+    samples_16k: np.ndarray  # float32 mono, exactly round(n_frames / fps * 16000) samples
+    wav_48k: Path  # normalised, exactly round(n_frames / fps * 48000) samples, mono pcm_s16le
+    duration: float  # n_frames / fps
+    n_frames: int
+    fps: float
+    source_duration: float  # of the joined input before padding / trimming
+    loudness_in: Loudness
+    loudness_out: Loudness | None  # None when the input was silent and left as is
+    normalisation: str  # "linear", "dynamic" (loudnorm fell back: peaks did not allow a plain gain) or "none"
+
+
+def frame_count(duration: float, fps: float) -> int:
+    """The number of video frames for `duration` seconds: round(duration * fps), decided once per job."""
+    return int(round(duration * fps))
+
+
+def sample_count(n_frames: int, fps: float, sample_rate: int) -> int:
+    """Samples of audio that last exactly n_frames / fps at `sample_rate` (to the nearest sample)."""
+    return int(round(n_frames * sample_rate / fps))
+
+
+def pad_or_trim(samples: np.ndarray, n_samples: int) -> np.ndarray:
+    """Exactly `n_samples` along the first axis: trailing silence added or the tail cut."""
+    if len(samples) >= n_samples:
+        return samples[:n_samples]
+    pad = np.zeros((n_samples - len(samples), *samples.shape[1:]), dtype=samples.dtype)
+    return np.concatenate([samples, pad])
+
+
+def _decode_args(path: Path, sample_rate: int, mono: bool) -> list[str]:
+    return [
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        *(["-ac", "1"] if mono else []),
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
+        "pipe:1",
+    ]
+
+
+def _check_readable(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(path, None, "audio file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, None, "audio file is empty")
+
+
+def _as_input_error(path: Path, exc: FFmpegError) -> InputError:
+    tail = exc.stderr_tail.lower()
+    if "matches no streams" in tail or "stream map" in tail:
+        return InputError(path, None, "has no audio stream")
+    last = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else "ffmpeg could not read it"
+    return InputError(path, None, f"cannot decode audio ({last.strip()})")
+
+
+def iter_audio_blocks(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> Iterator[np.ndarray]:
+    """Decode `path` through the ffmpeg binary, yielding float32 blocks (frames x channels when not mono)."""
+    path = Path(path)
+    _check_readable(path)
+    pipe = FFmpegPipe(_decode_args(path, sample_rate, mono), what=f"decode {path.name}", stdout=True)
+    try:
+        carry = b""
+        assert pipe.proc.stdout is not None
+        while True:
+            chunk = pipe.proc.stdout.read(_BLOCK_BYTES)
+            if not chunk:
+                break
+            data = carry + chunk
+            usable = len(data) - len(data) % 4
+            carry = data[usable:]
+            if usable:
+                yield np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        pipe.finish()
+    except FFmpegError as exc:
+        raise _as_input_error(path, exc) from None
+    except BaseException:
+        pipe.abort()
+        raise
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> np.ndarray:
+    """All of `path` as float32 at `sample_rate`: shape (n,) when mono, (n, channels) otherwise.
+
+    InputError names the file when it is missing, empty, has no audio stream or cannot be decoded.
+    """
+    path = Path(path)
+    blocks = list(iter_audio_blocks(path, sample_rate, mono))
+    flat = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if mono:
+        samples = flat
+    else:
+        channels = _channel_count(path)
+        samples = flat.reshape(-1, channels)
+    if len(samples) == 0:
+        raise InputError(path, None, "audio stream has no samples")
+    return samples
+
+
+def _channel_count(path: Path) -> int:
+    from pipelines.media.probe import probe
+
+    info = probe(path)
+    if not info.has_audio or not info.channels:
+        raise InputError(path, None, "has no audio stream")
+    return info.channels
+
+
+def _resample_raw(piece: RawAudio, sample_rate: int, what: str) -> np.ndarray:
+    samples = np.asarray(piece.samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"{what}: raw samples must be mono (1-D), got shape {samples.shape}")
+    if piece.sample_rate == sample_rate or len(samples) == 0:
+        return samples
+    # The same resampler as every file goes through (ffmpeg's), so a draft and a recording sound alike.
+    proc = run_ffmpeg(
+        ["-f", "f32le", "-ar", str(piece.sample_rate), "-ac", "1", "-i", "pipe:0"]
+        + ["-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"],
+        what=f"resample {what}",
+        input=samples.astype("<f4").tobytes(),
+        capture_stdout=True,
+    )
+    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+
+
+def iter_joined(pieces: Iterable[AudioPiece], sample_rate: int) -> Iterator[np.ndarray]:
+    """The pieces in order as mono float32 blocks at `sample_rate`; a number is a pause of that many seconds."""
+    for index, piece in enumerate(pieces):
+        if isinstance(piece, bool):
+            raise TypeError(
+                f"audio piece {index}: expected a path, a pause in seconds or RawAudio, got a bool"
+            )
+        if isinstance(piece, (int, float)):
+            if not math.isfinite(piece) or piece < 0:
+                raise InputError(None, f"audio[{index}]", f"pause must be >= 0 seconds, got {piece}")
+            n = int(round(piece * sample_rate))
+            while n > 0:
+                block = min(n, _BLOCK_BYTES // 4)
+                yield np.zeros(block, np.float32)
+                n -= block
+        elif isinstance(piece, RawAudio):
+            yield _resample_raw(piece, sample_rate, f"audio[{index}]")
+        elif isinstance(piece, (str, os.PathLike)):
+            yield from iter_audio_blocks(piece, sample_rate, mono=True)
+        else:
+            raise TypeError(f"audio piece {index}: unsupported type {type(piece).__name__}")
+
+
+def join_segments(pieces: Iterable[AudioPiece], sample_rate: int) -> np.ndarray:
+    """All pieces joined in memory (mono float32 at `sample_rate`); prepare_audio streams the same join to disk."""
+    blocks = list(iter_joined(pieces, sample_rate))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def _raw_input_args(raw_path: Path) -> list[str]:
+    return ["-f", "f32le", "-ar", str(OUTPUT_RATE), "-ac", "1", "-i", str(raw_path)]
+
+
+def _loudnorm_json(stderr: str, what: str) -> dict:
+    # loudnorm prints its figures as the last {...} block on stderr.
+    matches = re.findall(r"\{[^{}]*\}", stderr)
+    if not matches:
+        raise RuntimeError(f"{what}: ffmpeg's loudnorm printed no JSON figures")
+    return json.loads(matches[-1])
+
+
+def _num(value: str) -> float:
+    return float(value)  # loudnorm writes "-inf" for silence; float() reads it
+
+
+def _loudness_from(figures: dict, prefix: str) -> Loudness:
+    return Loudness(
+        integrated=_num(figures[f"{prefix}_i"]),
+        true_peak=_num(figures[f"{prefix}_tp"]),
+        lra=_num(figures[f"{prefix}_lra"]),
+        threshold=_num(figures[f"{prefix}_thresh"]),
+        offset=_num(figures.get("target_offset", "0")),
+    )
+
+
+def _loudnorm_target(target_lufs: float, true_peak: float, lra: float) -> str:
+    return f"loudnorm=I={target_lufs:g}:TP={true_peak:g}:LRA={lra:g}"
+
+
+def measure_loudness(
+    input_args: list[str] | str | os.PathLike,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak: float = DEFAULT_TRUE_PEAK,
+    lra: float = DEFAULT_LRA,
+) -> Loudness:
+    """EBU R128 loudness of the first audio stream (loudnorm's first pass). Accepts a path or ffmpeg input args."""
+    args = ["-i", os.fspath(input_args)] if isinstance(input_args, (str, os.PathLike)) else list(input_args)
+    proc = run_ffmpeg(
+        [*args, "-map", "0:a:0", "-af", _loudnorm_target(target_lufs, true_peak, lra) + ":print_format=json"]
+        + ["-f", "null", "-"],
+        what="loudness measurement",
+        loglevel="info",
+    )
+    return _loudness_from(_loudnorm_json(proc.stderr.decode("utf-8", "replace"), "loudness"), "input")
+
+
+def loudnorm(
+    input_args: list[str] | str | os.PathLike,
+    out_wav: str | os.PathLike,
+    n_samples: int | None = None,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak: float = DEFAULT_TRUE_PEAK,
+    lra: float = DEFAULT_LRA,
+    measured: Loudness | None = None,
+) -> tuple[Loudness, Loudness | None, str]:
+    """Two-pass EBU R128 normalisation into a mono 48 kHz pcm_s16le wav, optionally exactly `n_samples` long.
+
+    Returns (input loudness, output loudness, normalisation type). Silent input is copied without gain
+    (returns output None, "none"). The wav is written to a temp name and moved into place.
+    """
+    args = ["-i", os.fspath(input_args)] if isinstance(input_args, (str, os.PathLike)) else list(input_args)
+    measured = measured or measure_loudness(args, target_lufs, true_peak, lra)
+    filters: list[str] = []
+    if not measured.silent:
+        filters.append(
+            _loudnorm_target(target_lufs, true_peak, lra)
+            + f":measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}"
+            + f":measured_LRA={measured.lra:.2f}:measured_thresh={measured.threshold:.2f}"
+            + f":offset={measured.offset:.2f}:linear=true:print_format=json"
+        )
+    # loudnorm works (and outputs) at 192 kHz; come back to the output rate before fixing the length.
+    filters.append(f"aresample={OUTPUT_RATE}")
+    if n_samples is not None:
+        filters.append(f"apad=whole_len={n_samples},atrim=end_sample={n_samples}")
+    out_wav = Path(out_wav)
+    temp = temp_path_for(out_wav)
+    try:
+        proc = run_ffmpeg(
+            [*args, "-map", "0:a:0", "-af", ",".join(filters), "-ac", "1", "-ar", str(OUTPUT_RATE)]
+            + ["-c:a", "pcm_s16le", "-f", "wav", "-y", str(temp)],
+            what="loudness normalisation",
+            loglevel="info",
+        )
+        move_into_place(temp, out_wav)
+    finally:
+        temp.unlink(missing_ok=True)
+    if measured.silent:
+        return measured, None, "none"
+    figures = _loudnorm_json(proc.stderr.decode("utf-8", "replace"), "loudness normalisation")
+    kind = str(figures.get("normalization_type", "linear")).lower()
+    return measured, _loudness_from(figures, "output"), kind
+
+
+def prepare_audio(
+    sources: Iterable[AudioPiece],
+    fps: float,
+    work_dir: str | os.PathLike,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak: float = DEFAULT_TRUE_PEAK,
+    lra: float = DEFAULT_LRA,
+) -> PreparedAudio:
+    """Decode and join `sources`, decide n_frames, normalise loudness, and write both audio copies.
+
+    Files in `work_dir`: `audio_48k.wav` (the output track). The joined raw audio is a temporary file.
+    """
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    raw = temp_path_for(work_dir / "joined.f32")
+    try:
+        total = 0
+        with open(raw, "wb") as f:
+            for block in iter_joined(sources, OUTPUT_RATE):
+                f.write(block.astype("<f4").tobytes())
+                total += len(block)
+        if total == 0:
+            raise InputError(None, "audio", "the audio is empty (no samples in any segment)")
+        source_duration = total / OUTPUT_RATE
+        n_frames = frame_count(source_duration, fps)
+        if n_frames < 1:
+            raise InputError(
+                None,
+                "audio",
+                f"the audio lasts {source_duration:.3f} s, shorter than one frame at {fps:g} fps",
+            )
+        wav = work_dir / "audio_48k.wav"
+        loud_in, loud_out, kind = loudnorm(
+            _raw_input_args(raw),
+            wav,
+            n_samples=sample_count(n_frames, fps, OUTPUT_RATE),
+            target_lufs=target_lufs,
+            true_peak=true_peak,
+            lra=lra,
+        )
+    finally:
+        raw.unlink(missing_ok=True)
+    samples_16k = pad_or_trim(load_audio(wav, FEATURE_RATE), sample_count(n_frames, fps, FEATURE_RATE))
+    return PreparedAudio(
+        samples_16k=np.ascontiguousarray(samples_16k, dtype=np.float32),
+        wav_48k=wav,
+        duration=n_frames / fps,
+        n_frames=n_frames,
+        fps=fps,
+        source_duration=source_duration,
+        loudness_in=loud_in,
+        loudness_out=loud_out,
+        normalisation=kind,
+    )

@@ -1,0 +1,203 @@
+"""Persona sources as a stream of RGB frames at the job's frame rate.
+
+A video is resampled by presentation time, not by index, so 29.97 fps, 30 fps and variable-frame-rate clips
+all land on the same clock: output frame i shows the last source frame whose timestamp is before the middle
+of output slot i, i.e. (i + 0.5) / fps. Frames are decoded as they are consumed; nothing holds the clip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import InputError
+from pipelines.media.probe import normalise_rotation
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def _open_container(path: Path):
+    import av
+
+    if not path.is_file():
+        raise InputError(path, None, "file not found")
+    try:
+        return av.open(os.fspath(path))
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"not a readable video ({exc})") from None
+
+
+def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
+    """RGB uint8 as displayed: rotation applied, then resized to `size` (width, height) when given."""
+    rotation = normalise_rotation(frame.rotation)
+    if size is not None:
+        w, h = size
+        if rotation in (90, 270):
+            w, h = h, w
+        if (frame.width, frame.height) != (w, h):
+            frame = frame.reformat(width=w, height=h, interpolation="AREA")
+    image = frame.to_ndarray(format="rgb24")
+    if rotation:
+        image = np.rot90(image, k=rotation // 90)
+    return np.ascontiguousarray(image)
+
+
+def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Every frame of the first video stream of `path`, in presentation order, as displayed (RGB uint8)."""
+    path = Path(path)
+    container = _open_container(path)
+    with container:
+        if not container.streams.video:
+            raise InputError(path, None, "has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield _to_rgb(frame, size)
+
+
+class FrameSource:
+    """Frames of a still image or a video at `fps`, RGB uint8 (H, W, 3), streamed; iterate as often as needed.
+
+    `len()` is the number of frames at `fps` (1 for a still image, which `frames(count=...)` repeats).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None):
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.size = size
+        self.is_still = self.path.suffix.lower() in IMAGE_SUFFIXES
+        self._image: np.ndarray | None = None
+        self._times: np.ndarray | None = None  # source presentation times (s), from the first frame
+        if self.is_still:
+            self._image = self._load_image()
+            self._n = 1
+        else:
+            self._times, end = self._scan_timestamps()
+            self._n = max(1, int(round(end * self.fps)))
+        height, width = self._first_shape()
+        self.width, self.height = width, height
+
+    # -- still image --------------------------------------------------------------------------------------
+    def _load_image(self) -> np.ndarray:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        if not self.path.is_file():
+            raise InputError(self.path, None, "file not found")
+        try:
+            with Image.open(self.path) as img:
+                # Phone photos carry their orientation in EXIF instead of in the pixels.
+                img = ImageOps.exif_transpose(img).convert("RGB")
+                if self.size is not None and img.size != tuple(self.size):
+                    img = img.resize(tuple(self.size), Image.Resampling.LANCZOS)
+                return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise InputError(self.path, None, f"not a readable image ({exc})") from None
+
+    # -- video ----------------------------------------------------------------------------------------------
+    def _scan_timestamps(self) -> tuple[np.ndarray, float]:
+        """Presentation times of all frames from the packet index (demux only, no decoding) and the clip end."""
+        container = _open_container(self.path)
+        with container:
+            if not container.streams.video:
+                raise InputError(self.path, None, "has no video stream")
+            stream = container.streams.video[0]
+            tb = stream.time_base
+            pts: list[int] = []
+            max_pts, last_duration = 0, 0  # the latest timestamp and its packet duration
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                if not pts or packet.pts > max_pts:
+                    max_pts, last_duration = packet.pts, packet.duration or 0
+                pts.append(packet.pts)
+        if not pts:
+            raise InputError(self.path, None, "video stream has no frames")
+        stamps = np.array(sorted(pts), dtype=np.int64)
+        times = (stamps - stamps[0]).astype(np.float64) * float(tb)
+        if last_duration:
+            tail = float(last_duration * tb)
+        elif len(times) > 1:
+            tail = float(np.median(np.diff(times)))
+        else:
+            tail = 1.0 / self.fps
+        self._first_pts = int(stamps[0])
+        self._time_base = Fraction(tb.numerator, tb.denominator)
+        return times, float(times[-1] + tail)
+
+    def source_index(self, i: int) -> int:
+        """Index (in presentation order) of the source frame shown at output frame i."""
+        assert self._times is not None
+        k = int(np.searchsorted(self._times, (i + 0.5) / self.fps, side="left")) - 1
+        return min(max(k, 0), len(self._times) - 1)
+
+    def _first_shape(self) -> tuple[int, int]:
+        if self._image is not None:
+            return self._image.shape[:2]
+        first = next(self._iter_video(0, 1))
+        return first.shape[:2]
+
+    def _iter_video(self, start: int, count: int) -> Iterator[np.ndarray]:
+        wanted = [self.source_index(i) for i in range(start, start + count)]
+        if not wanted:
+            return
+        container = _open_container(self.path)
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = float(stream.time_base)
+            first = self._first_pts
+            times = self._times
+            assert times is not None
+            pos = 0  # next entry of `wanted` to produce
+            current: np.ndarray | None = None
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = (frame.pts - first) * tb
+                k = int(np.searchsorted(times, t - 1e-9, side="left"))
+                if k < wanted[pos]:
+                    continue  # decoded only to reach a later frame
+                current = None
+                while pos < len(wanted) and wanted[pos] <= k:
+                    # a repeated frame is a copy, so a consumer drawing on one cannot change the next
+                    current = _to_rgb(frame, self.size) if current is None else current.copy()
+                    yield current
+                    pos += 1
+                if pos == len(wanted):
+                    return
+            if current is None and pos < len(wanted):
+                raise InputError(self.path, None, f"video ended after {pos} of {len(wanted)} frames")
+            while pos < len(wanted):  # timestamps promised more frames than the decoder gave
+                current = current.copy()
+                yield current
+                pos += 1
+
+    # -- public ------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames()
+
+    def frames(self, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+        """`count` frames from output index `start` (default: to the end; a still repeats `count` times)."""
+        if count is None:
+            count = max(0, len(self) - start)
+        if self._image is not None:
+            for _ in range(count):
+                yield self._image.copy()
+            return
+        if start < 0 or start + count > len(self):
+            raise IndexError(f"frames {start}..{start + count - 1} outside 0..{len(self) - 1} of {self.path}")
+        yield from self._iter_video(start, count)
+
+
+def open_source(path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None) -> FrameSource:
+    """A still image or a video as RGB frames at `fps` (rotation applied, optionally resized to (w, h))."""
+    return FrameSource(path, fps, size)
