@@ -1,0 +1,75 @@
+"""Engine settings of a job or a persona: a union discriminated on `name`.
+
+`engine: preview` (a bare name) means that engine with its default settings. This module knows the engines' names
+and settings only; it never imports an engine (pipelines.engines.base holds the registry).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, TypeAdapter
+
+from pipelines.spec.compose import StrictModel
+from pipelines.spec.paths import fail
+
+
+class PreviewSettings(StrictModel):
+    """The CPU preview engine: mesh warps driven by speech and the emotion track."""
+
+    name: Literal["preview"] = "preview"
+    idle: float = Field(1.0, ge=0, le=2, description="amplitude of idle head motion and blinks; 0 = still")
+    mouth_gain: float = Field(1.0, ge=0, le=3, description="scale of the mouth opening driven by speech")
+
+
+class LatentSyncSettings(StrictModel):
+    """LatentSync 1.5 / 1.6 lip-sync diffusion (GPU)."""
+
+    name: Literal["latentsync-1.5", "latentsync-1.6"]
+    steps: int = Field(20, ge=1, le=100, description="denoising steps")
+    guidance: float = Field(1.5, ge=1.0, le=5.0, description="classifier-free guidance scale on the audio")
+    deep_cache: bool = Field(
+        False, description="reuse deep UNet features between steps (faster, slightly softer)"
+    )
+    overlap_windows: bool = Field(
+        False, description="overlap the 16-frame windows and blend them (smoother seams)"
+    )
+    color_match: bool = Field(
+        False, description="match the generated mouth region's colours to the source frame"
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    low_vram: bool = Field(False, description="offload idle modules to the CPU to fit small GPUs")
+
+
+_SETTINGS = (PreviewSettings, LatentSyncSettings)
+ENGINE_NAMES: tuple[str, ...] = tuple(
+    name for model in _SETTINGS for name in model.model_fields["name"].annotation.__args__
+)
+
+
+def _bare_name(value: Any) -> Any:
+    if isinstance(value, str):
+        value = {"name": value}
+    if isinstance(value, dict) and "name" in value and value["name"] not in ENGINE_NAMES:
+        raise fail(f"unknown engine {value['name']!r}; known: {', '.join(ENGINE_NAMES)}")
+    if isinstance(value, dict) and "name" not in value:
+        raise fail(f"engine needs a name, one of: {', '.join(ENGINE_NAMES)}")
+    return value
+
+
+EngineSettings = Annotated[
+    Union[PreviewSettings, LatentSyncSettings],  # noqa: UP007 -- a discriminated union needs the Union form here
+    Field(discriminator="name"),
+    BeforeValidator(
+        _bare_name,
+        json_schema_input_type=Union[Literal[ENGINE_NAMES], PreviewSettings, LatentSyncSettings],  # noqa: UP007
+    ),
+]
+"""Settings of one engine: `{name: ..., <settings>}` or just the engine's name."""
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(EngineSettings)
+
+
+def engine_settings(value: str | dict[str, Any]) -> PreviewSettings | LatentSyncSettings:
+    """Settings from a name (`render --engine NAME`) or a mapping; raises pydantic.ValidationError when invalid."""
+    return _ADAPTER.validate_python(value)

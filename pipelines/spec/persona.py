@@ -1,0 +1,117 @@
+"""A persona (`personas/<id>/persona.yaml`): whose face, from which source, with whose consent, how disclosed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from pipelines.expression.track import PARAMS
+from pipelines.spec.compose import StrictModel
+from pipelines.spec.emotion import known_emotions
+from pipelines.spec.engines import EngineSettings
+from pipelines.spec.paths import InputFile, fail, raise_field_errors
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+SourceKind = Literal["image", "video"]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def source_kind(path: Path) -> SourceKind:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise ValueError(path)
+
+
+def _image_or_video(path: Path) -> Path:
+    try:
+        source_kind(path)
+    except ValueError:
+        raise fail(
+            f"expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)}), got {path.name!r}"
+        ) from None
+    return path
+
+
+MediaFile = Annotated[InputFile, AfterValidator(_image_or_video)]
+
+
+class Consent(StrictModel):
+    """Who granted the use of this likeness, when, and for what; required for every persona."""
+
+    granted_by: str = Field(
+        min_length=1, description="the person (or rights holder) who granted use of the likeness"
+    )
+    granted_on: dt.date = Field(description="date of the grant (YYYY-MM-DD)")
+    scope: str = Field(min_length=1, description="what the likeness may be used for")
+    note: str | None = Field(None, description="where the source media comes from and under which licence")
+
+    @field_validator("granted_on")
+    @classmethod
+    def _not_in_future(cls, day: dt.date) -> dt.date:
+        if day > dt.date.today():
+            raise fail(f"{day.isoformat()} is in the future")
+        return day
+
+
+class Disclosure(StrictModel):
+    """The visible label on every output of this persona."""
+
+    label: bool = Field(True, description="show the label; only an explicit false turns it off")
+    text: str = Field("AI-generated", min_length=1)
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "bottom-right"
+
+
+class Persona(StrictModel):
+    name: str = Field(min_length=1, description="display name (title cards, lower thirds)")
+    source: MediaFile = Field(description="face photo or short video, relative to this file")
+    looks: dict[str, MediaFile] = Field(
+        default_factory=dict, description="per-emotion source clips or photos: {emotion: path}"
+    )
+    emotions: dict[str, dict[str, FiniteFloat]] = Field(
+        default_factory=dict,
+        description=f"emotions this persona adds or redefines: {{name: {{param: value}}}}; params: {', '.join(PARAMS)}",
+    )
+    engine: EngineSettings | None = Field(None, description="default engine of this persona's jobs")
+    consent: Consent
+    disclosure: Disclosure = Field(default_factory=Disclosure)
+
+    @property
+    def source_kind(self) -> SourceKind:
+        return source_kind(self.source)
+
+    def known_emotions(self) -> frozenset[str]:
+        return known_emotions(self.emotions)
+
+    @field_validator("emotions")
+    @classmethod
+    def _known_params(cls, emotions: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        raise_field_errors(
+            "Persona.emotions",
+            [
+                ((name, param), f"unknown expression parameter; known: {', '.join(PARAMS)}")
+                for name, values in emotions.items()
+                for param in values
+                if param not in PARAMS
+            ],
+        )
+        return emotions
+
+    @model_validator(mode="after")
+    def _looks_are_emotions(self) -> Persona:
+        known = self.known_emotions()
+        raise_field_errors(
+            "Persona",
+            [
+                (("looks", name), f"unknown emotion {name!r}; known: {', '.join(sorted(known))}")
+                for name in self.looks
+                if name not in known
+            ],
+        )
+        return self
