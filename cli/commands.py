@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-MODULES: list = []
+from cli import render
+
+MODULES: list = [render]

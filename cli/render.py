@@ -1,0 +1,129 @@
+"""`talkreel render`: every job of the given files/folders into finished MP4s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.batch import FAILED, INVALID, Outcome, Reporter, run_batch
+from cli.errors import EXIT_OK, handle_errors, verbose
+from cli.output import err_console, print_json
+
+
+class RichReporter(Reporter):
+    """Overall and per-job progress bars (frames, frames/s, ETA) on stderr; one line per finished job."""
+
+    def __init__(self, total_jobs: int | None = None):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self._job_task = None
+        self._stage = None
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def job_started(self, job: str, total_frames: int | None) -> None:
+        self._job_task = self.progress.add_task(Path(job).name, total=total_frames, rate="")
+        self._stage = None
+
+    def job_progress(self, job: str, stage: str, done: int, total: int) -> None:
+        if self._job_task is None:
+            return
+        if stage != self._stage:
+            self._stage = stage
+            self.progress.reset(self._job_task, total=total, description=f"{Path(job).name} [{stage}]")
+        task = self.progress.tasks[self.progress.task_ids.index(self._job_task)]
+        rate = f"{task.speed:.0f} frames/s" if task.speed else ""
+        self.progress.update(self._job_task, completed=done, rate=rate)
+
+    def job_finished(self, outcome: Outcome) -> None:
+        if self._job_task is not None:
+            self.progress.remove_task(self._job_task)
+            self._job_task = None
+        style = {FAILED: "red", INVALID: "red"}.get(outcome.status, "green")
+        where = f" -> {outcome.output}" if outcome.output and outcome.status not in (FAILED, INVALID) else ""
+        took = f" ({outcome.seconds:.1f} s)" if outcome.seconds and outcome.seconds > 0.05 else ""
+        self.progress.console.print(f"[{style}]{outcome.status}[/{style}] {outcome.job}{where}{took}", highlight=False)
+        if outcome.error:
+            self.progress.console.print(f"  {outcome.error}", markup=False, highlight=False)
+        if outcome.traceback and verbose():
+            self.progress.console.print(outcome.traceback, markup=False, highlight=False)
+
+    def waiting_for_lock(self, job: str, output: Path) -> None:
+        self.progress.console.print(f"waiting: another talkreel process is rendering {output}", highlight=False)
+
+
+class QuietReporter(Reporter):
+    """--quiet: errors only."""
+
+    def job_finished(self, outcome: Outcome) -> None:
+        if outcome.error:
+            err_console.print(outcome.error, markup=False, highlight=False)
+
+
+@handle_errors
+def render(
+    paths: list[Path] = typer.Argument(..., help="Job files or folders of job files."),
+    engine: str | None = typer.Option(None, "--engine", help="Render every job with this engine."),
+    out: Path = typer.Option(Path("out"), "--out", help="Output folder."),
+    force: bool = typer.Option(False, "--force", help="Render even when the output is up to date."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; render nothing."),
+    shard: str | None = typer.Option(None, "--shard", help="K/N: render only the K-th of N shares of the jobs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one machine-readable summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; errors only."),
+    allow_outside_paths: bool = typer.Option(
+        False, "--allow-outside-paths", help="Allow input paths outside the project root."
+    ),
+) -> None:
+    """Render every job into a finished MP4 (with a .json record beside it)."""
+    kwargs = dict(
+        engine=engine, force=force, dry_run=dry_run, shard=shard, allow_outside_paths=allow_outside_paths
+    )
+    if quiet or as_json or dry_run:
+        result = run_batch(paths, out, reporter=QuietReporter(), **kwargs)
+    else:
+        with RichReporter() as reporter:
+            result = run_batch(paths, out, reporter=reporter, **kwargs)
+
+    if as_json:
+        print_json({"dry_run": dry_run, **result.as_dict()})
+    elif dry_run:
+        _print_plan(result.outcomes)
+    elif not quiet:
+        counts = ", ".join(f"{n} {status}" for status, n in result.counts().items())
+        err_console.print(f"{len(result.outcomes)} jobs: {counts}", highlight=False)
+    if result.exit_code != EXIT_OK:
+        raise typer.Exit(result.exit_code)
+
+
+def _print_plan(outcomes: list[Outcome]) -> None:
+    from rich.table import Table
+
+    table = Table("job", "status", "engine", "frames (est.)", "output")
+    for o in outcomes:
+        table.add_row(o.job, o.status, o.engine or "", "" if o.frames is None else str(o.frames), o.output or o.error or "")
+    err_console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render)

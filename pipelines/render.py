@@ -1,0 +1,361 @@
+"""One job, end to end: plan (is it up to date?), audio, expression, engine frames, compose, mux, record.
+
+Stage A streams the engine's frames into lossless chunk files in the job's work folder; a render killed at any
+point resumes at the first missing chunk. Stage B streams those frames through the compositor into the one
+final encode. Nothing holds the whole clip in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.cache import FileHasher, atomic_write_text, code_version, hash_payload
+from pipelines.engines.base import Engine, RenderSettings
+from pipelines.errors import InputError, RenderError
+from pipelines.spec.audio import FileAudio, SegmentsAudio, TextAudio
+from pipelines.spec.loader import LoadedJob
+from pipelines.speech.track import Speech, TimedUnit
+
+RECORD_VERSION = 1
+CHUNK_FRAMES = 100  # frames per resumable checkpoint: a kill loses at most this much engine work
+FEATURE_RATE = 16000
+
+StageProgress = Callable[[str, int, int], None]
+"""Called with (stage, frames done, frames total) while frames flow."""
+
+
+@dataclass
+class JobPlan:
+    """What rendering one job means before anything heavy runs."""
+
+    loaded: LoadedJob
+    out_path: Path
+    content_hash: str
+    inputs: dict[str, str]  # input file -> sha256
+    up_to_date: bool
+
+    @property
+    def record_path(self) -> Path:
+        return record_path_for(self.out_path)
+
+    @property
+    def work_dir(self) -> Path:
+        # Keyed by content hash: a changed job never resumes from another version's chunks.
+        return self.out_path.parent / ".talkreel" / f"{self.out_path.stem}-{self.content_hash[:16]}"
+
+    @property
+    def engine_name(self) -> str:
+        return self.loaded.job.engine.name
+
+
+def record_path_for(out_path: Path) -> Path:
+    return out_path.with_suffix(".json")
+
+
+def input_files(loaded: LoadedJob) -> list[Path]:
+    """Every file whose bytes shape the output."""
+    job, persona = loaded.job, loaded.persona
+    files: list[Path] = [persona.source, *persona.looks.values()]
+    if isinstance(job.audio, FileAudio):
+        files.append(job.audio.file)
+    elif isinstance(job.audio, SegmentsAudio):
+        files.extend(job.audio.files())
+    for extra in (job.question_audio, job.theme):
+        if extra is not None:
+            files.append(extra)
+    background = job.layout.background
+    if background is not None and Path(str(background)).is_file():
+        files.append(Path(str(background)))
+    return files
+
+
+def plan_job(loaded: LoadedJob, out_dir: Path, hasher: FileHasher, force: bool = False) -> JobPlan:
+    job = loaded.job
+    out_path = (out_dir / job.output.path).resolve()
+    inputs = {str(p): hasher(p) for p in sorted(set(input_files(loaded)))}
+    content_hash = hash_payload(
+        {
+            "job": job.model_dump(mode="json"),
+            "persona": loaded.persona.model_dump(mode="json"),
+            "inputs": inputs,
+            "code": code_version(),
+        }
+    )
+    up_to_date = False
+    if not force and out_path.is_file():
+        up_to_date = read_record(out_path).get("content_hash") == content_hash
+    return JobPlan(loaded, out_path, content_hash, inputs, up_to_date)
+
+
+def read_record(out_path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(record_path_for(out_path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def estimate_frames(loaded: LoadedJob) -> int | None:
+    """A cheap frame estimate for --dry-run (files probed; draft text at ~14 characters per second)."""
+    from pipelines.media.probe import probe
+
+    job = loaded.job
+    fps = job.output.fps
+    if isinstance(job.audio, TextAudio):
+        return round(len(job.audio.text) / 14.0 * fps)
+    seconds = 0.0
+    try:
+        if isinstance(job.audio, FileAudio):
+            seconds = probe(job.audio.file).duration
+        else:
+            for seg in job.audio.segments:
+                seconds += getattr(seg, "pause", 0.0) or (probe(seg.file).duration if hasattr(seg, "file") else 0)
+    except Exception:
+        return None
+    return round(seconds * fps)
+
+
+@dataclass
+class Timings:
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+def _speech_inputs(loaded: LoadedJob, work_dir: Path) -> tuple[Any, list]:
+    """The audio pieces for media.prepare_audio, and the TTS result when the job drafts its speech from text."""
+    from pipelines.media.audio import RawAudio
+
+    audio = loaded.job.audio
+    if isinstance(audio, TextAudio):
+        from pipelines.speech.tts import synthesize
+
+        synthesis = synthesize(audio.text, voice=audio.voice)
+        return synthesis, [RawAudio(synthesis.samples, synthesis.sample_rate)]
+    if isinstance(audio, FileAudio):
+        return None, [audio.file]
+    return None, [seg.file if hasattr(seg, "file") else float(seg.pause) for seg in audio.segments]
+
+
+def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple[tuple[TimedUnit, ...], ...]:
+    """Phoneme and word timing: espeak's own for draft text, DTW alignment of the script for a recording."""
+    if synthesis is not None:
+        return tuple(synthesis.phonemes), tuple(synthesis.words)
+    script = loaded.job.script
+    if not script:
+        return (), ()
+    from pipelines.speech.align import align_script
+
+    voice = "en"
+    phonemes, words = align_script(samples_16k, FEATURE_RATE, script, voice=voice)
+    return tuple(phonemes), tuple(words)
+
+
+class _FaceFlags:
+    """Per-frame face-found flags, saved beside the chunks so a resumed render still counts every frame."""
+
+    def __init__(self, path: Path, n_frames: int, done: int):
+        self.path = path
+        self.flags = np.ones(n_frames, dtype=bool)
+        if done and path.is_file():
+            saved = np.load(path, allow_pickle=False)
+            self.flags[: min(done, len(saved))] = saved[:done]
+
+    def save(self, upto: int) -> None:
+        tmp = self.path.with_suffix(".tmp.npy")
+        np.save(tmp, self.flags[:upto])
+        tmp.replace(self.path)
+
+
+def render_job(
+    plan: JobPlan,
+    engine: Engine,
+    cache: Any,
+    progress: StageProgress | None = None,
+) -> dict[str, Any]:
+    """Render one planned job into plan.out_path (atomically) and return its record (also written beside it)."""
+    from pipelines.media.audio import prepare_audio
+    from pipelines.media.video_out import ChunkWriter, completed_frames, iter_chunk_frames
+
+    loaded = plan.loaded
+    job, persona = loaded.job, loaded.persona
+    fps = float(job.output.fps)
+    timings = Timings()
+    work = plan.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    report = progress or (lambda *_: None)
+
+    with timings.stage("audio"):
+        try:
+            synthesis, pieces = _speech_inputs(loaded, work)
+            audio = prepare_audio(pieces, fps, work / "audio")
+        except InputError as exc:
+            raise InputError(loaded.job_path, exc.field or "audio", exc.message) from None
+        phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
+        speech = Speech(audio.samples_16k, FEATURE_RATE, fps, audio.n_frames, phonemes, words)
+    n_frames = audio.n_frames
+
+    with timings.stage("expression"):
+        from pipelines.expression.build import build_expression_track
+
+        try:
+            expression = build_expression_track(
+                job.emotion,
+                n_frames,
+                fps,
+                job.seed,
+                idle=getattr(job.engine, "idle", 1.0),
+                custom_emotions=persona.emotions,
+            )
+        except ValueError as exc:
+            raise InputError(loaded.job_path, "emotion", str(exc)) from None
+
+    settings = RenderSettings(fps=fps, size=job.output.size, seed=job.seed, engine=job.engine)
+    with timings.stage("prepare"):
+        prepared = engine.prepare(persona, settings, cache)
+
+    chunks = work / "chunks"
+    start = completed_frames(chunks) if chunks.is_dir() else 0
+    faces = _FaceFlags(work / "face_found.npy", n_frames, start)
+    with timings.stage("engine"):
+        if start < n_frames:
+            frames = engine.render(
+                prepared,
+                speech,
+                expression,
+                settings,
+                progress=lambda done: report("render", start + done, n_frames),
+                start=start,
+            )
+            _write_chunks(frames, chunks, fps, start, n_frames, faces, ChunkWriter, report)
+        if completed_frames(chunks) != n_frames:
+            raise RenderError(f"engine {engine.name} produced {completed_frames(chunks)} of {n_frames} frames")
+    clip_size = _chunk_size(chunks)
+
+    with timings.stage("compose"):
+        from pipelines.compose.plan import plan_composition
+
+        composition = plan_composition(
+            job=job,
+            persona=persona,
+            clip_size=clip_size,
+            fps=fps,
+            speech=speech,
+            clip_audio=audio.wav_48k,
+            work_dir=work / "compose",
+            output_id=plan.content_hash[:16],
+        )
+
+    with timings.stage("encode"):
+        from pipelines.media.video_out import encode_final
+
+        composed = work / "composed.mp4"
+        counted = _count_frames(composition.frames(iter_chunk_frames(chunks)), composition.n_frames, report)
+        encode_final(
+            counted,
+            composition.n_frames,
+            fps,
+            composition.size,
+            composition.audio_wav,
+            composed,
+            crf=job.output.crf,
+            preset=getattr(job.engine, "x264_preset", "medium"),
+        )
+
+    with timings.stage("provenance"):
+        from pipelines.provenance.c2pa_manifest import sign_output
+
+        provenance = sign_output(composed, plan.out_path, job=job, persona=persona, engine=engine)
+        sidecars = composition.write_sidecars(plan.out_path)
+
+    record = {
+        "record_version": RECORD_VERSION,
+        "content_hash": plan.content_hash,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "talkreel": code_version(),
+        "job": str(loaded.job_path),
+        "output": str(plan.out_path),
+        "kind": job.kind,
+        "persona": {"name": persona.name, "dir": str(loaded.persona_dir), "consent": persona.consent.model_dump(mode="json")},
+        "inputs": plan.inputs,
+        "engine": {"name": engine.name, "settings": job.engine.model_dump(mode="json"), **_engine_info(engine)},
+        "seed": job.seed,
+        "fps": fps,
+        "frames": {"clip": n_frames, "output": composition.n_frames, "without_face": int((~faces.flags).sum())},
+        "duration": {"speech": audio.duration, "output": composition.n_frames / fps},
+        "audio": {
+            "source_duration": audio.source_duration,
+            "loudness_in": vars(audio.loudness_in),
+            "loudness_out": vars(audio.loudness_out) if audio.loudness_out else None,
+            "normalisation": audio.normalisation,
+            "timing": "espeak" if synthesis is not None else ("aligned" if phonemes else "none"),
+        },
+        "composition": composition.applied,
+        "provenance": provenance,
+        "sidecars": [str(p) for p in sidecars],
+        "timings": timings.stages,
+    }
+    atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
+    shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def _write_chunks(frames, chunks, fps, start, n_frames, faces, writer_cls, report) -> None:
+    """Stream frames into chunk files; the first frame decides the size (engines choose their framing)."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return
+    size = (first.image.shape[1], first.image.shape[0])
+    with writer_cls(chunks, fps, size, chunk_frames=CHUNK_FRAMES) as writer:
+        index = start
+        for frame in _chain(first, frames):
+            if index >= n_frames:
+                raise RenderError(f"engine yielded more than the {n_frames} frames the audio needs")
+            writer.write(frame.image)
+            faces.flags[index] = frame.face_found
+            index += 1
+            if (index - start) % CHUNK_FRAMES == 0:
+                faces.save(index)  # the chunk ending here is on disk now
+            report("render", index, n_frames)
+    faces.save(index)
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _chunk_size(chunks: Path) -> tuple[int, int]:
+    from pipelines.media.probe import probe
+    from pipelines.media.video_out import completed_chunks
+
+    info = probe(completed_chunks(chunks)[0][2])
+    return info.width, info.height
+
+
+def _count_frames(frames: Iterator[np.ndarray], total: int, report: StageProgress) -> Iterator[np.ndarray]:
+    for i, frame in enumerate(frames, 1):
+        yield frame
+        report("encode", i, total)
+
+
+def _engine_info(engine: Engine) -> dict[str, Any]:
+    """Weights revisions and other facts an engine reports about itself (optional `describe()`)."""
+    describe = getattr(engine, "describe", None)
+    return dict(describe()) if callable(describe) else {}
