@@ -1,0 +1,528 @@
+"""Landmark-driven face warps: expression parameters -> landmark displacements -> a smooth dense image warp.
+
+Independent of any engine: the preview engine animates faces with them and the diffusion engines pre-condition
+their reference frames with the upper-face part (brows, eyes, cheeks).
+
+Method
+- Every parameter moves a few named mesh landmarks ("movers") by a displacement proportional to the parameter, in
+  the face's own frame (x along the eye line, y down the face) and in units of the inter-ocular distance, so the
+  same numbers work at any image size and head roll.
+- The displacement of any pixel is a normalised Gaussian blend of the movers' displacements,
+  `F(p) = sum_i w_i(p) d_i / max(sum_j w_j(p), 1)`, where "anchor" landmarks with zero displacement take part in the
+  denominator (so the nose stays put while the lip under it moves). F is linear in the parameters, so for a given
+  face every parameter's field is computed once (a "basis", on a coarse grid) and a frame costs one weighted sum.
+- Each field lives in a local patch (eyes+brows, mouth+jaw) and is multiplied by a window that is 1 inside and
+  falls smoothly to exactly 0 at the patch border: no seam can appear, pixels outside the patches are untouched.
+- The image is resampled backwards (cv2.remap); the inverse of the forward field is found with a few fixed-point
+  steps B = -F(p + B), each a remap of the small coarse field.
+- The lips are the one place where the face tears: an opening mouth splits the inner-lip line. The mouth patch has
+  two fields, one for everything above the inner lips and one for everything below; each output pixel takes the
+  field of its side of the displaced lower inner lip. The opening between the lips is then painted by
+  `mouth_fill` (dark cavity, a hint of upper teeth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pipelines.expression.track import PARAMS
+from pipelines.face import mesh
+
+MOUTH_PARAMS: tuple[str, ...] = ("mouth_open", "mouth_width", "mouth_round", "mouth_closure")
+"""Speech-driven mouth parameters (from the speech MouthTrack): opening 0..1, width -1..1, rounding 0..1, closure 0..1."""
+UPPER_PARAMS: tuple[str, ...] = (
+    "brow_raise",
+    "brow_lower",
+    "brow_inner",
+    "eye_open",
+    "blink",
+    "smile_cheeks",
+)
+"""What `regions="upper"` animates: brows, eyes and the cheek lift of a smile, never the mouth."""
+WARP_PARAMS: tuple[str, ...] = (
+    "smile",
+    "brow_raise",
+    "brow_lower",
+    "brow_inner",
+    "eye_open",
+    "blink",
+    "jaw",
+    *MOUTH_PARAMS,
+)
+
+# Landmarks the shared mesh table does not name, used only as extra movers/anchors for smooth fields.
+_LEFT_CREASE = (247, 30, 29, 27, 28, 56, 190)  # skin fold above the image-left upper lid, outer -> inner
+_RIGHT_CREASE = (467, 260, 259, 257, 258, 286, 414)
+_LEFT_CHEEK = (205, 50, 207, 187, 36, 101, 118)
+_RIGHT_CHEEK = (425, 280, 427, 411, 266, 330, 347)
+_FOREHEAD_LEFT = (104, 69, 108)
+_FOREHEAD_RIGHT = (333, 299, 337)
+_BELOW_LEFT_EYE = (25, 110, 24, 23, 22, 26, 112)
+_BELOW_RIGHT_EYE = (255, 339, 254, 253, 252, 256, 341)
+_EXACT = ("blink", "eye_open")  # narrow lid fields that must reach their targets (see _Patch._basis)
+_LOWER_CHIN = (152, 148, 176, 377, 400, 175, 171, 396, 199, 200)
+
+
+def _lids(contour: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    # mesh eye contours: outer corner, lower lid (7), inner corner, upper lid (7, inner -> outer)
+    lower = list(contour[1:8])
+    upper = list(contour[9:16])[::-1]
+    return upper, lower
+
+
+def _lips() -> tuple[list[int], list[int], list[int], list[int]]:
+    # mesh lip contours: corner, lower lip (9 points), corner, upper lip (9 points, back towards the first corner)
+    outer, inner = mesh.LIPS_OUTER, mesh.LIPS_INNER
+    return list(outer[11:20]), list(outer[1:10]), list(inner[11:20]), list(inner[1:10])
+
+
+@dataclass
+class _Movers:
+    idx: list[int] = field(default_factory=list)
+    disp: list[np.ndarray] = field(
+        default_factory=list
+    )  # per mover (2,) in face units (x along eyes, y down)
+    sigma: list[float] = field(default_factory=list)  # in pixels
+
+    def add(self, idx, dx, dy, sigma):
+        for i, a, b in zip(idx, np.broadcast_to(dx, len(idx)), np.broadcast_to(dy, len(idx)), strict=True):
+            self.idx.append(int(i))
+            self.disp.append(np.array([a, b], np.float64))
+            self.sigma.append(float(sigma))
+
+
+class FaceRig:
+    """Warp bases of one face (its 478 landmarks in one image); reused for every frame that shows this face.
+
+    `regions`: "all" or "upper" (brows, eyes, cheek lift only; the mouth patch is not built at all).
+    """
+
+    def __init__(self, landmarks: np.ndarray, image_shape: Sequence[int], regions: str = "all"):
+        if regions not in ("all", "upper"):
+            raise ValueError(f"regions must be 'all' or 'upper', got {regions!r}")
+        pts = np.asarray(landmarks, np.float64)[:, :2]
+        self.points = pts
+        self.regions = regions
+        self.height, self.width = int(image_shape[0]), int(image_shape[1])
+        left_eye = pts[list(mesh.LEFT_EYE)].mean(0)
+        right_eye = pts[list(mesh.RIGHT_EYE)].mean(0)
+        self.unit = float(np.linalg.norm(right_eye - left_eye))  # inter-ocular distance in pixels
+        ex = (right_eye - left_eye) / self.unit
+        self.axes = np.stack([ex, np.array([-ex[1], ex[0]])])  # rows: face x, face y (down)
+        self.patches: list[_Patch] = []
+        self._build_upper()
+        if regions == "all":
+            self._build_mouth()
+
+    # ---- parameter rows ---------------------------------------------------------------------------------
+    def coefficients(self, params: Mapping[str, float] | np.ndarray) -> dict[str, float]:
+        """Parameters (a dict, or a row aligned with PARAMS) -> the amounts of each warp basis."""
+        if not isinstance(params, Mapping):
+            row = np.asarray(params, np.float64).ravel()
+            params = dict(zip(PARAMS, row, strict=False))
+        p = {k: float(params.get(k, 0.0)) for k in WARP_PARAMS}
+        blink = float(np.clip(p["blink"], 0.0, 1.0))
+        smile = p["smile"]
+        coef = {
+            "brow_raise": p["brow_raise"],
+            "brow_lower": p["brow_lower"],
+            "brow_inner": p["brow_inner"],
+            # a closing lid overrides widening/narrowing, so lids never cross
+            "eye_open": p["eye_open"] * (1.0 - blink),
+            "blink": blink,
+            "smile_cheeks": smile,
+        }
+        if self.regions == "all":
+            coef.update(
+                smile=smile,
+                mouth_open=float(np.clip(p["mouth_open"] + p["jaw"], 0.0, 1.3)),
+                mouth_width=p["mouth_width"],
+                mouth_round=p["mouth_round"],
+                mouth_closure=p["mouth_closure"] * (1.0 - min(1.0, p["mouth_open"] + p["jaw"])),
+            )
+        return coef
+
+    def displaced_landmarks(self, params) -> np.ndarray:
+        """(478, 2) landmark positions after the warp: each point moved by the field where it lies."""
+        coef = self.coefficients(params)
+        out = self.points.copy()
+        for patch in self.patches:
+            out += patch.landmark_shift(coef)
+        return out
+
+    def apply(self, image: np.ndarray, params) -> np.ndarray:
+        """The warped image (a new array; the input is not modified)."""
+        coef = self.coefficients(params)
+        out = image.copy()
+        for patch in self.patches:
+            patch.apply(image, out, coef)
+        if self.regions == "all":
+            mouth_fill(out, self.displaced_landmarks(params), self.unit, coef["mouth_open"])
+        return out
+
+    # ---- the two patches --------------------------------------------------------------------------------
+    def _gap(self, upper, lower) -> np.ndarray:
+        return (self.points[lower] - self.points[upper]) @ self.axes.T / self.unit  # face units, per pair
+
+    def _build_upper(self) -> None:
+        u = self.unit
+        params = {k: _Movers() for k in UPPER_PARAMS}
+        anchors: list[int] = [*mesh.NOSE_BRIDGE, mesh.NOSE_TIP, *mesh.NOSE_BOTTOM, *mesh.NOSE_ALAE]
+        for contour, crease, below, brow_up, brow_low, cheek, forehead in (
+            (
+                mesh.LEFT_EYE,
+                _LEFT_CREASE,
+                _BELOW_LEFT_EYE,
+                mesh.LEFT_BROW_UPPER,
+                mesh.LEFT_BROW_LOWER,
+                _LEFT_CHEEK,
+                _FOREHEAD_LEFT,
+            ),
+            (
+                mesh.RIGHT_EYE,
+                _RIGHT_CREASE,
+                _BELOW_RIGHT_EYE,
+                mesh.RIGHT_BROW_UPPER,
+                mesh.RIGHT_BROW_LOWER,
+                _RIGHT_CHEEK,
+                _FOREHEAD_RIGHT,
+            ),
+        ):
+            upper, lower = _lids(contour)
+            gap = self._gap(upper, lower)[:, 1]
+            gap_px = max(float(np.median(gap)) * u, 2.0)
+            lid_sigma = max(0.45 * gap_px, 1.5)
+            # profile along the lid: full in the middle, less towards the corners where the lids meet
+            profile = np.sin(np.linspace(0.15, np.pi - 0.15, len(upper)))
+            corners = [contour[0], contour[8]]
+            params["blink"].add(upper, 0.0, 0.86 * gap * np.maximum(profile, 0.5), lid_sigma)
+            params["blink"].add(lower, 0.0, -0.14 * gap * profile, lid_sigma)
+            params["blink"].add(crease, 0.0, 0.35 * gap * profile, lid_sigma * 1.6)
+            params["eye_open"].add(upper, 0.0, -0.35 * gap * profile, lid_sigma)
+            params["eye_open"].add(lower, 0.0, 0.12 * gap * profile, lid_sigma)
+            params["eye_open"].add(crease, 0.0, -0.15 * gap * profile, lid_sigma * 1.6)
+            for k in ("blink", "eye_open"):
+                params[k].add(corners, 0.0, 0.0, lid_sigma)
+                params[k].add(below, 0.0, 0.0, lid_sigma * 1.5)
+            brow = list(brow_up) + list(brow_low)
+            inner_sign = (
+                1.0 if contour is mesh.LEFT_EYE else -1.0
+            )  # +x points from the image-left eye to the other
+            w = np.tile(np.linspace(0.0, 1.0, 5), 2)  # 0 at the outer end, 1 at the inner end
+            params["brow_raise"].add(brow, 0.0, -0.10, 0.13 * u)
+            params["brow_raise"].add(forehead, 0.0, -0.05, 0.15 * u)
+            params["brow_raise"].add(crease, 0.0, -0.025, 0.08 * u)
+            params["brow_lower"].add(brow, inner_sign * 0.05 * w, 0.045 + 0.05 * w, 0.12 * u)
+            params["brow_lower"].add(crease, 0.0, 0.015, 0.08 * u)
+            params["brow_inner"].add(brow, inner_sign * 0.015 * w, 0.02 - 0.11 * w, 0.11 * u)
+            params["smile_cheeks"].add(cheek, 0.0, -0.045, 0.14 * u)
+            params["smile_cheeks"].add(lower, 0.0, -0.02 * profile, lid_sigma * 1.5)
+            params["smile_cheeks"].add(below, 0.0, -0.035, 0.1 * u)
+            for k in ("brow_raise", "brow_lower", "brow_inner"):
+                params[k].add(upper, 0.0, 0.0, lid_sigma)
+                params[k].add(lower, 0.0, 0.0, lid_sigma)
+            params["smile_cheeks"].add(upper, 0.0, 0.0, lid_sigma)
+            anchors += [*corners]
+        pts = self.points
+        idx = [
+            *mesh.LEFT_EYE,
+            *mesh.RIGHT_EYE,
+            *mesh.LEFT_BROW,
+            *mesh.RIGHT_BROW,
+            *_LEFT_CHEEK,
+            *_RIGHT_CHEEK,
+        ]
+        x0, y0 = pts[idx].min(0) - 0.35 * u
+        x1, y1 = pts[idx].max(0) + 0.35 * u
+        self.patches.append(
+            _Patch(
+                self,
+                (x0, y0, x1, y1),
+                {k: m for k, m in params.items()},
+                anchors,
+                None,
+                stride=max(1, round(u / 80)),
+            )
+        )
+
+    def _build_mouth(self) -> None:
+        u = self.unit
+        pts = self.points
+        up_out, low_out, up_in, low_in = _lips()
+        corners = list(mesh.MOUTH_CORNERS) + list(mesh.INNER_MOUTH_CORNERS)
+        mouth_c = pts[list(mesh.MOUTH_CORNERS)].mean(0)
+        half_w = float(np.linalg.norm(pts[mesh.MOUTH_CORNER_RIGHT] - pts[mesh.MOUTH_CORNER_LEFT])) / 2
+
+        def across(ids):  # -1 at the image-left corner .. +1 at the image-right corner
+            return np.clip(((pts[ids] - mouth_c) @ self.axes[0]) / half_w, -1.0, 1.0)
+
+        chin = list(_LOWER_CHIN)
+        jaw_side = [149, 150, 378, 379]
+        jaw_far = [136, 365]
+        lip_sigma = 0.1 * u
+        up = {k: _Movers() for k in ("smile", *MOUTH_PARAMS)}
+        low = {k: _Movers() for k in ("smile", *MOUTH_PARAMS)}
+        for side, lips in ((up, (up_out, up_in)), (low, (low_out, low_in))):
+            for ids in lips:
+                a = across(ids)
+                side["smile"].add(ids, 0.05 * a * np.abs(a), -0.10 * np.abs(a) ** 1.5, lip_sigma)
+                side["mouth_width"].add(ids, 0.07 * a, 0.0, lip_sigma)
+                side["mouth_round"].add(ids, -0.10 * a, 0.0, lip_sigma)
+            ac = across(corners)
+            side["smile"].add(corners, 0.06 * ac, -0.10, lip_sigma)
+            side["mouth_width"].add(corners, 0.07 * ac, 0.0, lip_sigma)
+            side["mouth_round"].add(corners, -0.10 * ac, 0.0, lip_sigma)
+            side["mouth_open"].add(corners, -0.02 * ac, 0.07, lip_sigma)
+            side["smile"].add([*_LEFT_CHEEK[:3], *_RIGHT_CHEEK[:3]], 0.0, -0.05, 0.14 * u)
+        bulge = lambda ids: 1.0 - across(ids) ** 2  # noqa: E731 - middle of the lip moves most
+        up["mouth_open"].add(up_in, 0.0, -0.07 * bulge(up_in), lip_sigma)
+        up["mouth_open"].add(up_out, 0.0, -0.05 * bulge(up_out), lip_sigma)
+        up["mouth_round"].add(up_out, 0.0, -0.03 * bulge(up_out), lip_sigma)
+        up["mouth_closure"].add(up_out, 0.0, 0.025 * bulge(up_out), lip_sigma)
+        up["mouth_closure"].add(up_in, 0.0, 0.01 * bulge(up_in), lip_sigma)
+        low["mouth_open"].add(low_in, 0.0, 0.07 + 0.26 * bulge(low_in), lip_sigma)
+        low["mouth_open"].add(low_out, 0.0, 0.07 + 0.24 * bulge(low_out), lip_sigma)
+        low["mouth_open"].add(chin, 0.0, 0.26, 0.15 * u)
+        low["mouth_open"].add(jaw_side, 0.0, 0.17, 0.15 * u)
+        low["mouth_open"].add(jaw_far, 0.0, 0.07, 0.15 * u)
+        low["mouth_round"].add(low_out, 0.0, 0.035 * bulge(low_out), lip_sigma)
+        low["mouth_closure"].add(low_out, 0.0, -0.03 * bulge(low_out), lip_sigma)
+        low["mouth_closure"].add(low_in, 0.0, -0.01 * bulge(low_in), lip_sigma)
+        anchors = [*mesh.NOSE_BOTTOM, *mesh.NOSE_ALAE, mesh.NOSE_TIP, 4, 5, 195]
+        idx = [*mesh.LIPS_OUTER, *chin, *jaw_side, *_LEFT_CHEEK[:3], *_RIGHT_CHEEK[:3]]
+        x0, y0 = pts[idx].min(0) - np.array([0.3, 0.25]) * u
+        x1, y1 = pts[idx].max(0) + np.array([0.3, 0.55]) * u
+        split = [mesh.INNER_MOUTH_CORNERS[0], *low_in, mesh.INNER_MOUTH_CORNERS[1]]
+        self.patches.append(
+            _Patch(self, (x0, y0, x1, y1), up, anchors, (low, split), stride=max(1, round(u / 25)))
+        )
+
+
+class _Patch:
+    """One local region: coarse per-parameter forward fields (one set per side for the mouth), window included."""
+
+    def __init__(self, rig: FaceRig, box, movers: dict[str, _Movers], anchors, lower, stride: int):
+        x0, y0, x1, y1 = box
+        self.x0, self.y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        self.x1, self.y1 = min(rig.width, int(np.ceil(x1))), min(rig.height, int(np.ceil(y1)))
+        self.rig = rig
+        self.stride = stride
+        h, w = self.y1 - self.y0, self.x1 - self.x0
+        self.shape = (h, w)
+        gh, gw = -(-h // stride) + 1, -(-w // stride) + 1
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64) * stride
+        self.grid = np.stack(
+            [gx + self.x0, gy + self.y0], -1
+        )  # (gh, gw, 2) image coordinates of coarse samples
+        self.window = self._window(gx, gy, w, h)
+        self.names = sorted(movers)
+        self.upper = self._basis(movers, anchors)
+        self.lower = None
+        self.split = None
+        if lower is not None:
+            low_movers, split = lower
+            self.lower = self._basis(low_movers, anchors)
+            self.split = split
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.base_x = xx + self.x0
+        self.base_y = yy + self.y0
+
+    @staticmethod
+    def _window(gx, gy, w, h):
+        # smoothstep ramp over the outer 18% of the patch on each side, exactly 0 on the border
+        def ramp(v, n):
+            band = max(0.18 * n, 2.0)
+            t = np.clip(np.minimum(v, n - v) / band, 0.0, 1.0)
+            return t * t * (3 - 2 * t)
+
+        return (ramp(gx, w) * ramp(gy, h))[..., None]
+
+    def _basis(self, movers: dict[str, _Movers], anchors) -> dict[str, np.ndarray]:
+        rig = self.rig
+        g = self.grid.reshape(-1, 2)
+        ids = np.array([int(i) for i in anchors])
+        a2 = ((g[:, None, :] - rig.points[ids][None]) ** 2).sum(-1)
+        anchor_w = np.exp(-a2 / (2 * (0.08 * rig.unit) ** 2)).sum(1)
+        out = {}
+        for name, m in movers.items():
+            if not m.idx:
+                continue
+            # each parameter's own controls (its zero-displacement ones included) plus the shared anchors
+            # form the denominator, so a wide brow control never dilutes a narrow lid control
+            c = rig.points[m.idx]
+            s = np.array(m.sigma)
+            wgt = np.exp(-((g[:, None, :] - c[None]) ** 2).sum(-1) / (2 * s[None] ** 2))
+            denom = np.maximum(wgt.sum(1) + anchor_w, 1.0)
+            disp_px = np.array(m.disp) @ rig.axes * rig.unit  # face units -> image pixels
+            amounts = disp_px
+            if name in _EXACT:
+                # lids: solve for the blend amounts that make the field pass through every control's displacement
+                # (neighbouring controls otherwise water each other down and a blink stops half way)
+                k = np.exp(-((c[:, None, :] - c[None]) ** 2).sum(-1) / (2 * s[None] ** 2))
+                ka = np.exp(
+                    -((c[:, None, :] - rig.points[ids][None]) ** 2).sum(-1) / (2 * (0.08 * rig.unit) ** 2)
+                )
+                kd = np.maximum(k.sum(1) + ka.sum(1), 1.0)
+                amounts = np.linalg.solve(k + 0.02 * np.eye(len(c)), disp_px * kd[:, None])
+            f = (wgt @ amounts) / denom[:, None]
+            out[name] = (f.reshape(self.grid.shape) * self.window).astype(np.float32)
+        return out
+
+    def _field(self, basis: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray | None:
+        f = None
+        for name, field_ in basis.items():
+            c = coef.get(name, 0.0)
+            if c != 0.0:
+                f = field_ * c if f is None else f + field_ * c
+        return f
+
+    def _inverse(self, forward: np.ndarray) -> np.ndarray:
+        """Backward displacement at the coarse samples: B = -F(p + B), a few fixed-point steps."""
+        gh, gw = forward.shape[:2]
+        base = np.mgrid[0:gh, 0:gw][::-1].astype(np.float32).transpose(1, 2, 0)  # (x, y) in coarse cells
+        back = -forward
+        for _ in range(5):
+            m = base + back / self.stride
+            back = -cv2.remap(forward, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        return back
+
+    def _dense(self, back: np.ndarray) -> np.ndarray:
+        h, w = self.shape
+        gh, gw = back.shape[:2]
+        # coarse sample k sits at pixel k*stride: resize over the padded extent, then crop
+        return cv2.resize(
+            back, ((gw - 1) * self.stride + 1, (gh - 1) * self.stride + 1), interpolation=cv2.INTER_LINEAR
+        )[:h, :w]
+
+    def lower_mask(self, coef) -> np.ndarray | None:
+        """1 where an output pixel belongs to the lower lip/jaw side (below the displaced lower inner lip)."""
+        if self.split is None:
+            return None
+        pts = self._split_points(coef)
+        h, w = self.shape
+        p = pts - np.array([self.x0, self.y0])
+        poly = np.concatenate([[[0, p[0, 1]]], p, [[w, p[-1, 1]], [w, h + 1], [0, h + 1]]])
+        mask = np.zeros((h, w), np.float32)
+        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+        k = max(3, int(self.rig.unit * 0.05) | 1)
+        return cv2.GaussianBlur(mask, (k, k), 0)
+
+    def _split_points(self, coef) -> np.ndarray:
+        pts = self.rig.points[self.split]
+        f = self._field(self.lower, coef)
+        if f is None:
+            return pts
+        return pts + _sample(f, (pts - [self.x0, self.y0]) / self.stride)
+
+    def landmark_shift(self, coef) -> np.ndarray:
+        pts = self.rig.points
+        shift = np.zeros_like(pts)
+        inside = (
+            (pts[:, 0] >= self.x0) & (pts[:, 0] < self.x1) & (pts[:, 1] >= self.y0) & (pts[:, 1] < self.y1)
+        )
+        cells = (pts[inside] - [self.x0, self.y0]) / self.stride
+        fu = self._field(self.upper, coef)
+        if fu is not None:
+            shift[inside] = _sample(fu, cells)
+        if self.lower is not None:
+            fl = self._field(self.lower, coef)
+            if fl is not None:
+                lower_ids = self._lower_side(pts)
+                sel = inside & lower_ids
+                shift[sel] = _sample(fl, (pts[sel] - [self.x0, self.y0]) / self.stride)
+        return shift
+
+    def _lower_side(self, pts) -> np.ndarray:
+        # landmarks below the inner-lip line, plus the lower inner lip itself (which sits on the line)
+        split = self.rig.points[self.split]
+        xs = np.interp(pts[:, 0], split[:, 0], split[:, 1], left=np.inf, right=np.inf)
+        below = pts[:, 1] > xs + 0.5
+        below[self.split[1:-1]] = True
+        below[list(mesh.INNER_MOUTH_CORNERS)] = False
+        return below
+
+    def apply(self, src: np.ndarray, out: np.ndarray, coef) -> None:
+        fu = self._field(self.upper, coef)
+        fl = self._field(self.lower, coef) if self.lower is not None else None
+        if fu is None and fl is None:
+            return
+        back = self._dense(self._inverse(fu if fu is not None else np.zeros_like(self.grid, np.float32)))
+        if self.lower is not None:
+            back_low = self._dense(
+                self._inverse(fl if fl is not None else np.zeros_like(self.grid, np.float32))
+            )
+            m = self.lower_mask(coef)[..., None]
+            back = back + m * (back_low - back)
+        mx = self.base_x + back[..., 0]
+        my = self.base_y + back[..., 1]
+        out[self.y0 : self.y1, self.x0 : self.x1] = cv2.remap(
+            src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+        )
+
+
+def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a coarse (gh, gw, 2) field at fractional cell coordinates (n, 2)."""
+    if len(cells) == 0:
+        return np.zeros((0, 2))
+    m = cells.astype(np.float32).reshape(-1, 1, 2)
+    return cv2.remap(field_, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(
+        -1, 2
+    )
+
+
+CAVITY_RGB = np.array([52, 18, 22], np.float32)
+TEETH_RGB = np.array([222, 214, 200], np.float32)
+
+
+def mouth_fill(image: np.ndarray, landmarks: np.ndarray, unit: float, opening: float) -> None:
+    """Paint the opening between the (displaced) inner lips in place: dark cavity, upper teeth hinted at the top."""
+    if opening <= 0.02:
+        return
+    inner = np.asarray(landmarks, np.float64)[list(mesh.LIPS_INNER), :2]
+    x0, y0 = np.floor(inner.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    h, w = y1 - y0, x1 - x0
+    poly = inner - [x0, y0]
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+    mask = cv2.GaussianBlur(mask, (3, 3), 0)
+    # the teeth: a band hanging from the upper inner lip, narrower than the mouth, a fraction of the opening high
+    upper = poly[[0, *range(19, 9, -1)]]  # upper inner lip from the image-left corner to the right corner
+    teeth_h = min(0.07 * unit, 0.45 * float(np.ptp(poly[:, 1])))
+    teeth = np.zeros((h, w), np.float32)
+    band = np.concatenate([upper, (upper + [0, teeth_h])[::-1]])
+    cv2.fillPoly(teeth, [np.round(band * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+    cx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    teeth *= np.clip(
+        1.3 - 1.1 * np.abs(cx) ** 2, 0, 1
+    )  # fade towards the corners, where teeth recede into shadow
+    k = max(3, int(unit * 0.03) | 1)
+    teeth = cv2.GaussianBlur(teeth, (k, k), 0) * 0.8
+    yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    cavity = CAVITY_RGB * (0.75 + 0.35 * yy)  # a little lighter towards the tongue at the bottom
+    colour = cavity + teeth[..., None] * (TEETH_RGB - cavity)
+    alpha = (mask * min(1.0, (opening - 0.02) / 0.1))[..., None]
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
+
+
+def warp_face(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    params: Mapping[str, float] | np.ndarray,
+    regions: str = "all",
+) -> np.ndarray:
+    """Warp one face: `params` is a dict (names from PARAMS and MOUTH_PARAMS) or a row aligned with PARAMS.
+
+    regions="upper" animates brows, eyes and cheeks only (what the diffusion engines pre-condition); for many
+    frames of the same face build a `FaceRig` once and call `rig.apply(image, params)`.
+    """
+    return FaceRig(landmarks, image.shape, regions).apply(image, params)
