@@ -101,7 +101,9 @@ def _engine_override(name: str | None):
     except Exception:
         from pipelines.engines.base import engine_names
 
-        raise InputError(None, "--engine", f"unknown engine {name!r}; known: {', '.join(engine_names())}") from None
+        raise InputError(
+            None, "--engine", f"unknown engine {name!r}; known: {', '.join(engine_names())}"
+        ) from None
 
 
 def run_batch(
@@ -128,7 +130,9 @@ def run_batch(
 
     batch = load_batch(list(paths), allow_outside_paths=allow_outside_paths)
     for error in batch.errors:
-        result.outcomes.append(Outcome(job=error.file or "?", status=INVALID, error=str(error), exit_code=EXIT_INPUT))
+        result.outcomes.append(
+            Outcome(job=error.file or "?", status=INVALID, error=str(error), exit_code=EXIT_INPUT)
+        )
 
     jobs = sorted(batch.jobs, key=lambda j: str(j.job_path))
     if shard_kn:
@@ -145,7 +149,12 @@ def run_batch(
             plans.append(plan_job(loaded, out_dir, hasher, force=force))
         except OSError as exc:
             result.outcomes.append(
-                Outcome(job=str(loaded.job_path), status=INVALID, error=f"{loaded.job_path}: {exc}", exit_code=EXIT_INPUT)
+                Outcome(
+                    job=str(loaded.job_path),
+                    status=INVALID,
+                    error=f"{loaded.job_path}: {exc}",
+                    exit_code=EXIT_INPUT,
+                )
             )
 
     if dry_run:
@@ -177,7 +186,9 @@ def _create_engine(name: str) -> Any:
     return create_engine(name)
 
 
-def _run_one(plan, out_dir: Path, force: bool, engines, make_engine, cache, hasher, reporter: Reporter) -> Outcome:
+def _run_one(
+    plan, out_dir: Path, force: bool, engines, make_engine, cache, hasher, reporter: Reporter
+) -> Outcome:
     from pipelines.locks import OutputLock
     from pipelines.render import plan_job, render_job
 
@@ -201,7 +212,10 @@ def _run_one(plan, out_dir: Path, force: bool, engines, make_engine, cache, hash
             engines[plan.engine_name] = make_engine(plan.engine_name)
         reporter.job_started(job, None)
         record = render_job(
-            plan, engines[plan.engine_name], cache, progress=lambda s, d, t: reporter.job_progress(job, s, d, t)
+            plan,
+            engines[plan.engine_name],
+            cache,
+            progress=lambda s, d, t: reporter.job_progress(job, s, d, t),
         )
         outcome.status = RENDERED
         outcome.frames = record["frames"]["output"]

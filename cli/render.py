@@ -63,14 +63,18 @@ class RichReporter(Reporter):
         style = {FAILED: "red", INVALID: "red"}.get(outcome.status, "green")
         where = f" -> {outcome.output}" if outcome.output and outcome.status not in (FAILED, INVALID) else ""
         took = f" ({outcome.seconds:.1f} s)" if outcome.seconds and outcome.seconds > 0.05 else ""
-        self.progress.console.print(f"[{style}]{outcome.status}[/{style}] {outcome.job}{where}{took}", highlight=False)
+        self.progress.console.print(
+            f"[{style}]{outcome.status}[/{style}] {outcome.job}{where}{took}", highlight=False
+        )
         if outcome.error:
             self.progress.console.print(f"  {outcome.error}", markup=False, highlight=False)
         if outcome.traceback and verbose():
             self.progress.console.print(outcome.traceback, markup=False, highlight=False)
 
     def waiting_for_lock(self, job: str, output: Path) -> None:
-        self.progress.console.print(f"waiting: another talkreel process is rendering {output}", highlight=False)
+        self.progress.console.print(
+            f"waiting: another talkreel process is rendering {output}", highlight=False
+        )
 
 
 class QuietReporter(Reporter):
@@ -88,7 +92,9 @@ def render(
     out: Path = typer.Option(Path("out"), "--out", help="Output folder."),
     force: bool = typer.Option(False, "--force", help="Render even when the output is up to date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; render nothing."),
-    shard: str | None = typer.Option(None, "--shard", help="K/N: render only the K-th of N shares of the jobs."),
+    shard: str | None = typer.Option(
+        None, "--shard", help="K/N: render only the K-th of N shares of the jobs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; errors only."),
     allow_outside_paths: bool = typer.Option(
@@ -121,7 +127,13 @@ def _print_plan(outcomes: list[Outcome]) -> None:
 
     table = Table("job", "status", "engine", "frames (est.)", "output")
     for o in outcomes:
-        table.add_row(o.job, o.status, o.engine or "", "" if o.frames is None else str(o.frames), o.output or o.error or "")
+        table.add_row(
+            o.job,
+            o.status,
+            o.engine or "",
+            "" if o.frames is None else str(o.frames),
+            o.output or o.error or "",
+        )
     err_console.print(table)
 
 

@@ -118,7 +118,9 @@ def estimate_frames(loaded: LoadedJob) -> int | None:
             seconds = probe(job.audio.file).duration
         else:
             for seg in job.audio.segments:
-                seconds += getattr(seg, "pause", 0.0) or (probe(seg.file).duration if hasattr(seg, "file") else 0)
+                seconds += getattr(seg, "pause", 0.0) or (
+                    probe(seg.file).duration if hasattr(seg, "file") else 0
+                )
     except Exception:
         return None
     return round(seconds * fps)
@@ -244,7 +246,9 @@ def render_job(
             )
             _write_chunks(frames, chunks, fps, start, n_frames, faces, ChunkWriter, report)
         if completed_frames(chunks) != n_frames:
-            raise RenderError(f"engine {engine.name} produced {completed_frames(chunks)} of {n_frames} frames")
+            raise RenderError(
+                f"engine {engine.name} produced {completed_frames(chunks)} of {n_frames} frames"
+            )
     clip_size = _chunk_size(chunks)
 
     with timings.stage("compose"):
@@ -291,12 +295,24 @@ def render_job(
         "job": str(loaded.job_path),
         "output": str(plan.out_path),
         "kind": job.kind,
-        "persona": {"name": persona.name, "dir": str(loaded.persona_dir), "consent": persona.consent.model_dump(mode="json")},
+        "persona": {
+            "name": persona.name,
+            "dir": str(loaded.persona_dir),
+            "consent": persona.consent.model_dump(mode="json"),
+        },
         "inputs": plan.inputs,
-        "engine": {"name": engine.name, "settings": job.engine.model_dump(mode="json"), **_engine_info(engine)},
+        "engine": {
+            "name": engine.name,
+            "settings": job.engine.model_dump(mode="json"),
+            **_engine_info(engine),
+        },
         "seed": job.seed,
         "fps": fps,
-        "frames": {"clip": n_frames, "output": composition.n_frames, "without_face": int((~faces.flags).sum())},
+        "frames": {
+            "clip": n_frames,
+            "output": composition.n_frames,
+            "without_face": int((~faces.flags).sum()),
+        },
         "duration": {"speech": audio.duration, "output": composition.n_frames / fps},
         "audio": {
             "source_duration": audio.source_duration,
