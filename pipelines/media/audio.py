@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ DEFAULT_LRA = 11.0
 # Integrated loudness below this is silence (EBU R128's absolute gate is -70 LUFS): there is nothing to normalise.
 SILENCE_LUFS = -70.0
 _BLOCK_BYTES = 1 << 20
+# Copies of a sub-0.4 s clip to measure: 50 x the shortest clip that still makes one frame is over 0.4 s.
+_SHORT_CLIP_LOOPS = 49
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,12 @@ class Loudness:
 
     @property
     def silent(self) -> bool:
-        return not math.isfinite(self.integrated) or self.integrated <= SILENCE_LUFS
+        return not math.isfinite(self.true_peak) or self.true_peak <= SILENCE_LUFS
+
+    @property
+    def gated_out(self) -> bool:
+        """Audible but too short for one 400 ms gating block, so R128 has no integrated figure."""
+        return not self.silent and not math.isfinite(self.integrated)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,9 @@ class PreparedAudio:
     source_duration: float  # of the joined input before padding / trimming
     loudness_in: Loudness
     loudness_out: Loudness | None  # None when the input was silent and left as is
-    normalisation: str  # "linear", "dynamic" (loudnorm fell back: peaks did not allow a plain gain) or "none"
+    # "linear"; "dynamic" (loudnorm fell back: peaks did not allow a plain gain); "short-clip gain" (under 0.4 s,
+    # see loudnorm()); "none" (silence)
+    normalisation: str
 
 
 def frame_count(duration: float, fps: float) -> int:
@@ -284,7 +293,19 @@ def loudnorm(
     args = ["-i", os.fspath(input_args)] if isinstance(input_args, (str, os.PathLike)) else list(input_args)
     measured = measured or measure_loudness(args, target_lufs, true_peak, lra)
     filters: list[str] = []
-    if not measured.silent:
+    kind = "none"
+    if measured.gated_out:
+        # loudnorm cannot measure (nor, in our tests, correctly gain) a clip shorter than 0.4 s. Measure it
+        # looped, which has the same mean-square loudness, and apply the plain gain that loudnorm's linear mode
+        # would: up to the target, but never past the true-peak ceiling.
+        looped = measure_loudness(
+            ["-stream_loop", str(_SHORT_CLIP_LOOPS), *args], target_lufs, true_peak, lra
+        )
+        gain = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
+        filters.append(f"volume={gain:.2f}dB")
+        measured = replace(looped, true_peak=measured.true_peak)
+        kind = "short-clip gain"
+    elif not measured.silent:
         filters.append(
             _loudnorm_target(target_lufs, true_peak, lra)
             + f":measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}"
@@ -308,7 +329,10 @@ def loudnorm(
     finally:
         temp.unlink(missing_ok=True)
     if measured.silent:
-        return measured, None, "none"
+        return measured, None, kind
+    if kind != "none":
+        looped_out = measure_loudness(["-stream_loop", str(_SHORT_CLIP_LOOPS), "-i", str(out_wav)])
+        return measured, looped_out, kind
     figures = _loudnorm_json(proc.stderr.decode("utf-8", "replace"), "loudness normalisation")
     kind = str(figures.get("normalization_type", "linear")).lower()
     return measured, _loudness_from(figures, "output"), kind

@@ -150,17 +150,11 @@ class FrameSource:
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            tb = float(stream.time_base)
-            first = self._first_pts
-            times = self._times
-            assert times is not None
             pos = 0  # next entry of `wanted` to produce
             current: np.ndarray | None = None
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t = (frame.pts - first) * tb
-                k = int(np.searchsorted(times, t - 1e-9, side="left"))
+            # The decoder hands frames out in presentation order, so the k-th decoded frame is the k-th
+            # timestamp of the scan (counting also copes with duplicate timestamps in sloppy files).
+            for k, frame in enumerate(container.decode(stream)):
                 if k < wanted[pos]:
                     continue  # decoded only to reach a later frame
                 current = None
@@ -171,7 +165,7 @@ class FrameSource:
                     pos += 1
                 if pos == len(wanted):
                     return
-            if current is None and pos < len(wanted):
+            if current is None:
                 raise InputError(self.path, None, f"video ended after {pos} of {len(wanted)} frames")
             while pos < len(wanted):  # timestamps promised more frames than the decoder gave
                 current = current.copy()
