@@ -157,7 +157,7 @@ def _cross_field_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, .
     if kind in KINDS:
         for name, owner in KIND_FIELDS.items():
             if data.get(name) and kind != owner:
-                problems.append(((name,), f"only a {owner} job uses {name}; this job's kind is {kind}"))
+                problems.append(((name,), f"only {owner} jobs use {name}; this job's kind is {kind}"))
     if kind == "faq" and not data.get("question"):
         problems.append((("question",), "an faq job needs a question: {text: ...}"))
     audio = data.get("audio")

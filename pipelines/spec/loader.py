@@ -50,6 +50,9 @@ class LoadedJob:
     persona: Persona
     persona_dir: Path
     project_root: Path
+    persona_file: (
+        Path  # the persona's YAML file (persona_dir / persona.yaml unless the job names another file)
+    )
 
     @property
     def persona_id(self) -> str:
@@ -58,7 +61,7 @@ class LoadedJob:
     def input_files(self) -> list[Path]:
         """Every file this job reads (audio, persona media, composition files): what its content hash covers."""
         job, persona = self.job, self.persona
-        files = [self.job_path, self.persona_dir / PERSONA_FILE, persona.source, *persona.looks.values()]
+        files = [self.job_path, self.persona_file, persona.source, *persona.looks.values()]
         if isinstance(job.audio, SegmentsAudio):
             files += job.audio.files()
         elif isinstance(job.audio, FileAudio):
@@ -73,6 +76,7 @@ class LoadedJob:
 class Batch:
     jobs: list[LoadedJob] = field(default_factory=list)
     personas: list[LoadedPersona] = field(default_factory=list)  # every persona that loaded, once
+    files: list[Path] = field(default_factory=list)  # every spec file found (jobs and persona files)
     errors: list[InputError] = field(default_factory=list)
 
     @property
@@ -268,6 +272,7 @@ def load_batch(paths: Sequence[str | Path], allow_outside_paths: bool = False) -
     """Load every job (and persona file) under `paths`; all errors of all files end up in `Batch.errors`."""
     batch = Batch()
     files, batch.errors = spec_files(paths)
+    batch.files = files
     personas = _PersonaCache(allow_outside_paths)
     job_errors: list[InputError] = []
     for path in files:
@@ -326,7 +331,9 @@ def _load_job(path: Path, personas: _PersonaCache, allow_outside: bool) -> Loade
         errors.extend(validation_errors(path, exc, Job))
     if errors or loaded_persona is None:
         raise _JobErrors(errors or [InputError(display(path), "persona", "persona did not load")])
-    return LoadedJob(job, path.resolve(), loaded_persona.persona, loaded_persona.dir, root)
+    return LoadedJob(
+        job, path.resolve(), loaded_persona.persona, loaded_persona.dir, root, loaded_persona.path
+    )
 
 
 def _duplicate_outputs(jobs: list[LoadedJob]) -> list[InputError]:

@@ -14,7 +14,7 @@ from pipelines.spec.emotion import known_emotions
 from pipelines.spec.engines import EngineSettings
 from pipelines.spec.paths import InputFile, fail, raise_field_errors
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 SourceKind = Literal["image", "video"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]

@@ -1,0 +1,84 @@
+"""Project folders for the spec and CLI tests: personas/, jobs/, media files, all generated under tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+CONSENT = {"granted_by": "Test Person", "granted_on": "2024-05-01", "scope": "unit tests"}
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8"
+    )
+    return path
+
+
+def touch(path: Path, content: bytes = b"x") -> Path:
+    """A placeholder media file: the spec checks existence and suffix, it never decodes media."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def persona_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": "Ann Example", "source": "face.png", "consent": dict(CONSENT)}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def make_persona(
+    root: Path, pid: str = "ann", *, media: tuple[str, ...] = ("face.png",), **overrides: Any
+) -> Path:
+    folder = root / "personas" / pid
+    for name in media:
+        touch(folder / name)
+    return write_yaml(folder / "persona.yaml", persona_data(**overrides))
+
+
+def job_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": "summary", "persona": "ann", "audio": "../audio/take.wav"}
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def make_project(root: Path, jobs: dict[str, Any] | None = None, **persona_overrides: Any) -> Path:
+    """root/personas/ann (persona with face.png), root/audio/{take,b}.wav, root/jobs/<name>.yaml for each job."""
+    make_persona(root, **persona_overrides)
+    touch(root / "audio" / "take.wav")
+    touch(root / "audio" / "b.wav")
+    for name, data in (jobs or {"a": job_data()}).items():
+        write_yaml(root / "jobs" / f"{name}.yaml", data)
+    return root
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
+    return path
+
+
+def astronaut(path: Path) -> Path:
+    """skimage's public-domain NASA portrait: one clear frontal face."""
+    import skimage.data
+
+    return write_image(path, skimage.data.astronaut())
+
+
+def faceless(path: Path) -> Path:
+    """A smooth gradient: nothing a face detector can mistake for a face."""
+    ramp = np.linspace(40, 200, 256, dtype=np.float32)
+    image = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((256, 256), 120.0)), axis=-1)
+    return write_image(path, image.astype(np.uint8))
+
+
+def errors_of(batch: Any) -> list[tuple[str | None, str]]:
+    """(field, message) of each error, file names left out."""
+    return [(e.field, e.message) for e in batch.errors]
