@@ -160,8 +160,12 @@ class FaceRig:
         out = image.copy()
         for patch in self.patches:
             patch.apply(image, out, coef)
-        if self.regions == "all":
-            mouth_fill(out, self.displaced_landmarks(params), self.unit, coef["mouth_open"])
+        if coef["blink"] > 0.5 or self.regions == "all":
+            moved = self.displaced_landmarks(params)
+            if coef["blink"] > 0.5:
+                eyelid_fill(out, self.points, moved, self.unit, coef["blink"])
+            if self.regions == "all":
+                mouth_fill(out, moved, self.unit, coef["mouth_open"])
         return out
 
     # ---- the two patches --------------------------------------------------------------------------------
@@ -341,42 +345,15 @@ class _Patch:
 
         return (ramp(gx, w) * ramp(gy, h))[..., None]
 
-    def _basis(self, movers: dict[str, _Movers], anchors) -> dict[str, np.ndarray]:
-        rig = self.rig
-        g = self.grid.reshape(-1, 2)
-        ids = np.array([int(i) for i in anchors])
-        a2 = ((g[:, None, :] - rig.points[ids][None]) ** 2).sum(-1)
-        anchor_w = np.exp(-a2 / (2 * (0.08 * rig.unit) ** 2)).sum(1)
-        out = {}
-        for name, m in movers.items():
-            if not m.idx:
-                continue
-            # each parameter's own controls (its zero-displacement ones included) plus the shared anchors
-            # form the denominator, so a wide brow control never dilutes a narrow lid control
-            c = rig.points[m.idx]
-            s = np.array(m.sigma)
-            wgt = np.exp(-((g[:, None, :] - c[None]) ** 2).sum(-1) / (2 * s[None] ** 2))
-            denom = np.maximum(wgt.sum(1) + anchor_w, 1.0)
-            disp_px = np.array(m.disp) @ rig.axes * rig.unit  # face units -> image pixels
-            amounts = disp_px
-            if name in _EXACT:
-                # lids: solve for the blend amounts that make the field pass through every control's displacement
-                # (neighbouring controls otherwise water each other down and a blink stops half way)
-                k = np.exp(-((c[:, None, :] - c[None]) ** 2).sum(-1) / (2 * s[None] ** 2))
-                ka = np.exp(
-                    -((c[:, None, :] - rig.points[ids][None]) ** 2).sum(-1) / (2 * (0.08 * rig.unit) ** 2)
-                )
-                kd = np.maximum(k.sum(1) + ka.sum(1), 1.0)
-                amounts = np.linalg.solve(k + 0.02 * np.eye(len(c)), disp_px * kd[:, None])
-            f = (wgt @ amounts) / denom[:, None]
-            out[name] = (f.reshape(self.grid.shape) * self.window).astype(np.float32)
-        return out
+    def _basis(self, movers: dict[str, _Movers], anchors) -> _Basis:
+        return _Basis(self, {k: m for k, m in movers.items() if m.idx}, anchors)
 
-    def _field(self, basis: dict[str, np.ndarray], coef: dict[str, float]) -> np.ndarray | None:
+    def _field(self, basis: _Basis, coef: dict[str, float]) -> np.ndarray | None:
         f = None
-        for name, field_ in basis.items():
+        for name in basis.names:
             c = coef.get(name, 0.0)
             if c != 0.0:
+                field_ = basis.get(name)
                 f = field_ * c if f is None else f + field_ * c
         return f
 
@@ -464,6 +441,71 @@ class _Patch:
         )
 
 
+class _Basis:
+    """The forward fields of one side of a patch, per parameter, each computed the first time it is needed
+    (a video persona builds a rig per frame and only pays for the parameters that frame uses)."""
+
+    def __init__(self, patch: _Patch, movers: dict[str, _Movers], anchors):
+        self.patch = patch
+        self.movers = movers
+        self.names = tuple(sorted(movers))
+        rig = patch.rig
+        self.anchor_pts = rig.points[np.array([int(i) for i in anchors])]
+        self.anchor_sigma = 0.08 * rig.unit
+        self._anchor_w: np.ndarray | None = None
+        self._fields: dict[str, np.ndarray] = {}
+
+    def _gauss(self, a: np.ndarray, b: np.ndarray, sigma) -> np.ndarray:
+        d2 = ((a[:, None, :] - b[None]) ** 2).sum(-1)
+        return np.exp(-d2 / (2 * np.asarray(sigma) ** 2))
+
+    def get(self, name: str) -> np.ndarray:
+        f = self._fields.get(name)
+        if f is None:
+            f = self._fields[name] = self._compute(self.movers[name], name in _EXACT)
+        return f
+
+    def _splat(self, pts: np.ndarray, sigma: np.ndarray, values: np.ndarray | None):
+        """Sum of Gaussians (and of Gaussian-weighted values) on the coarse grid, each cut off at 3 sigma, so a
+        narrow lid control costs a few hundred samples rather than the whole patch."""
+        patch = self.patch
+        gh, gw = patch.grid.shape[:2]
+        wsum = np.zeros((gh, gw))
+        vsum = np.zeros((gh, gw, 2)) if values is not None else None
+        origin = np.array([patch.x0, patch.y0], np.float64)
+        for i, (p, sg) in enumerate(zip(pts, np.broadcast_to(sigma, len(pts)), strict=True)):
+            lo = np.maximum(np.floor((p - 3 * sg - origin) / patch.stride).astype(int), 0)
+            hi = np.minimum(np.ceil((p + 3 * sg - origin) / patch.stride).astype(int) + 1, [gw, gh])
+            if (hi <= lo).any():
+                continue
+            xs = origin[0] + patch.stride * np.arange(lo[0], hi[0]) - p[0]
+            ys = origin[1] + patch.stride * np.arange(lo[1], hi[1]) - p[1]
+            w = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sg * sg))
+            wsum[lo[1] : hi[1], lo[0] : hi[0]] += w
+            if vsum is not None:
+                vsum[lo[1] : hi[1], lo[0] : hi[0]] += w[..., None] * values[i]
+        return wsum, vsum
+
+    def _compute(self, m: _Movers, exact: bool) -> np.ndarray:
+        rig = self.patch.rig
+        if self._anchor_w is None:
+            self._anchor_w = self._splat(self.anchor_pts, np.float64(self.anchor_sigma), None)[0]
+        c = rig.points[m.idx]
+        s = np.array(m.sigma)
+        amounts = np.array(m.disp) @ rig.axes * rig.unit  # face units -> image pixels
+        if exact:
+            # lids: solve for the blend amounts that make the field pass through every control's displacement
+            # (neighbouring controls otherwise water each other down and a blink stops half way)
+            k = self._gauss(c, c, s[None])
+            kd = np.maximum(k.sum(1) + self._gauss(c, self.anchor_pts, self.anchor_sigma).sum(1), 1.0)
+            amounts = np.linalg.solve(k + 0.02 * np.eye(len(c)), amounts * kd[:, None])
+        # each parameter's own controls (its zero-displacement ones included) plus the shared anchors form the
+        # denominator, so a wide brow control never dilutes a narrow lid control
+        wsum, vsum = self._splat(c, s, amounts)
+        f = vsum / np.maximum(wsum + self._anchor_w, 1.0)[..., None]
+        return (f * self.patch.window).astype(np.float32)
+
+
 def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Bilinear samples of a coarse (gh, gw, 2) field at fractional cell coordinates (n, 2)."""
     if len(cells) == 0:
@@ -472,6 +514,57 @@ def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return cv2.remap(field_, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(
         -1, 2
     )
+
+
+def eyelid_fill(
+    image: np.ndarray, rest: np.ndarray, landmarks: np.ndarray, unit: float, blink: float
+) -> None:
+    """Cover each eye's resting opening with lid skin and a lash line near full closure, in place.
+
+    Squeezing the opening to nothing leaves streaks of iris and white; a closed lid is skin coloured like the
+    lid above it, over the whole area the open eye showed, with the lashes as a soft dark line where the lids
+    meet. `rest`: the landmarks before the warp, `landmarks`: after it."""
+    strength = float(np.clip((blink - 0.5) / 0.35, 0.0, 1.0))
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    rest = np.asarray(rest, np.float64)[:, :2]
+    for contour in (mesh.LEFT_EYE, mesh.RIGHT_EYE):
+        upper, lower = _lids(contour)
+        eye = np.concatenate([pts[[contour[0]]], pts[lower], pts[[contour[8]]], rest[upper[::-1]]])
+        pad = int(0.12 * unit) + 3
+        x0, y0 = np.floor(eye.min(0)).astype(int) - pad
+        x1, y1 = np.ceil(eye.max(0)).astype(int) + pad
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image.shape[1]), min(y1, image.shape[0])
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            continue
+        h, w = y1 - y0, x1 - x0
+        poly = eye - [x0, y0]
+        mask = np.zeros((h, w), np.float32)
+        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+        k = max(3, int(unit * 0.06) | 1)
+        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        mask = cv2.GaussianBlur(mask, (k, k), 0)
+        region = image[y0:y1, x0:x1].astype(np.float32)
+        # lid skin: grown in from the skin around the opening (inpainting), so its tone matches its surroundings
+        hole = (mask > 0.05).astype(np.uint8)
+        skin = cv2.inpaint(image[y0:y1, x0:x1], hole, max(3, int(0.05 * unit)), cv2.INPAINT_TELEA).astype(
+            np.float32
+        )
+        lid = rest[upper] - [x0, y0]
+        lash = np.zeros((h, w), np.float32)
+        # lids meet along the (smooth) lower lid line; the squeezed upper lid points zigzag
+        meet = pts[lower] - [x0, y0]
+        line = np.round(np.concatenate([poly[:1], meet, poly[8:9]]) * 4).astype(np.int32)
+        cv2.polylines(
+            lash, [line], False, 1.0, thickness=max(1, int(0.02 * unit)), lineType=cv2.LINE_AA, shift=2
+        )
+        lash = cv2.GaussianBlur(lash, (3, 3), 0) * 0.6
+        # the lid darkens a little towards the lashes, which keeps the fill from reading as a flat patch
+        shade = np.clip(
+            (np.arange(h, dtype=np.float32)[:, None] - (lid[:, 1].mean() - 0.08 * unit)) / (0.1 * unit), 0, 1
+        )
+        colour = skin * (1.0 - 0.07 * shade[..., None]) * (1.0 - lash[..., None] * 0.7)
+        alpha = (np.maximum(mask * 0.9, lash) * strength)[..., None]
+        image[y0:y1, x0:x1] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
 
 
 CAVITY_RGB = np.array([52, 18, 22], np.float32)
