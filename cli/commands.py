@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cli import render
+from cli import personas, render, schema, validate, weights
 
-MODULES: list = [render]
+MODULES: list = [render, validate, personas, schema, weights]
