@@ -1,0 +1,118 @@
+"""`talkreel validate` and `talkreel schema` through Typer's CliRunner: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.spec_helpers import astronaut, faceless, job_data, make_persona, make_project, touch, write_yaml
+
+runner = CliRunner()
+
+
+def test_valid_batch_exits_0(tmp_path):
+    make_project(tmp_path, {"a": job_data(), "b": job_data(kind="intro")})
+    result = runner.invoke(app, ["validate", "--no-faces", str(tmp_path / "jobs")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == "2 valid, 0 error(s), 0 warning(s)"
+    assert result.stdout == ""
+
+
+def test_every_error_of_every_file_one_line_each_exit_2(tmp_path, monkeypatch):
+    make_project(
+        tmp_path,
+        {
+            "a": job_data(),
+            "b": job_data(kind="faq", emotion=[{"start": 0, "emotion": "joy"}]),
+            "c": job_data(engine={"name": "latentsync-1.6", "guidance": 9, "note": "x" * 100}),
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["validate", "--no-faces", "jobs"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "jobs/b.yaml: emotion.0.emotion: unknown emotion 'joy'; known: angry, happy, neutral, sad, surprised, thinking",
+        "jobs/b.yaml: question: an faq job needs a question: {text: ...}",
+        "jobs/c.yaml: engine.guidance: Input should be less than or equal to 5, got 9",
+        "jobs/c.yaml: engine.note: unknown field",
+        "1 valid, 4 error(s), 0 warning(s)",
+    ]
+    assert "Traceback" not in result.output
+
+
+def test_json_output(tmp_path, monkeypatch):
+    make_project(tmp_path, {"a": job_data(), "b": job_data(seed=-2)})
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        app, ["validate", "--no-faces", "--json", "jobs/a.yaml", "jobs/b.yaml", "missing.yaml"]
+    )
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "valid": ["jobs/a.yaml"],
+        "errors": [
+            {"file": "missing.yaml", "field": None, "message": "no such file or folder"},
+            {
+                "file": "jobs/b.yaml",
+                "field": "seed",
+                "message": "Input should be greater than or equal to 0, got -2",
+            },
+        ],
+        "warnings": [],
+    }
+
+
+def test_allow_outside_paths_flag(tmp_path):
+    touch(tmp_path / "shared.wav")
+    make_project(tmp_path / "proj", {"a": job_data(audio="../../shared.wav")})
+    job = str(tmp_path / "proj" / "jobs" / "a.yaml")
+    refused = runner.invoke(app, ["validate", "--no-faces", job])
+    assert refused.exit_code == 2
+    assert "audio.file: ../../shared.wav is outside the project root" in refused.stderr
+    allowed = runner.invoke(app, ["validate", "--no-faces", "--allow-outside-paths", job])
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_face_check_error_for_a_faceless_persona_and_its_jobs(tmp_path, monkeypatch):
+    make_persona(tmp_path, "ann", media=())
+    astronaut(tmp_path / "personas" / "ann" / "face.png")
+    make_persona(tmp_path, "wall", media=())
+    faceless(tmp_path / "personas" / "wall" / "face.png")
+    touch(tmp_path / "audio" / "take.wav")
+    write_yaml(tmp_path / "jobs" / "a.yaml", job_data())
+    write_yaml(tmp_path / "jobs" / "w.yaml", job_data(persona="wall"))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["validate", "--json", "jobs"])
+    assert result.exit_code == 2, result.output
+    report = json.loads(result.stdout)
+    assert report["valid"] == ["jobs/a.yaml"]
+    assert report["errors"] == [
+        {
+            "file": "personas/wall/persona.yaml",
+            "field": "source",
+            "message": "no face found in the image: personas/wall/face.png",
+        },
+        {"file": "jobs/w.yaml", "field": "persona", "message": "persona 'wall' has no usable face"},
+    ]
+    assert report["warnings"] == []
+
+
+def test_schema_to_stdout_and_to_a_folder(tmp_path):
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    both = json.loads(result.stdout)
+    assert sorted(both) == ["job.schema.json", "persona.schema.json"]
+    only = runner.invoke(app, ["schema", "--only", "persona"])
+    assert json.loads(only.stdout) == both["persona.schema.json"]
+
+    result = runner.invoke(app, ["schema", "--out", str(tmp_path / "schema")])
+    assert result.exit_code == 0
+    assert json.loads((tmp_path / "schema" / "job.schema.json").read_text()) == both["job.schema.json"]
+    assert (
+        json.loads((tmp_path / "schema" / "persona.schema.json").read_text()) == both["persona.schema.json"]
+    )
+
+    bad = runner.invoke(app, ["schema", "--only", "batch"])
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "error: --only: expected job or persona, got 'batch'"
