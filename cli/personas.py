@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cli.errors import EXIT_INPUT, handle_errors
 from cli.output import err_console, print_json
 from pipelines.errors import InputError
-from pipelines.spec.loader import PERSONA_FILE, LoadedPersona, load_persona_file, persona_ids
-from pipelines.spec.paths import PERSONAS_DIR, display
+
+if TYPE_CHECKING:
+    from pipelines.spec.loader import LoadedPersona
+
+# Kept equal to pipelines.spec (which is imported only when a command runs, for a fast --help).
+PERSONAS_DIR = "personas"
+PERSONA_FILE = "persona.yaml"
 
 personas_app = typer.Typer(
     help="List, show and check personas (personas/<id>/persona.yaml).", no_args_is_help=True
@@ -41,6 +46,9 @@ def find_root(root: Path | None) -> Path:
 
 def _persona_file(root: Path, ref: str) -> Path:
     """An id under <root>/personas/, or a path to a persona folder or file."""
+    from pipelines.spec.loader import persona_ids
+    from pipelines.spec.paths import display
+
     by_id = root / PERSONAS_DIR / ref / PERSONA_FILE
     if by_id.is_file():
         return by_id
@@ -56,6 +64,8 @@ def _persona_file(root: Path, ref: str) -> Path:
 def _load_all(
     root: Path, ids: list[str], allow_outside: bool
 ) -> tuple[list[LoadedPersona], list[InputError]]:
+    from pipelines.spec.loader import load_persona_file, persona_ids
+
     loaded, errors = [], []
     for ref in ids or persona_ids(root):
         try:
@@ -111,6 +121,9 @@ def show_persona(
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help=OUTSIDE_HELP),
 ) -> None:
     """Every field of one persona, paths resolved and defaults filled in."""
+    from pipelines.spec.loader import load_persona_file
+    from pipelines.spec.paths import display
+
     root_dir = find_root(root)
     loaded = load_persona_file(_persona_file(root_dir, persona_id), allow_outside_paths)
     data: dict[str, Any] = {
@@ -156,6 +169,7 @@ def check_personas(
     """Face check of each persona's source (and looks): no face (error), several faces, a small face or a
     profile view (warnings). Exit 2 if any persona is invalid or has no usable face."""
     from pipelines.face.inspect import inspect_source
+    from pipelines.spec.paths import display
 
     loaded, errors = _load_all(find_root(root), list(persona_ids_ or []), allow_outside_paths)
     results = []

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.errors import EXIT_INPUT, handle_errors
 from cli.output import err_console, print_json
 from pipelines.errors import InputError
-from pipelines.spec.loader import Batch, LoadedPersona, load_batch
-from pipelines.spec.paths import display
+
+if TYPE_CHECKING:
+    from pipelines.spec.loader import Batch, LoadedPersona
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +23,7 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
     """(errors, warnings) of the face check of each persona's source and looks: no face at all is an error,
     several faces, a small face or a profile view are warnings."""
     from pipelines.face.inspect import inspect_source  # MediaPipe: only when a check runs
+    from pipelines.spec.paths import display
 
     errors: list[InputError] = []
     warnings: list[InputError] = []
@@ -36,6 +39,8 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
 def check_batch_faces(batch: Batch) -> list[InputError]:
     """Run the face check on the batch's personas; their errors (and one per job using such a persona) go into
     `batch.errors`, jobs of those personas leave `batch.jobs`. Returns the warnings."""
+    from pipelines.spec.paths import display
+
     errors, warnings = persona_face_issues(batch.personas)
     faceless = {e.file for e in errors}
     batch.errors.extend(errors)
@@ -64,6 +69,9 @@ def validate(
     ),
 ) -> None:
     """Check job and persona files without rendering; exit 2 if anything is invalid."""
+    from pipelines.spec.loader import load_batch
+    from pipelines.spec.paths import display
+
     batch = load_batch(paths, allow_outside_paths=allow_outside_paths)
     warnings = check_batch_faces(batch) if faces else []
     failed = {e.file for e in batch.errors}

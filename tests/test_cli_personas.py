@@ -118,3 +118,10 @@ def test_check_ok_warning_and_error(tmp_path):
         f"{tmp_path / 'personas' / 'wall' / 'face.png'}"
     )
     assert "multiple_faces" not in every.stderr and "2 faces found" in every.stderr
+
+
+def test_folder_names_match_the_spec():
+    from cli import personas
+    from pipelines.spec import loader, paths
+
+    assert (personas.PERSONAS_DIR, personas.PERSONA_FILE) == (paths.PERSONAS_DIR, loader.PERSONA_FILE)
