@@ -1,0 +1,278 @@
+"""Per-frame mouth motion from speech: opening, width, rounding and lip closure.
+
+`mouth_curves(speech)` returns a `MouthTrack` with one value per video frame for each of
+open (0..1), width (-1..1), round (0..1), closure (0..1) — see `visemes.py` for what each number means.
+The curves are what the engines animate and what QC and tests read.
+
+Method
+------
+Everything is first computed on a 5 ms grid, then averaged over each video frame's interval
+[k / fps, (k + 1) / fps), then rate-limited.
+
+With phoneme timing (draft text speech, or a script aligned to a recording):
+1. every phoneme becomes its viseme's target shape over its time span (diphthongs glide start -> end);
+2. coarticulation: targets are blended with a Gaussian kernel over time (sigma 30 ms), weighted by each
+   viseme's dominance, i.e. blended = (K * (w T)) / (K * w). Bilabials (dominance 3) still reach closure when
+   they last only ~60 ms; alveolars and velars mostly take the shape of the vowels around them. The kernel
+   reaches before a phoneme as well as after it, which gives the anticipatory attack and the release.
+3. opening is capped by 1 - closure, so pressed lips are never drawn apart.
+4. the signal's voice-activity gate (below) scales opening, width and rounding, so the mouth is closed wherever
+   the audio is silent even if an alignment put a phoneme there.
+
+From the signal alone (no phoneme timing):
+1. RMS level (25 ms window) in dB. A noise floor gate: the gate is 8 dB above the 10th percentile level, kept
+   between 45 dB and 20 dB below the loud (95th percentile) level and never below -65 dBFS; voice activity is
+   level above the gate, with 80 ms hangover, and dropouts shorter than 40 ms bridged.
+2. opening = ((level - (loud - 30 dB)) / 30 dB) ** 1.3 inside voice activity, 0 outside: silences and pauses
+   close the mouth; consonants, 10..20 dB under the vowels, open it a little.
+3. spectral centroid (100 Hz .. 5 kHz, log scale) against its median over the voiced frames: darker than usual
+   -> rounder and narrower lips (oo, oh), brighter -> spread (ee, s); +-1.2 octaves is full scale, capped at 0.7.
+4. bilabial-like closures: a dip in the level of 30..160 ms inside speech, at least 18 dB under the loud parts
+   around it, that ends in a sharp rise (>= 12 dB within 20 ms, a release burst), gets closure 1 over the dip.
+   The signal cannot tell /p b/ from /t k/ reliably; this is the "where the signal shows them" compromise.
+5. the same Gaussian smoothing (sigma 25 ms) as above.
+
+Smoothness: after averaging per frame, each curve's change per frame is limited to 12 units per second of its
+range (0.48 per frame at 25 fps) by a forward and a backward slew limiter, averaged so no lag is added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.speech.track import Speech
+from pipelines.speech.visemes import viseme_for
+
+PARAMS = ("open", "width", "round", "closure")
+GRID_HZ = 200
+MAX_CHANGE_PER_S = 12.0
+_PHONEME_SIGMA_S = 0.030
+_SIGNAL_SIGMA_S = 0.025
+_WINDOW_S = 0.025
+_HANGOVER_S = 0.080
+_MIN_GAP_S = 0.040
+_GATE_ABOVE_FLOOR_DB = 8.0
+_GATE_RANGE_DB = (45.0, 20.0)
+_ABS_FLOOR_DB = -65.0
+_DIP_S = (0.030, 0.160)
+_DIP_DEPTH_DB = 18.0
+_BURST_RISE_DB = 12.0
+_BURST_S = 0.020
+_CENTROID_BAND = (100.0, 5000.0)
+_CENTROID_SCALE_OCT = 1.2
+_SHAPE_CAP = 0.7
+_OPEN_RANGE_DB = 30.0
+
+
+@dataclass(frozen=True)
+class MouthTrack:
+    """Mouth parameters per video frame; each array has shape (n_frames,) and dtype float32."""
+
+    open: np.ndarray
+    width: np.ndarray
+    round: np.ndarray
+    closure: np.ndarray
+    fps: float
+    n_frames: int
+    source: str  # "phonemes" or "signal"
+
+    def stacked(self) -> np.ndarray:
+        """(n_frames, 4) in PARAMS order."""
+        return np.stack([self.open, self.width, self.round, self.closure], axis=1)
+
+
+def mouth_curves(speech: Speech) -> MouthTrack:
+    n_grid = max(int(np.ceil(speech.duration * GRID_HZ)), 1)
+    level_db, centroid = _frame_features(speech.samples, speech.sample_rate, n_grid)
+    active, gate, loud = _voice_activity(level_db)
+    if speech.phonemes:
+        raw = _phoneme_targets(speech, n_grid)
+        raw[:, 0] = np.minimum(raw[:, 0], 1.0 - raw[:, 3])
+        presence = _gaussian_smooth(active.astype(np.float64), _PHONEME_SIGMA_S * GRID_HZ)
+        raw[:, :3] *= presence[:, None]
+        source = "phonemes"
+    else:
+        raw = _signal_targets(level_db, centroid, active, gate, loud)
+        raw = np.stack([_gaussian_smooth(raw[:, i], _SIGNAL_SIGMA_S * GRID_HZ) for i in range(4)], axis=1)
+        raw[:, 0] = np.minimum(raw[:, 0], 1.0 - raw[:, 3])
+        source = "signal"
+    frames = _per_frame(raw, speech.fps, speech.n_frames)
+    limit = MAX_CHANGE_PER_S / speech.fps
+    curves = [_slew_limit(frames[:, i], limit) for i in range(4)]
+    lo = np.array([0.0, -1.0, 0.0, 0.0])
+    curves = [np.clip(c, lo[i], 1.0).astype(np.float32) for i, c in enumerate(curves)]
+    return MouthTrack(*curves, fps=speech.fps, n_frames=speech.n_frames, source=source)
+
+
+def _phoneme_targets(speech: Speech, n_grid: int) -> np.ndarray:
+    weighted = np.zeros((n_grid, 4))
+    weight = np.zeros(n_grid)
+    # Outside any phoneme (before the first, after the last, padding) the mouth rests.
+    covered = np.zeros(n_grid, dtype=bool)
+    for unit in speech.phonemes:
+        a = int(round(unit.start * GRID_HZ))
+        b = int(round(unit.end * GRID_HZ))
+        a, b = max(a, 0), min(max(b, a + 1), n_grid)
+        if a >= n_grid or b <= a:
+            continue
+        vis = viseme_for(unit.label)
+        s = np.array([vis.start.open, vis.start.width, vis.start.round, vis.start.closure])
+        e = np.array([vis.end.open, vis.end.width, vis.end.round, vis.end.closure])
+        t = (np.arange(b - a) + 0.5) / (b - a)
+        weighted[a:b] = (s[None] + (e - s)[None] * t[:, None]) * vis.dominance
+        weight[a:b] = vis.dominance
+        covered[a:b] = True
+    rest_weight = 1.5
+    weight[~covered] = rest_weight  # weighted stays 0 there: the rest shape is all zeros
+    sigma = _PHONEME_SIGMA_S * GRID_HZ
+    num = np.stack([_gaussian_smooth(weighted[:, i], sigma) for i in range(4)], axis=1)
+    den = _gaussian_smooth(weight, sigma)
+    return num / np.maximum(den, 1e-9)[:, None]
+
+
+def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Level (dBFS) and log2 spectral centroid at GRID_HZ, each window centred on its grid point."""
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    win = max(int(round(_WINDOW_S * sample_rate)), 16)
+    n_fft = 1 << int(np.ceil(np.log2(win)))
+    centres = np.round((np.arange(n_grid) + 0.5) * sample_rate / GRID_HZ).astype(np.int64)
+    padded = np.concatenate([np.zeros(win), x, np.zeros(win)])
+    starts = centres - win // 2 + win
+    level = np.full(n_grid, -120.0)
+    centroid = np.zeros(n_grid)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    band = (freqs >= _CENTROID_BAND[0]) & (freqs <= _CENTROID_BAND[1])
+    window = np.hanning(win)
+    log_f = np.log2(np.maximum(freqs[band], 1.0))
+    # Chunks keep memory flat for long clips.
+    for c0 in range(0, n_grid, 4096):
+        idx = starts[c0 : c0 + 4096, None] + np.arange(win)[None, :]
+        idx = np.clip(idx, 0, len(padded) - 1)
+        frames = padded[idx]
+        rms = np.sqrt(np.mean(frames**2, axis=1))
+        level[c0 : c0 + 4096] = 20.0 * np.log10(np.maximum(rms, 1e-6))
+        power = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))[:, band] ** 2
+        total = power.sum(axis=1)
+        centroid[c0 : c0 + 4096] = np.where(
+            total > 0, (power * log_f).sum(axis=1) / np.maximum(total, 1e-20), 0.0
+        )
+    return level, centroid
+
+
+def _voice_activity(level_db: np.ndarray) -> tuple[np.ndarray, float, float]:
+    loud = float(np.percentile(level_db, 95))
+    floor = float(np.percentile(level_db, 10))
+    gate = floor + _GATE_ABOVE_FLOOR_DB
+    gate = min(max(gate, loud - _GATE_RANGE_DB[0]), loud - _GATE_RANGE_DB[1])
+    gate = max(gate, _ABS_FLOOR_DB)
+    active = level_db > gate
+    active = _close_gaps(active, int(round(_MIN_GAP_S * GRID_HZ)))
+    active = _hangover(active, int(round(_HANGOVER_S * GRID_HZ)))
+    return active, gate, max(loud, gate + 1.0)
+
+
+def _signal_targets(
+    level_db: np.ndarray, centroid: np.ndarray, active: np.ndarray, gate: float, loud: float
+) -> np.ndarray:
+    n = len(level_db)
+    out = np.zeros((n, 4))
+    opening = np.clip((level_db - (loud - _OPEN_RANGE_DB)) / _OPEN_RANGE_DB, 0.0, 1.0) ** 1.3
+    out[:, 0] = np.where(active, opening, 0.0)
+    voiced = active & (level_db > gate + 0.25 * (loud - gate))
+    if voiced.any():
+        ref = float(np.median(centroid[voiced]))
+        dev = (centroid - ref) / _CENTROID_SCALE_OCT
+        strength = np.where(active, np.clip((level_db - gate) / (loud - gate), 0.0, 1.0), 0.0)
+        out[:, 1] = np.clip(dev, -_SHAPE_CAP, _SHAPE_CAP) * strength
+        out[:, 2] = np.clip(-dev, 0.0, _SHAPE_CAP) * strength
+    out[:, 3] = _burst_closures(level_db, active)
+    return out
+
+
+def _burst_closures(level_db: np.ndarray, active: np.ndarray) -> np.ndarray:
+    n = len(level_db)
+    closure = np.zeros(n)
+    half = int(round(0.12 * GRID_HZ))
+    local_loud = _running_max(level_db, half)
+    low = level_db < local_loud - _DIP_DEPTH_DB
+    burst = max(int(round(_BURST_S * GRID_HZ)), 1)
+    min_len, max_len = (int(round(s * GRID_HZ)) for s in _DIP_S)
+    for a, b in _runs(low):
+        if not min_len <= b - a <= max_len or a == 0 or b + burst >= n:
+            continue
+        speech_before = active[max(a - half, 0) : a].any()
+        speech_after = active[b : b + half].any()
+        rise = level_db[b : b + burst + 1].max() - level_db[b - 1]
+        if speech_before and speech_after and rise >= _BURST_RISE_DB:
+            closure[a:b] = 1.0
+    return closure
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    m = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    d = np.diff(m)
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True))
+
+
+def _close_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
+    out = mask.copy()
+    for a, b in _runs(~mask):
+        if a > 0 and b < len(mask) and b - a < max_gap:
+            out[a:b] = True
+    return out
+
+
+def _hangover(mask: np.ndarray, n: int) -> np.ndarray:
+    """Extend each active run by n grid steps on both sides (speech starts and ends softer than the gate)."""
+    if n <= 0 or not mask.any():
+        return mask
+    counts = np.convolve(mask.astype(np.int32), np.ones(2 * n + 1, dtype=np.int32), mode="same")
+    return counts > 0
+
+
+def _running_max(x: np.ndarray, half: int) -> np.ndarray:
+    padded = np.concatenate([np.full(half, -np.inf), x, np.full(half, -np.inf)])
+    view = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    return view.max(axis=1)
+
+
+def _gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian filter with edge values held, so a curve that starts at rest stays at rest."""
+    radius = max(int(np.ceil(3 * sigma)), 1)
+    t = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.concatenate([np.full(radius, x[0]), x, np.full(radius, x[-1])])
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _per_frame(grid: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """Average the grid over each video frame's interval (a box filter matched to the frame rate)."""
+    n_grid = len(grid)
+    edges = np.round(np.arange(n_frames + 1) * GRID_HZ / fps).astype(np.int64)
+    edges = np.clip(edges, 0, n_grid)
+    cums = np.concatenate([np.zeros((1, grid.shape[1])), np.cumsum(grid, axis=0)])
+    out = np.zeros((n_frames, grid.shape[1]))
+    a, b = edges[:-1], edges[1:]
+    wide = b > a
+    out[wide] = (cums[b[wide]] - cums[a[wide]]) / (b[wide] - a[wide])[:, None]
+    # Frames shorter than one grid step (fps > GRID_HZ) or past the end take the nearest grid point.
+    narrow = ~wide
+    if narrow.any():
+        centre = np.clip(((np.arange(n_frames) + 0.5) * GRID_HZ / fps).astype(np.int64), 0, n_grid - 1)
+        out[narrow] = grid[centre[narrow]]
+    return out
+
+
+def _slew_limit(x: np.ndarray, limit: float) -> np.ndarray:
+    if len(x) < 2:
+        return x.copy()
+    fwd = x.copy()
+    for i in range(1, len(fwd)):
+        fwd[i] = min(max(fwd[i], fwd[i - 1] - limit), fwd[i - 1] + limit)
+    bwd = x.copy()
+    for i in range(len(bwd) - 2, -1, -1):
+        bwd[i] = min(max(bwd[i], bwd[i + 1] - limit), bwd[i + 1] + limit)
+    return 0.5 * (fwd + bwd)
