@@ -193,3 +193,15 @@ def test_temp_names_are_unique():
     names = {temp_path_for("/x/out.mp4") for _ in range(100)}
     assert len(names) == 100
     assert all(p.parent == Path("/x") and p.suffix == ".mp4" and str(os.getpid()) in p.name for p in names)
+
+
+def test_final_colours_survive_and_are_tagged_bt709(tmp_path):
+    wav = make_wav(tmp_path / "a.wav", 0.2)
+    skin = np.zeros((48, 64, 3), np.uint8)
+    skin[:] = (200, 140, 110)
+    out = encode_final((skin for _ in range(4)), 4, 25, (64, 48), wav, tmp_path / "c.mp4", preset="ultrafast")
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1)  # ITU-R BT.709
+    back = next(iter_frames(out))
+    assert np.abs(back.astype(int) - skin.astype(int)).max() <= 3

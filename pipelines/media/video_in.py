@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -126,8 +125,6 @@ class FrameSource:
             tail = float(np.median(np.diff(times)))
         else:
             tail = 1.0 / self.fps
-        self._first_pts = int(stamps[0])
-        self._time_base = Fraction(tb.numerator, tb.denominator)
         return times, float(times[-1] + tail)
 
     def source_index(self, i: int) -> int:

@@ -242,6 +242,11 @@ def encode_final(
         preset,
         "-crf",
         str(crf),
+        # RGB -> YUV with the BT.709 matrix and say so in the stream: untagged video is guessed at by players
+        # (BT.601 for small frames, BT.709 for HD) and faces drift in hue when the guess differs from the encode.
+        "-vf",
+        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+        "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
         "-pix_fmt",
         "yuv420p",
         "-af",
