@@ -63,6 +63,8 @@ _FOREHEAD_LEFT = (104, 69, 108)
 _FOREHEAD_RIGHT = (333, 299, 337)
 _BELOW_LEFT_EYE = (25, 110, 24, 23, 22, 26, 112)
 _BELOW_RIGHT_EYE = (255, 339, 254, 253, 252, 256, 341)
+INVERSE_STEPS = 3
+COEF_STEP = 1.0 / 512  # parameters are quantised to this: invisible, and an unchanged patch can be reused
 _EXACT = ("blink", "eye_open")  # narrow lid fields that must reach their targets (see _Patch._basis)
 _LOWER_CHIN = (152, 148, 176, 377, 400, 175, 171, 396, 199, 200)
 
@@ -114,6 +116,10 @@ class FaceRig:
         ex = (right_eye - left_eye) / self.unit
         self.axes = np.stack([ex, np.array([-ex[1], ex[0]])])  # rows: face x, face y (down)
         self.patches: list[_Patch] = []
+        up_in, low_in = _lips()[2:]
+        rest_gap = float(np.median(((pts[low_in] - pts[up_in[::-1]]) @ self.axes[1])[2:7])) / self.unit
+        # a portrait that already shows its teeth keeps them; a closed mouth gets a painted hint of teeth
+        self.closed_at_rest = rest_gap < 0.04
         self._build_upper()
         if regions == "all":
             self._build_mouth()
@@ -124,7 +130,7 @@ class FaceRig:
         if not isinstance(params, Mapping):
             row = np.asarray(params, np.float64).ravel()
             params = dict(zip(PARAMS, row, strict=False))
-        p = {k: float(params.get(k, 0.0)) for k in WARP_PARAMS}
+        p = {k: round(float(params.get(k, 0.0)) / COEF_STEP) * COEF_STEP for k in WARP_PARAMS}
         blink = float(np.clip(p["blink"], 0.0, 1.0))
         smile = p["smile"]
         coef = {
@@ -154,18 +160,22 @@ class FaceRig:
             out += patch.landmark_shift(coef)
         return out
 
-    def apply(self, image: np.ndarray, params) -> np.ndarray:
-        """The warped image (a new array; the input is not modified)."""
+    def apply(self, image: np.ndarray, params, constant_source: bool = False) -> np.ndarray:
+        """The warped image (a new array; the input is not modified).
+
+        constant_source: the caller passes the very same, unmodified image on every call (a still persona), so
+        a patch whose parameters did not change since the previous call is copied from that call's result."""
         coef = self.coefficients(params)
         out = image.copy()
         for patch in self.patches:
-            patch.apply(image, out, coef)
+            patch.apply(image, out, coef, memo=constant_source)
         if coef["blink"] > 0.5 or self.regions == "all":
             moved = self.displaced_landmarks(params)
             if coef["blink"] > 0.5:
                 eyelid_fill(out, self.points, moved, self.unit, coef["blink"])
-            if self.regions == "all":
-                mouth_fill(out, moved, self.unit, coef["mouth_open"])
+            if self.regions == "all" and coef["mouth_open"] > 0.02:
+                top, bottom = self.patches[-1].gap_lines(coef)
+                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
         return out
 
     # ---- the two patches --------------------------------------------------------------------------------
@@ -288,11 +298,11 @@ class FaceRig:
         up["mouth_round"].add(up_out, 0.0, -0.03 * bulge(up_out), lip_sigma)
         up["mouth_closure"].add(up_out, 0.0, 0.025 * bulge(up_out), lip_sigma)
         up["mouth_closure"].add(up_in, 0.0, 0.01 * bulge(up_in), lip_sigma)
-        low["mouth_open"].add(low_in, 0.0, 0.07 + 0.26 * bulge(low_in), lip_sigma)
-        low["mouth_open"].add(low_out, 0.0, 0.07 + 0.24 * bulge(low_out), lip_sigma)
-        low["mouth_open"].add(chin, 0.0, 0.26, 0.15 * u)
-        low["mouth_open"].add(jaw_side, 0.0, 0.17, 0.15 * u)
-        low["mouth_open"].add(jaw_far, 0.0, 0.07, 0.15 * u)
+        low["mouth_open"].add(low_in, 0.0, 0.06 + 0.2 * bulge(low_in), lip_sigma)
+        low["mouth_open"].add(low_out, 0.0, 0.06 + 0.18 * bulge(low_out), lip_sigma)
+        low["mouth_open"].add(chin, 0.0, 0.2, 0.15 * u)
+        low["mouth_open"].add(jaw_side, 0.0, 0.13, 0.15 * u)
+        low["mouth_open"].add(jaw_far, 0.0, 0.05, 0.15 * u)
         low["mouth_round"].add(low_out, 0.0, 0.035 * bulge(low_out), lip_sigma)
         low["mouth_closure"].add(low_out, 0.0, -0.03 * bulge(low_out), lip_sigma)
         low["mouth_closure"].add(low_in, 0.0, -0.01 * bulge(low_in), lip_sigma)
@@ -331,9 +341,12 @@ class _Patch:
             low_movers, split = lower
             self.lower = self._basis(low_movers, anchors)
             self.split = split
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        self.base_x = xx + self.x0
-        self.base_y = yy + self.y0
+        self.grid32 = self.grid.astype(np.float32)
+        self.cells = (
+            np.mgrid[0:gh, 0:gw][::-1].astype(np.float32).transpose(1, 2, 0)
+        )  # (x, y) in coarse cells
+        self.all_names = tuple(sorted(set(self.upper.names) | set(self.lower.names if self.lower else ())))
+        self._memo = None
 
     @staticmethod
     def _window(gx, gy, w, h):
@@ -359,11 +372,9 @@ class _Patch:
 
     def _inverse(self, forward: np.ndarray) -> np.ndarray:
         """Backward displacement at the coarse samples: B = -F(p + B), a few fixed-point steps."""
-        gh, gw = forward.shape[:2]
-        base = np.mgrid[0:gh, 0:gw][::-1].astype(np.float32).transpose(1, 2, 0)  # (x, y) in coarse cells
         back = -forward
-        for _ in range(5):
-            m = base + back / self.stride
+        for _ in range(INVERSE_STEPS):
+            m = self.cells + back * (1.0 / self.stride)
             back = -cv2.remap(forward, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return back
 
@@ -387,6 +398,17 @@ class _Patch:
         cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
         k = max(3, int(self.rig.unit * 0.05) | 1)
         return cv2.GaussianBlur(mask, (k, k), 0)
+
+    def gap_lines(self, coef) -> tuple[np.ndarray, np.ndarray]:
+        """The opening the mouth uncovers: the resting lower inner lip carried by the upper side's field (top)
+        and by the lower side's field (bottom), corner to corner."""
+        pts = self.rig.points[self.split]
+        cells = (pts - [self.x0, self.y0]) / self.stride
+        fu = self._field(self.upper, coef)
+        top = pts + _sample(fu, cells) if fu is not None else pts.copy()
+        bottom = self._split_points(coef)
+        top[[0, -1]] = bottom[[0, -1]]  # the corners are shared
+        return top, np.maximum(bottom, top * [0, 1] + bottom * [1, 0])
 
     def _split_points(self, coef) -> np.ndarray:
         pts = self.rig.points[self.split]
@@ -422,23 +444,26 @@ class _Patch:
         below[list(mesh.INNER_MOUTH_CORNERS)] = False
         return below
 
-    def apply(self, src: np.ndarray, out: np.ndarray, coef) -> None:
+    def apply(self, src: np.ndarray, out: np.ndarray, coef, memo: bool = False) -> None:
+        key = tuple(coef.get(n, 0.0) for n in self.all_names)
+        if memo and self._memo is not None and self._memo[0] is src and self._memo[1] == key:
+            out[self.y0 : self.y1, self.x0 : self.x1] = self._memo[2]
+            return
         fu = self._field(self.upper, coef)
         fl = self._field(self.lower, coef) if self.lower is not None else None
         if fu is None and fl is None:
             return
-        back = self._dense(self._inverse(fu if fu is not None else np.zeros_like(self.grid, np.float32)))
+        zero = np.zeros(self.grid.shape, np.float32)
+        # absolute source coordinates on the coarse grid; bilinear upsampling of them is exact for the identity
+        maps = self._dense(self.grid32 + self._inverse(fu if fu is not None else zero))
         if self.lower is not None:
-            back_low = self._dense(
-                self._inverse(fl if fl is not None else np.zeros_like(self.grid, np.float32))
-            )
+            maps_low = self._dense(self.grid32 + self._inverse(fl if fl is not None else zero))
             m = self.lower_mask(coef)[..., None]
-            back = back + m * (back_low - back)
-        mx = self.base_x + back[..., 0]
-        my = self.base_y + back[..., 1]
-        out[self.y0 : self.y1, self.x0 : self.x1] = cv2.remap(
-            src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
-        )
+            maps += m * (maps_low - maps)
+        patch = cv2.remap(src, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        out[self.y0 : self.y1, self.x0 : self.x1] = patch
+        if memo:
+            self._memo = (src, key, patch)
 
 
 class _Basis:
@@ -567,42 +592,57 @@ def eyelid_fill(
         image[y0:y1, x0:x1] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
 
 
-CAVITY_RGB = np.array([52, 18, 22], np.float32)
-TEETH_RGB = np.array([222, 214, 200], np.float32)
+CAVITY_RGB = np.array([40, 18, 20], np.float32)
+TONGUE_RGB = np.array([120, 52, 56], np.float32)
+TEETH_RGB = np.array([226, 218, 200], np.float32)
 
 
-def mouth_fill(image: np.ndarray, landmarks: np.ndarray, unit: float, opening: float) -> None:
-    """Paint the opening between the (displaced) inner lips in place: dark cavity, upper teeth hinted at the top."""
+def mouth_fill(
+    image: np.ndarray, top: np.ndarray, bottom: np.ndarray, unit: float, opening: float, teeth: bool
+) -> None:
+    """Paint the part of the mouth that the opening uncovers, in place.
+
+    `top`: where the resting mouth's lower edge went (the lower inner lip carried by the upper side's field),
+    `bottom`: the displaced lower inner lip, both from the image-left inner corner to the right one. Whatever
+    the resting mouth showed (closed lips, or teeth in a smiling portrait) stays above `top`; between the two
+    lines comes a dark cavity whose upper edge fades, so it reads as shadow behind the teeth. `teeth`: paint a
+    hint of upper teeth at the top (for a portrait whose mouth is closed at rest)."""
     if opening <= 0.02:
         return
-    inner = np.asarray(landmarks, np.float64)[list(mesh.LIPS_INNER), :2]
-    x0, y0 = np.floor(inner.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
+    top = np.asarray(top, np.float64)
+    bottom = np.asarray(bottom, np.float64)
+    pts = np.concatenate([top, bottom])
+    x0, y0 = np.floor(pts.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + 4
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
     if x1 - x0 < 3 or y1 - y0 < 3:
         return
     h, w = y1 - y0, x1 - x0
-    poly = inner - [x0, y0]
+    poly = np.concatenate([top, bottom[::-1]]) - [x0, y0]
     mask = np.zeros((h, w), np.float32)
     cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
     mask = cv2.GaussianBlur(mask, (3, 3), 0)
-    # the teeth: a band hanging from the upper inner lip, narrower than the mouth, a fraction of the opening high
-    upper = poly[[0, *range(19, 9, -1)]]  # upper inner lip from the image-left corner to the right corner
-    teeth_h = min(0.07 * unit, 0.45 * float(np.ptp(poly[:, 1])))
-    teeth = np.zeros((h, w), np.float32)
-    band = np.concatenate([upper, (upper + [0, teeth_h])[::-1]])
-    cv2.fillPoly(teeth, [np.round(band * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
-    cx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
-    teeth *= np.clip(
-        1.3 - 1.1 * np.abs(cx) ** 2, 0, 1
-    )  # fade towards the corners, where teeth recede into shadow
-    k = max(3, int(unit * 0.03) | 1)
-    teeth = cv2.GaussianBlur(teeth, (k, k), 0) * 0.8
-    yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    cavity = CAVITY_RGB * (0.75 + 0.35 * yy)  # a little lighter towards the tongue at the bottom
-    colour = cavity + teeth[..., None] * (TEETH_RGB - cavity)
-    alpha = (mask * min(1.0, (opening - 0.02) / 0.1))[..., None]
+    # depth below the top line, in pixels: the cavity darkens over the first few pixels (shadow, no hard edge)
+    xs = np.arange(w, dtype=np.float64) + x0
+    top_y = np.interp(xs, top[:, 0], top[:, 1]) - y0
+    depth = np.arange(h, dtype=np.float32)[:, None] - top_y[None, :].astype(np.float32)
+    fade = np.clip(depth / max(2.0, 0.035 * unit), 0.0, 1.0)
+    gap = max(1.0, float(np.max(bottom[:, 1] - top[:, 1])))
+    # dark behind the teeth, warming towards the tongue and the lower lip
+    t = np.clip(depth / gap, 0, 1)[..., None]
+    cavity = CAVITY_RGB[None, None] + t**2 * (TONGUE_RGB - CAVITY_RGB)
+    colour = cavity
+    alpha = mask * (0.35 + 0.65 * fade)
+    if teeth:
+        band_h = min(0.06 * unit, 0.4 * gap)
+        tooth = np.clip(1.0 - depth / max(band_h, 1.0), 0.0, 1.0) * (depth >= -1)
+        cx = np.clip((xs - top[0, 0]) / max(1.0, top[-1, 0] - top[0, 0]) * 2 - 1, -1, 1)[None, :]
+        tooth = tooth * np.clip(1.2 - np.abs(cx) ** 2, 0, 1)  # teeth recede into shadow towards the corners
+        tooth = np.minimum(tooth, 1.0) * 0.85
+        colour = cavity + tooth[..., None] * (TEETH_RGB - cavity)
+        alpha = mask * np.maximum(0.35 + 0.65 * fade, tooth)
+    alpha = (alpha * min(1.0, (opening - 0.02) / 0.08))[..., None]
     region = image[y0:y1, x0:x1].astype(np.float32)
     image[y0:y1, x0:x1] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
 

@@ -1,0 +1,271 @@
+"""The CPU preview engine: the persona's own pixels moved by landmark-driven warps.
+
+prepare (cached): for a still portrait, a face-centred crop at the output size (default 512x512, with a margin
+for head motion) and its 478 landmarks; for a video, the face track (landmarks and a face-found flag per source
+frame at the job fps) — the video's frames are decoded again at render time.
+
+render: every output frame k is computed from per-frame curves alone (the expression track, the mouth curves
+of the speech), never from the previous frame, so `render(start=k)` gives exactly the frames a full render gives
+from k on. Per frame: the mouth (opening, width, rounding, closure from `pipelines.speech.mouth`) and the
+expression parameters drive `pipelines.expression.warp.FaceRig` (local patch warps, inner-mouth fill, closed-lid
+fill); for stills, idle head motion then moves the whole frame by a small similarity transform inside the margin.
+
+Video personas: the source plays forwards then backwards (ping-pong) when the speech is longer; it keeps its own
+head motion (no synthetic motion is added). Source frames where no face was found pass through unchanged, and
+the warp fades out over `FADE_FRAMES` frames around them rather than cutting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
+from pipelines.errors import InputError, RenderError
+from pipelines.expression.track import PARAMS, ExpressionTrack
+from pipelines.speech.track import Speech
+
+DEFAULT_SIZE = (512, 512)
+FADE_FRAMES = 4
+HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
+PREPARE_VERSION = "preview-prepare-1"
+_IDX = {name: i for i, name in enumerate(PARAMS)}
+
+
+@dataclass
+class PreviewPrepared:
+    kind: str  # "image" or "video"
+    size: tuple[int, int]  # output (width, height)
+    margin: int  # still: border around the output inside `frame`
+    points: np.ndarray  # (n_source, 478, 2) in frame coordinates
+    found: np.ndarray  # (n_source,) bool
+    frame: np.ndarray | None = None  # still: (h + 2 margin, w + 2 margin, 3) uint8
+    source: Path | None = None  # video
+    fps: float = 25.0
+    _rig: Any = field(default=None, repr=False)
+
+    @property
+    def n_source(self) -> int:
+        return int(self.found.shape[0])
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pingpong_index(k: int, n: int) -> int:
+    """Source frame shown at output frame k when a source of n frames plays forwards, backwards, forwards..."""
+    if n <= 1:
+        return 0
+    period = 2 * n - 2
+    pos = k % period
+    return pos if pos < n else period - pos
+
+
+def face_weights(found: np.ndarray, fade: int = FADE_FRAMES) -> np.ndarray:
+    """1 where the warp applies fully, 0 on frames without a face, ramping over `fade` frames in between."""
+    n = len(found)
+    missing = np.flatnonzero(~found)
+    if len(missing) == 0:
+        return np.ones(n, np.float32)
+    idx = np.arange(n)
+    dist = np.abs(idx[:, None] - missing[None, :]).min(1)
+    return np.clip(dist / float(fade), 0.0, 1.0).astype(np.float32)
+
+
+class PreviewEngine:
+    """Engine "preview": CPU, no weights, ~real-time x10 and more on a laptop."""
+
+    name = "preview"
+
+    def __init__(self, device: str = "cpu", **_options: Any):
+        self.device = device  # always the CPU; accepted so every engine is created alike
+
+    # ---- prepare --------------------------------------------------------------------------------------------
+    def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> PreviewPrepared:
+        source = Path(persona.source)
+        if not source.is_file():
+            raise InputError(source, "source", "file not found")
+        kind = getattr(persona, "source_kind", None) or _kind_of(source)
+        size = tuple(settings.size) if settings.size else None
+        key = hashlib.sha256(
+            f"{PREPARE_VERSION}|{_file_digest(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}".encode()
+        ).hexdigest()[:32]
+        if kind == "image":
+            out_size = size or DEFAULT_SIZE
+            arrays = cache.get_or_compute("preview", key, lambda: _prepare_still(source, out_size))
+            return PreviewPrepared(
+                "image",
+                out_size,
+                int(arrays["margin"][0]),
+                arrays["points"].astype(np.float64),
+                arrays["found"].astype(bool),
+                frame=arrays["frame"],
+            )
+        arrays = cache.get_or_compute("preview", key, lambda: _prepare_video(source, settings.fps, size))
+        return PreviewPrepared(
+            "video",
+            (int(arrays["size"][0]), int(arrays["size"][1])),
+            0,
+            arrays["points"].astype(np.float64),
+            arrays["found"].astype(bool),
+            source=source,
+            fps=settings.fps,
+        )
+
+    # ---- render ---------------------------------------------------------------------------------------------
+    def render(
+        self,
+        prepared: PreviewPrepared,
+        speech: Speech,
+        expression: ExpressionTrack,
+        settings: RenderSettings,
+        progress: Progress | None = None,
+        start: int = 0,
+    ) -> Iterator[Frame]:
+        from pipelines.speech.mouth import mouth_curves
+
+        n = speech.n_frames
+        if expression.n_frames != n:
+            raise RenderError(f"expression track has {expression.n_frames} frames, the speech {n}")
+        if not 0 <= start <= n:
+            raise ValueError(f"start {start} outside 0..{n}")
+        mouth = mouth_curves(speech)
+        gain = float(getattr(settings.engine, "mouth_gain", 1.0) or 0.0)
+        curves = np.stack([mouth.open * gain, mouth.width, mouth.round, mouth.closure], 1).astype(np.float64)
+        if prepared.kind == "image":
+            frames = self._render_still(prepared, expression, curves, start, n)
+        else:
+            frames = self._render_video(prepared, expression, curves, start, n)
+        for done, frame in enumerate(frames, 1):
+            yield frame
+            if progress is not None:
+                progress(done)
+
+    @staticmethod
+    def _params(expression: ExpressionTrack, curves: np.ndarray, k: int) -> dict[str, float]:
+        p = dict(zip(PARAMS, expression.values[k].tolist(), strict=True))
+        p["mouth_open"], p["mouth_width"], p["mouth_round"], p["mouth_closure"] = curves[k].tolist()
+        return p
+
+    def _render_still(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
+        import cv2
+
+        from pipelines.expression.warp import FaceRig
+
+        if prep._rig is None:
+            prep._rig = FaceRig(prep.points[0], prep.frame.shape)
+        rig = prep._rig
+        w, h = prep.size
+        m = prep.margin
+        pivot = (rig.points[list(_PIVOT)].mean(0)).tolist()
+        for k in range(start, n):
+            params = self._params(expression, curves, k)
+            image = rig.apply(prep.frame, params, constant_source=True)
+            yaw, pitch, roll = (params["head_yaw"], params["head_pitch"], params["head_roll"])
+            matrix = cv2.getRotationMatrix2D(pivot, roll, 1.0)
+            matrix[0, 2] += HEAD_SHIFT * rig.unit * np.sin(np.radians(yaw)) - m
+            matrix[1, 2] += HEAD_SHIFT * rig.unit * np.sin(np.radians(-pitch)) - m
+            out = cv2.warpAffine(
+                image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+            )
+            yield Frame(out, True)
+
+    def _render_video(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
+        from pipelines.expression.warp import FaceRig
+        from pipelines.media.video_in import open_source
+
+        src = open_source(prep.source, prep.fps, prep.size)
+        # The source is held decoded for the render (bounded by the persona clip, not by the speech): ping-pong
+        # playback needs it backwards, and the decoder can only go forwards.
+        frames = list(src.frames(0, min(len(src), prep.n_source)))
+        n_src = len(frames)
+        weights = face_weights(prep.found[:n_src])
+        for k in range(start, n):
+            j = pingpong_index(k, n_src)
+            original = frames[j]
+            wgt = float(weights[j])
+            if wgt <= 0.0:
+                yield Frame(original.copy(), False)
+                continue
+            image = FaceRig(prep.points[j], original.shape).apply(
+                original, self._params(expression, curves, k)
+            )
+            if wgt < 1.0:
+                image = (original + wgt * (image.astype(np.float32) - original) + 0.5).astype(np.uint8)
+            yield Frame(image, bool(prep.found[j]))
+
+
+_PIVOT = (1, 4, 152, 9)  # nose tip, nose, chin, between the brows: the head turns about its middle
+
+
+def _kind_of(path: Path) -> str:
+    from pipelines.face.inspect import source_kind
+
+    kind = source_kind(path)
+    if kind == "unknown":
+        raise InputError(path, "source", "expected an image or a video")
+    return kind
+
+
+def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    import cv2
+
+    from pipelines.engines.preview.framing import margin_for, portrait_matrix, transform_points
+    from pipelines.face.inspect import read_image_rgb
+    from pipelines.face.landmarks import detect_faces
+
+    image = read_image_rgb(source)
+    if image is None:
+        raise InputError(source, "source", "not a readable image")
+    faces = detect_faces(image)
+    if not faces:
+        raise InputError(source, "source", "no face found in the persona image")
+    face = faces[0]  # largest: the persona in a portrait
+    margin = margin_for(size)
+    matrix = portrait_matrix(face.points.astype(np.float64), size, margin)
+    canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
+    frame = cv2.warpAffine(image, matrix, canvas, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    # Landmarks found again on the crop are more precise than the portrait's mapped through the matrix
+    # (the mesh is fitted at the crop's scale); fall back to the mapped ones if the crop hides the face.
+    again = detect_faces(frame, max_faces=1)
+    points = again[0].points if again else transform_points(matrix, face.points)
+    return {
+        "frame": frame,
+        "points": points[None].astype(np.float32),
+        "found": np.ones(1, np.uint8),
+        "margin": np.array([margin], np.int32),
+    }
+
+
+def _prepare_video(source: Path, fps: float, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+    from pipelines.face.landmarks import LandmarkDetector
+    from pipelines.media.video_in import open_source
+
+    src = open_source(source, fps, size)
+    points, found = [], []
+    with LandmarkDetector("video", max_faces=1) as detector:
+        for frame in src.frames():
+            faces = detector.detect(frame)
+            if faces:
+                points.append(faces[0].points.astype(np.float32))
+                found.append(True)
+            else:
+                points.append(np.zeros((478, 2), np.float32))
+                found.append(False)
+    if not any(found):
+        raise InputError(source, "source", "no face found in any frame of the persona video")
+    return {
+        "points": np.stack(points),
+        "found": np.array(found, np.uint8),
+        "size": np.array([src.width, src.height], np.int32),
+    }
