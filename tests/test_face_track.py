@@ -4,7 +4,8 @@ import pytest
 
 from pipelines.face import mesh
 from pipelines.face.blend import passthrough_crossfade
-from pipelines.face.track import FaceTrack, smooth_landmarks, track_faces
+from pipelines.face.landmarks import FaceLandmarks
+from pipelines.face.track import FaceTrack, _choose, _link, smooth_landmarks, track_faces
 from tests import face_helpers as fh
 
 
@@ -100,3 +101,28 @@ def test_smoothing_keeps_a_quadratic_and_removes_noise():
     noisy = clean + rng.normal(0, 1.0, clean.shape)
     out = smooth_landmarks(noisy, found, 7)
     assert np.abs(out - clean).std() < 0.8 * np.abs(noisy - clean).std()
+
+
+def _fake_face(cx: float, cy: float, size: float) -> FaceLandmarks:
+    unit = np.random.default_rng(0).uniform(-0.5, 0.5, (478, 2))
+    unit[:2] = [[-0.5, -0.5], [0.5, 0.5]]  # pin the box so size is exact
+    return FaceLandmarks(points=(unit * size + [cx, cy]).astype(np.float32), z=np.zeros(478, np.float32))
+
+
+def test_selection_merges_duplicate_reports_and_ignores_strangers():
+    # The persona (size 100) drifts right; MediaPipe reports it twice in frames 7..9 (a slightly larger duplicate)
+    # and only the duplicate continues after frame 9. A bigger stranger at x=600 shows in frames 12..15.
+    per_frame = []
+    for t in range(16):
+        faces = []
+        x = 200 + 3 * t
+        if t <= 9:
+            faces.append(_fake_face(x, 200, 100))
+        if t >= 7:
+            faces.append(_fake_face(x + 8, 205, 112))
+        if t >= 12:
+            faces.append(_fake_face(600, 200, 160))
+        per_frame.append(faces)
+    chosen = _choose(_link(per_frame), len(per_frame))
+    assert all(c is not None for c in chosen)
+    assert all(abs(c.centre[0] - (200 + 3 * t)) < 10 for t, c in enumerate(chosen))

@@ -5,9 +5,11 @@ keeps only landmarks. Then it picks the persona's face consistently over time:
 1. faces are linked frame to frame into tracklets (nearest centre within half a face size, similar size, allowing
    short dropouts);
 2. the tracklet with the largest summed face size (big AND long-lived) is the persona;
-3. other tracklets that do not overlap it in time join it when they are of comparable size and start or end near
-   where the persona was at the nearest chosen frame (the same face after a lost detection); a different person
-   elsewhere in the picture never does, however large on a given frame.
+3. other tracklets of comparable size fill the frames the persona's tracklet lacks when they are the same face:
+   where they overlap it in time they coincide with it everywhere (MediaPipe's video mode sometimes reports one face
+   twice and hands over between the two), otherwise they start or end near where the persona was at the nearest
+   chosen frame (the same face after a lost detection); a different person elsewhere in the picture never joins,
+   however large on a given frame.
 Short dropouts (at most `bridge` frames between found frames) are interpolated and count as found; longer gaps hold
 the nearest found landmarks with found = False, so consumers pass those frames through (see blend.passthrough_crossfade).
 `detected` keeps what MediaPipe actually saw.
@@ -135,22 +137,33 @@ def _choose(tracklets: list[_Tracklet], n: int) -> list[FaceLandmarks | None]:
         chosen[t] = f
     ref_size = main.median_size
     for tr in ranked[1:]:
-        if any(chosen[t] is not None for t in tr.frames):
-            continue
         ratio = max(tr.median_size, ref_size) / max(min(tr.median_size, ref_size), 1e-6)
         if ratio > _JOIN_SIZE_RATIO:
             continue
-        before = next((chosen[t] for t in range(tr.frames[0] - 1, -1, -1) if chosen[t] is not None), None)
-        after = next((chosen[t] for t in range(tr.frames[-1] + 1, n) if chosen[t] is not None), None)
-        near = [
-            float(np.linalg.norm(ref.centre - own.centre)) < _JOIN_DISTANCE * ref.size
-            for ref, own in ((before, tr.faces[0]), (after, tr.faces[-1]))
-            if ref is not None
-        ]
-        if near and any(near):
-            for t, f in zip(tr.frames, tr.faces, strict=True):
+        overlap = [(chosen[t], f) for t, f in zip(tr.frames, tr.faces, strict=True) if chosen[t] is not None]
+        if overlap:
+            # MediaPipe's video mode sometimes reports one face twice (tracked + re-detected) and hands over
+            # between the two: a tracklet that coincides with the persona wherever both exist is the persona.
+            if not all(_same_face(a, b, _LINK_DISTANCE) for a, b in overlap):
+                continue
+        else:
+            before = next((chosen[t] for t in range(tr.frames[0] - 1, -1, -1) if chosen[t] is not None), None)
+            after = next((chosen[t] for t in range(tr.frames[-1] + 1, n) if chosen[t] is not None), None)
+            near = [
+                _same_face(ref, own, _JOIN_DISTANCE)
+                for ref, own in ((before, tr.faces[0]), (after, tr.faces[-1]))
+                if ref is not None
+            ]
+            if not any(near):
+                continue
+        for t, f in zip(tr.frames, tr.faces, strict=True):
+            if chosen[t] is None:
                 chosen[t] = f
     return chosen
+
+
+def _same_face(ref: FaceLandmarks, other: FaceLandmarks, distance: float) -> bool:
+    return float(np.linalg.norm(ref.centre - other.centre)) < distance * ref.size
 
 
 def _savgol_coefficients(window: int, order: int = 2) -> np.ndarray:
