@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cli import personas, render, schema, validate, weights
+from cli import personas, provenance, qc, render, schema, validate, verify, weights
 
-MODULES: list = [render, validate, personas, schema, weights]
+MODULES: list = [render, validate, personas, schema, weights, verify, provenance, qc]

@@ -12,7 +12,7 @@ fill); for stills, idle head motion then moves the whole frame by a small simila
 
 Video personas: the source plays forwards then backwards (ping-pong) when the speech is longer; it keeps its own
 head motion (no synthetic motion is added). Source frames where no face was found pass through unchanged, and
-the warp fades out over `FADE_FRAMES` frames around them rather than cutting.
+the warp fades out over `FADE_FRAMES` frames around them rather than cutting (pipelines.face.blend).
 """
 
 from __future__ import annotations
@@ -69,17 +69,6 @@ def pingpong_index(k: int, n: int) -> int:
     period = 2 * n - 2
     pos = k % period
     return pos if pos < n else period - pos
-
-
-def face_weights(found: np.ndarray, fade: int = FADE_FRAMES) -> np.ndarray:
-    """1 where the warp applies fully, 0 on frames without a face, ramping over `fade` frames in between."""
-    n = len(found)
-    missing = np.flatnonzero(~found)
-    if len(missing) == 0:
-        return np.ones(n, np.float32)
-    idx = np.arange(n)
-    dist = np.abs(idx[:, None] - missing[None, :]).min(1)
-    return np.clip(dist / float(fade), 0.0, 1.0).astype(np.float32)
 
 
 class PreviewEngine:
@@ -182,6 +171,7 @@ class PreviewEngine:
 
     def _render_video(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
         from pipelines.expression.warp import FaceRig
+        from pipelines.face.blend import passthrough_crossfade
         from pipelines.media.video_in import open_source
 
         src = open_source(prep.source, prep.fps, prep.size)
@@ -189,7 +179,7 @@ class PreviewEngine:
         # playback needs it backwards, and the decoder can only go forwards.
         frames = list(src.frames(0, min(len(src), prep.n_source)))
         n_src = len(frames)
-        weights = face_weights(prep.found[:n_src])
+        weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
         for k in range(start, n):
             j = pingpong_index(k, n_src)
             original = frames[j]
@@ -220,7 +210,8 @@ def _kind_of(path: Path) -> str:
 def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
     import cv2
 
-    from pipelines.engines.preview.framing import margin_for, portrait_matrix, transform_points
+    from pipelines.engines.preview.framing import margin_for, portrait_matrix
+    from pipelines.face.align import transform_points
     from pipelines.face.inspect import read_image_rgb
     from pipelines.face.landmarks import detect_faces
 
@@ -248,24 +239,15 @@ def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]
 
 
 def _prepare_video(source: Path, fps: float, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
-    from pipelines.face.landmarks import LandmarkDetector
+    from pipelines.face.track import track_faces
     from pipelines.media.video_in import open_source
 
     src = open_source(source, fps, size)
-    points, found = [], []
-    with LandmarkDetector("video", max_faces=1) as detector:
-        for frame in src.frames():
-            faces = detector.detect(frame)
-            if faces:
-                points.append(faces[0].points.astype(np.float32))
-                found.append(True)
-            else:
-                points.append(np.zeros((478, 2), np.float32))
-                found.append(False)
-    if not any(found):
+    track = track_faces(src.frames())
+    if track.n_found == 0:
         raise InputError(source, "source", "no face found in any frame of the persona video")
     return {
-        "points": np.stack(points),
-        "found": np.array(found, np.uint8),
+        "points": track.smoothed,
+        "found": track.found.astype(np.uint8),
         "size": np.array([src.width, src.height], np.int32),
     }

@@ -1,40 +1,31 @@
 """Where the face sits in a preview frame cut from a still portrait.
 
-The portrait is cut with a similarity transform (rotation, uniform scale, shift) that levels the eyes and puts
-them at a fixed place with a fixed inter-ocular distance, so every persona is framed alike. The cut is wider than
-the output by `margin` pixels on every side: idle head motion moves the frame inside that margin and never shows
-an edge.
+The portrait is cut with the face helper's face-centred crop (scale and shift, the pupils a fixed distance apart
+at a fixed place), so every persona is framed alike. The cut is wider than the output by `margin` pixels on every
+side: idle head motion moves the frame inside that margin and never shows an edge.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipelines.face import mesh
+from pipelines.face.align import face_centred_crop_matrix
 
-EYE_DISTANCE = 0.27  # inter-ocular distance as a share of the output's smaller side
+EYE_DISTANCE = 0.27  # distance between the pupils as a share of the output's smaller side
 EYE_HEIGHT = 0.42  # eye line as a share of the output height
 MARGIN = 0.04  # extra border for head motion, as a share of the output's larger side
-
-
-def portrait_matrix(points: np.ndarray, size: tuple[int, int], margin: int) -> np.ndarray:
-    """2x3 matrix mapping the portrait onto a (w + 2 margin, h + 2 margin) face-centred canvas."""
-    w, h = size
-    left = points[list(mesh.LEFT_EYE)].mean(0)
-    right = points[list(mesh.RIGHT_EYE)].mean(0)
-    centre = (left + right) / 2
-    eye_vec = right - left
-    scale = EYE_DISTANCE * min(w, h) / float(np.linalg.norm(eye_vec))
-    angle = np.arctan2(eye_vec[1], eye_vec[0])
-    c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
-    rot = np.array([[c, -s], [s, c]])
-    target = np.array([w / 2 + margin, EYE_HEIGHT * h + margin])
-    return np.concatenate([rot, (target - rot @ centre)[:, None]], axis=1)
 
 
 def margin_for(size: tuple[int, int]) -> int:
     return int(round(MARGIN * max(size)))
 
 
-def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
+def portrait_matrix(points: np.ndarray, size: tuple[int, int], margin: int) -> np.ndarray:
+    """(2, 3) matrix taking the portrait onto a (w + 2 margin, h + 2 margin) face-centred canvas."""
+    w, h = size
+    side = min(w, h)
+    matrix = face_centred_crop_matrix(points, side, EYE_DISTANCE, EYE_HEIGHT)
+    # the helper centres the eyes in a side x side square; move them to their place on the wider canvas
+    matrix[0, 2] += w / 2 + margin - side / 2
+    matrix[1, 2] += EYE_HEIGHT * h + margin - EYE_HEIGHT * side
+    return matrix
