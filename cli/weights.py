@@ -49,7 +49,7 @@ def expected_keys(engine_id: str, role: str):
 
 
 def _say(message: str) -> None:
-    err_console.print(message, markup=False, highlight=False)
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def _engines_or_all(engines: list[str] | None) -> list[str]:

@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 # A LatentSync-style UNet state dict in miniature: official key names, tiny shapes.
 TINY_UNET_KEYS: dict[str, tuple[int, ...]] = {
     "conv_in.weight": (8, 13, 3, 3),

@@ -226,9 +226,9 @@ def resolve(
             problems.append(f"{row.repo}/{row.path} not converted to safetensors")
     if problems:
         command = f"talkreel weights download {engine_id}" + (f" --dir {weights_dir}" if explicit_dir else "")
-        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise WeightsMissingError(
-            f"{engine_id} weights are not ready in {weights_dir} ({problems[0]}{more}); run: {command}"
+            f"{engine_id} weights are not ready in {weights_dir} ({shown}); run: {command}"
         )
     paths: dict[str, Path] = {}
     for w in entries(engine_id):
