@@ -12,7 +12,11 @@ finds that the mesh pass did not, runs the mesh on an enlarged square crop aroun
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -107,6 +111,30 @@ def _overlaps(face: FaceLandmarks, box: tuple[float, float, float, float]) -> bo
     return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence MediaPipe's C++ start-up chatter (TFLite delegate INFO, "feedback tensors" warnings), which goes
+    straight to file descriptor 2 while graphs start, whatever Python's logging says. TALKREEL_MEDIAPIPE_LOGS=1
+    shows it."""
+    if os.environ.get("TALKREEL_MEDIAPIPE_LOGS") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class LandmarkDetector:
     """A MediaPipe face-mesh graph kept alive across calls. Not thread-safe: one detector per thread/clip."""
 
@@ -121,41 +149,56 @@ class LandmarkDetector:
             raise ValueError(f"mode must be 'image' or 'video', got {mode!r}")
         if max_faces < 1:
             raise ValueError("max_faces must be >= 1")
-        import mediapipe as mp
-
         self.mode = mode
         self.max_faces = max_faces
         self._min_detection_confidence = min_detection_confidence
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=(mode == "image"),
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
         self._far_detector = None
         self._crop_mesh = None
-        if mode == "image":
-            self._far_detector = mp.solutions.face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=min_detection_confidence
-            )
-            self._crop_mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True,
-                max_num_faces=1,
+        self._quiet = True
+        with _quiet_native_stderr():
+            import mediapipe as mp
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=(mode == "image"),
+                max_num_faces=max_faces,
                 refine_landmarks=True,
                 min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
             )
+            if mode == "image":
+                self._far_detector = mp.solutions.face_detection.FaceDetection(
+                    model_selection=1, min_detection_confidence=min_detection_confidence
+                )
+                self._crop_mesh = mp.solutions.face_mesh.FaceMesh(
+                    static_image_mode=True,
+                    max_num_faces=1,
+                    refine_landmarks=True,
+                    min_detection_confidence=min_detection_confidence,
+                )
+            # Graphs start (and log) on their first frame: do that here, inside the quiet block; one more warning
+            # comes with the first face found, so detect() stays quiet until then.
+            blank = np.zeros((64, 64, 3), np.uint8)
+            for graph in (self._mesh, self._far_detector, self._crop_mesh):
+                if graph is not None:
+                    graph.process(blank)
 
     def detect(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
         """Faces in one RGB uint8 frame, largest first (at most `max_faces`)."""
         image = _check_image(image_rgb)
+        with _quiet_native_stderr() if self._quiet else contextlib.nullcontext():
+            faces = self._detect(image)
+        if faces:
+            self._quiet = False
+        faces.sort(key=lambda f: f.size, reverse=True)
+        return faces[: self.max_faces]
+
+    def _detect(self, image: np.ndarray) -> list[FaceLandmarks]:
         h, w = image.shape[:2]
         result = self._mesh.process(image)
         faces = [_to_face(lm, w, h) for lm in (result.multi_face_landmarks or [])]
         if self.mode == "image" and len(faces) < self.max_faces:
             faces += self._faces_missed_by_mesh(image, faces)
-        faces.sort(key=lambda f: f.size, reverse=True)
-        return faces[: self.max_faces]
+        return faces
 
     def _faces_missed_by_mesh(self, image: np.ndarray, found: list[FaceLandmarks]) -> list[FaceLandmarks]:
         import cv2
