@@ -148,3 +148,12 @@ def test_prepare_audio_clip_shorter_than_a_gating_block(tmp_path):
     assert prepared.n_frames == 8 and prepared.normalisation == "short-clip gain"
     looped = measure_loudness(["-stream_loop", "49", "-i", str(prepared.wav_48k)])
     assert abs(looped.integrated + 16.0) <= 1.0
+
+
+def test_real_speech_when_present(shared_dir, tmp_path):
+    wavs = sorted((shared_dir / "data" / "audio").glob("*.wav"))
+    if not wavs:
+        pytest.skip("no real audio in ../shared")
+    prepared = prepare_audio([wavs[0]], fps=25, work_dir=tmp_path)
+    assert abs(measure_loudness(prepared.wav_48k).integrated + 16.0) <= 1.0
+    assert len(prepared.samples_16k) == prepared.n_frames * 640

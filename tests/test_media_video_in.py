@@ -139,3 +139,14 @@ def test_bad_sources_are_input_errors(tmp_path):
     run_ffmpeg(["-f", "lavfi", "-i", "sine=d=0.2", "-c:a", "aac", "-y", str(audio_only)])
     with pytest.raises(InputError, match="voice.m4a: has no video stream"):
         open_source(audio_only, fps=25)
+
+
+def test_real_clip_when_present(shared_dir):
+    clips = sorted((shared_dir / "data" / "clips").glob("*.mp4"))
+    if not clips:
+        pytest.skip("no real clips in ../shared")
+    info = probe(clips[0])
+    src = open_source(clips[0], fps=30, size=(288, 512))
+    assert len(src) == round(info.video_duration * 30)
+    frames = list(src.frames(count=3))
+    assert len(frames) == 3 and frames[0].shape == (512, 288, 3)

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from pipelines.errors import RenderError
+from pipelines.errors import InputError, RenderError
 from pipelines.media.atomic import temp_path_for
 from pipelines.media.ffmpeg import run_ffmpeg
 from pipelines.media.probe import is_faststart, probe
@@ -165,7 +165,7 @@ def test_final_mp4_contract(tmp_path, fps, n_frames, audio_seconds):
 def test_final_encode_rejects_odd_size_and_wrong_count(tmp_path):
     wav = make_wav(tmp_path / "a.wav", 1.0)
     out = tmp_path / "x.mp4"
-    with pytest.raises(ValueError, match="even width and height"):
+    with pytest.raises(InputError, match="output.size: H.264 yuv420p needs even width and height, got 63x48"):
         encode_final(iter([]), 10, 25, (63, 48), wav, out)
     with pytest.raises(RenderError, match="got 5 frames, expected 10"):
         encode_final((frame(i, (64, 48)) for i in range(5)), 10, 25, (64, 48), wav, out, preset="ultrafast")

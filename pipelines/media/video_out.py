@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import RenderError
+from pipelines.errors import InputError, RenderError
 from pipelines.media.atomic import move_into_place, pid_alive, pid_of_temp, temp_path_for
 from pipelines.media.audio import OUTPUT_RATE, sample_count
 from pipelines.media.ffmpeg import FFmpegPipe
@@ -219,7 +219,7 @@ def encode_final(
     """
     w, h = int(size[0]), int(size[1])
     if w % 2 or h % 2:
-        raise ValueError(f"output size {w}x{h}: H.264 yuv420p needs even width and height")
+        raise InputError(None, "output.size", f"H.264 yuv420p needs even width and height, got {w}x{h}")
     if n_frames < 1:
         raise ValueError("n_frames must be >= 1")
     out_path = Path(out_path)
