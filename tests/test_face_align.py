@@ -131,3 +131,10 @@ def test_face_centred_crop(face):
     assert np.isclose(np.linalg.norm(eyes[1] - eyes[0]), 0.22 * 512)
     generic = similarity_to_template(face.points, eyes, indices=(mesh.LEFT_PUPIL, mesh.RIGHT_PUPIL))
     assert np.allclose(generic, m, atol=1e-6)
+
+
+def test_degenerate_points_are_refused():
+    with pytest.raises(ValueError, match="degenerate"):
+        similarity_transform(np.zeros((3, 2)), latentsync_template(256).points)
+    with pytest.raises(ValueError):
+        alignment_matrices(np.zeros((3, 2)), latentsync_template(256))  # missing the frame axis

@@ -71,6 +71,8 @@ def _normalise(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     c = p.mean(axis=0)
     centred = p - c
     s = float(np.std(centred, ddof=1))  # unbiased, over all 2k coordinates at once
+    if not np.isfinite(s) or s < 1e-9:
+        raise ValueError("degenerate alignment points (all equal or not finite)")
     return centred / s, c, s
 
 

@@ -99,12 +99,20 @@ def sample_video_frames(path: str | os.PathLike, n: int = VIDEO_SAMPLES) -> Iter
     with av.open(os.fspath(path)) as container:
         stream = container.streams.video[0]
         total = stream.frames
-        if not total and stream.duration and stream.average_rate:
-            total = int(float(stream.duration * stream.time_base) * float(stream.average_rate))
-        step = max(1, -(-(total or n) // n))
+        rate = float(stream.average_rate or 0)
+        if not total and rate and stream.duration and stream.time_base:
+            total = int(float(stream.duration * stream.time_base) * rate)
+        if not total and rate and container.duration:
+            total = int(container.duration / 1_000_000 * rate)
+        # unknown length: every 10th frame, so the samples still spread over a few seconds
+        step = max(1, -(-total // n)) if total else 10
+        taken = 0
         for i, frame in enumerate(container.decode(stream)):
             if i % step:
                 continue
+            if taken == n:
+                break
+            taken += 1
             rgb = frame.to_ndarray(format="rgb24")
             turns = int(round((frame.rotation or 0) / 90.0)) % 4
             yield np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
