@@ -341,19 +341,22 @@ class _Patch:
             low_movers, split = lower
             self.lower = self._basis(low_movers, anchors)
             self.split = split
-        self.grid32 = self.grid.astype(np.float32)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.pixels = np.stack([xx + self.x0, yy + self.y0], -1)
+        self.up_x, self.up_y = xx / stride, yy / stride
         self.cells = (
             np.mgrid[0:gh, 0:gw][::-1].astype(np.float32).transpose(1, 2, 0)
         )  # (x, y) in coarse cells
         self.all_names = tuple(sorted(set(self.upper.names) | set(self.lower.names if self.lower else ())))
         self._memo = None
 
-    @staticmethod
-    def _window(gx, gy, w, h):
-        # smoothstep ramp over the outer 18% of the patch on each side, exactly 0 on the border
+    def _window(self, gx, gy, w, h):
+        # smoothstep ramp over the outer 18% of the patch on each side, exactly 0 on the border;
+        # the last `stride` pixels on each side stay at zero too, so the upsampled field is exactly zero on the
+        # patch's outermost pixel rows and columns whatever the grid phase
         def ramp(v, n):
             band = max(0.18 * n, 2.0)
-            t = np.clip(np.minimum(v, n - v) / band, 0.0, 1.0)
+            t = np.clip((np.minimum(v, n - 1 - v) - self.stride) / band, 0.0, 1.0)
             return t * t * (3 - 2 * t)
 
         return (ramp(gx, w) * ramp(gy, h))[..., None]
@@ -379,12 +382,8 @@ class _Patch:
         return back
 
     def _dense(self, back: np.ndarray) -> np.ndarray:
-        h, w = self.shape
-        gh, gw = back.shape[:2]
-        # coarse sample k sits at pixel k*stride: resize over the padded extent, then crop
-        return cv2.resize(
-            back, ((gw - 1) * self.stride + 1, (gh - 1) * self.stride + 1), interpolation=cv2.INTER_LINEAR
-        )[:h, :w]
+        """Coarse displacements (sample k at pixel k * stride) -> one per pixel of the patch (bilinear)."""
+        return cv2.remap(back, self.up_x, self.up_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def lower_mask(self, coef) -> np.ndarray | None:
         """1 where an output pixel belongs to the lower lip/jaw side (below the displaced lower inner lip)."""
@@ -454,12 +453,14 @@ class _Patch:
         if fu is None and fl is None:
             return
         zero = np.zeros(self.grid.shape, np.float32)
-        # absolute source coordinates on the coarse grid; bilinear upsampling of them is exact for the identity
-        maps = self._dense(self.grid32 + self._inverse(fu if fu is not None else zero))
+        # displacements are upsampled, then added to exact pixel coordinates: where the field is zero the
+        # pixels are copied exactly, not resampled
+        back = self._dense(self._inverse(fu if fu is not None else zero))
         if self.lower is not None:
-            maps_low = self._dense(self.grid32 + self._inverse(fl if fl is not None else zero))
+            back_low = self._dense(self._inverse(fl if fl is not None else zero))
             m = self.lower_mask(coef)[..., None]
-            maps += m * (maps_low - maps)
+            back += m * (back_low - back)
+        maps = self.pixels + back
         patch = cv2.remap(src, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         out[self.y0 : self.y1, self.x0 : self.x1] = patch
         if memo:

@@ -1,0 +1,134 @@
+"""Landmark-driven warps move the intended features (checked by MediaPipe on the result) and nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.expression.warp import FaceRig, warp_face
+from pipelines.face import mesh
+from pipelines.face.landmarks import detect_faces
+from tests.preview_helpers import prepared
+
+BROWS = list(mesh.LEFT_BROW + mesh.RIGHT_BROW)
+EYES = list(mesh.LEFT_EYE + mesh.RIGHT_EYE)
+NOSE = [mesh.NOSE_TIP, *mesh.NOSE_BOTTOM]
+MOUTH = list(mesh.LIPS_OUTER)
+CHIN = [mesh.CHIN]
+
+
+@pytest.fixture(scope="module")
+def face():
+    prep = prepared()
+    return prep.frame, prep.points[0]
+
+
+def _redetect(image) -> np.ndarray:
+    faces = detect_faces(image, max_faces=1)
+    assert faces, "the warped face must still be a face"
+    return faces[0].points.astype(np.float64)
+
+
+# MediaPipe fits its whole mesh to the face, so a local change nudges far points by a pixel or two: the
+# intended features must move several times more than that, everything else stays within it.
+NOISE_PX = 2.5
+
+
+def _shift(before, after, ids) -> np.ndarray:
+    return after[ids] - before[ids]
+
+
+@pytest.mark.parametrize(
+    "params, patch",
+    [({"brow_raise": 1.0, "blink": 1.0, "eye_open": -0.5}, 0), ({"mouth_open": 0.8, "mouth_width": 0.5}, 1)],
+)
+def test_only_the_patch_changes_and_its_border_is_untouched(face, params, patch):
+    image, points = face
+    rig = FaceRig(points, image.shape)
+    out = rig.apply(image, params)
+    changed = np.any(out != image, axis=-1)
+    p = rig.patches[patch]
+    inside = np.zeros_like(changed)
+    inside[p.y0 : p.y1, p.x0 : p.x1] = True
+    assert changed.any()
+    assert not changed[~inside].any()
+    # the window takes the field to zero at the patch border: no seam can form there
+    assert not changed[p.y0, p.x0 : p.x1].any() and not changed[p.y1 - 1, p.x0 : p.x1].any()
+    assert not changed[p.y0 : p.y1, p.x0].any() and not changed[p.y0 : p.y1, p.x1 - 1].any()
+
+
+def test_neutral_parameters_return_the_image(face):
+    image, points = face
+    np.testing.assert_array_equal(warp_face(image, points, {}), image)
+
+
+def test_smile_lifts_the_mouth_corners_only(face):
+    image, points = face
+    before = _redetect(image)
+    after = _redetect(warp_face(image, points, {"smile": 1.0}))
+    corners = _shift(before, after, list(mesh.MOUTH_CORNERS))
+    assert (corners[:, 1] < -2 * NOISE_PX).all(), corners  # up
+    assert corners[0, 0] < 0 < corners[1, 0]  # and out
+    for ids in (BROWS, NOSE):
+        assert np.abs(_shift(before, after, ids)).max() < NOISE_PX
+
+
+def test_brow_raise_moves_brows_not_mouth(face):
+    image, points = face
+    before = _redetect(image)
+    after = _redetect(warp_face(image, points, {"brow_raise": 1.0}))
+    assert _shift(before, after, BROWS)[:, 1].mean() < -2 * NOISE_PX
+    for ids in (MOUTH, NOSE, CHIN):
+        assert np.abs(_shift(before, after, ids)).max() < NOISE_PX
+
+
+def test_mouth_open_drops_the_lower_lip_and_jaw(face):
+    image, points = face
+    before = _redetect(image)
+    after = _redetect(warp_face(image, points, {"mouth_open": 0.8}))
+    assert _shift(before, after, [mesh.LOWER_LIP_BOTTOM])[0, 1] > 3 * NOISE_PX
+    assert _shift(before, after, CHIN)[0, 1] > 2 * NOISE_PX
+    for ids in (BROWS, EYES):
+        assert np.abs(_shift(before, after, ids)).max() < NOISE_PX
+
+
+def test_blink_closes_the_lids(face):
+    image, points = face
+    rig = FaceRig(points, image.shape)
+    moved = rig.displaced_landmarks({"blink": 1.0})
+    for upper, lower in (mesh.LEFT_EYE_LIDS, mesh.RIGHT_EYE_LIDS):
+        rest_gap = points[lower, 1] - points[upper, 1]
+        assert moved[lower, 1] - moved[upper, 1] < 0.15 * rest_gap
+    assert np.abs(moved[MOUTH] - points[MOUTH]).max() < 0.5
+    # the closed eye shows skin: much less contrast inside the eye than when open
+    out = rig.apply(image, {"blink": 1.0})
+    x0, y0 = points[list(mesh.LEFT_EYE)].min(0).astype(int)
+    x1, y1 = points[list(mesh.LEFT_EYE)].max(0).astype(int)
+    assert out[y0:y1, x0:x1].std() < 0.6 * image[y0:y1, x0:x1].std()
+
+
+def test_upper_regions_leave_the_mouth_alone(face):
+    image, points = face
+    params = {"smile": 1.0, "mouth_open": 1.0, "brow_raise": 0.8}
+    out = warp_face(image, points, params, regions="upper")
+    rig = FaceRig(points, image.shape, regions="upper")
+    assert len(rig.patches) == 1
+    moved = rig.displaced_landmarks(params)
+    assert np.abs(moved[MOUTH] - points[MOUTH]).max() < 0.5
+    assert (moved[BROWS, 1] - points[BROWS, 1]).mean() < -2.0
+    # the lips keep their pixels (only the cheek lift reaches the corners a little)
+    lips = points[list(mesh.LIPS_INNER)]
+    x0, y0 = lips.min(0).astype(int)
+    x1, y1 = lips.max(0).astype(int)
+    diff = np.abs(out[y0:y1, x0:x1].astype(int) - image[y0:y1, x0:x1])
+    assert diff.mean() < 1.0
+    assert not diff[:, (x1 - x0) // 3 : 2 * (x1 - x0) // 3].any()
+
+
+def test_rows_aligned_with_params_work_like_dicts(face):
+    from pipelines.expression.track import PARAMS
+
+    image, points = face
+    row = np.zeros(len(PARAMS), np.float32)
+    row[PARAMS.index("smile")] = 0.7
+    np.testing.assert_array_equal(warp_face(image, points, row), warp_face(image, points, {"smile": 0.7}))
