@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipelines.face.landmarks import FaceLandmarks, LandmarkDetector
+from pipelines.face.landmarks import FaceLandmarks, detect_faces
 
 Severity = Literal["error", "warning"]
 
@@ -127,10 +127,9 @@ def inspect_frames(frames: list[np.ndarray], path: str, kind: Literal["image", "
     report = SourceReport(path=path, kind=kind)
     if frames:
         report.height, report.width = frames[0].shape[:2]
-    per_frame: list[list[FaceLandmarks]] = []
-    with LandmarkDetector("image", max_faces=MAX_FACES) as detector:
-        for frame in frames:
-            per_frame.append(detector.detect(frame))
+    per_frame = [
+        detect_faces(frame, max_faces=MAX_FACES) for frame in frames
+    ]  # shared detector: many personas
     report.frames_checked = len(frames)
     report.frames_with_face = sum(1 for faces in per_frame if faces)
     report.max_faces = max((len(faces) for faces in per_frame), default=0)
