@@ -222,3 +222,41 @@ def test_engines_sharing_a_repo_must_lock_the_same_revision(monkeypatch, online,
         assert revs == {hub.commit("stabilityai/sd-vae-ft-mse")}
     finally:
         hub.stop()
+
+
+def test_an_unreachable_hub_is_one_line_with_what_to_do(online, monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    hub = wh.FakeHub(wh.hub_repos(["latentsync-1.6"]))
+    lock_path = tmp_path / "weights.lock"
+    from pipelines.weights.lock import Lock, LockedFile, write_lock
+
+    files = [
+        LockedFile(
+            "unet",
+            "ByteDance/LatentSync-1.6",
+            hub.commit("ByteDance/LatentSync-1.6"),
+            "latentsync_unet.pt",
+            10,
+            "0" * 64,
+        )
+    ]
+    write_lock(Lock({"latentsync-1.6": files}, lock_path))
+    result, out = run("download", "latentsync-1.6", "--dir", tmp_path / "w", "--lock", lock_path)
+    assert result.exit_code == 2, result.output  # the lock lacks whisper and vae: refused before any request
+    assert (
+        flat("has no files for whisper, vae; a maintainer re-runs: talkreel weights lock latentsync-1.6")
+        in out
+    )
+
+    result, out = run("lock", "latentsync-1.6", "--lock", tmp_path / "other.lock")
+    assert result.exit_code == 4
+    assert (
+        flat(f"could not fetch ByteDance/LatentSync-1.6@main from http://127.0.0.1:{port} (ConnectError")
+        in out
+    )
+    assert "Traceback" not in result.output

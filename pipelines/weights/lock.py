@@ -135,21 +135,23 @@ def lock_engines(engine_ids: list[str], lock_path: Path | None = None, revision:
     """
     from huggingface_hub import HfApi, hf_hub_download
 
-    from pipelines.weights.store import sha256_file
+    from pipelines.weights.store import hub_errors, sha256_file
 
     lock = read_lock(lock_path)
     api = HfApi(endpoint=hub_endpoint())
     wanted: dict[str, list[WeightFile]] = {e: list(entries(e)) for e in engine_ids}
     repos = sorted({w.repo for ws in wanted.values() for w in ws})
+    fix = "check the network, HF_ENDPOINT and HF_TOKEN (gated repos)"
 
     resolved: dict[str, str] = {}
     listing: dict[str, list[str]] = {}
     for repo in repos:
-        sha = api.model_info(repo, revision=revision).sha
+        with hub_errors(f"{repo}@{revision}", fix):
+            sha = api.model_info(repo, revision=revision).sha
+            listing[repo] = list(api.list_repo_files(repo, revision=sha))
         if not sha or not COMMIT_RE.match(sha):
             raise InputError(None, repo, f"the hub gave no commit hash for revision {revision!r}")
         resolved[repo] = sha
-        listing[repo] = list(api.list_repo_files(repo, revision=sha))
 
     # Engines outside this run that share a repo keep their revision only if it is the same one.
     for repo, sha in resolved.items():
@@ -165,7 +167,7 @@ def lock_engines(engine_ids: list[str], lock_path: Path | None = None, revision:
                 )
 
     meta_cache: dict[tuple[str, str], tuple[int, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="talkreel-lock-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="talkreel-lock-") as tmp, hub_errors("file metadata", fix):
         for engine_id, ws in wanted.items():
             files: list[LockedFile] = []
             for w in ws:

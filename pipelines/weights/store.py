@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -137,7 +138,9 @@ def _wanted(engine_id: str, weights_dir: Path, lock: Lock) -> list[_Wanted]:
     out: list[_Wanted] = []
     for w in entries(engine_id):
         if locked is not None:
-            out.extend(_Wanted(w, lf.path, lf) for lf in locked if lf.role == w.role and lf.repo == w.repo)
+            mine = [_Wanted(w, lf.path, lf) for lf in locked if lf.role == w.role and lf.repo == w.repo]
+            # A manifest role the lock does not know (the manifest grew after locking) shows as missing.
+            out.extend(mine or [_Wanted(w, w.patterns[0], None, is_pattern=True)])
             continue
         for pattern in w.patterns:
             if not any(ch in pattern for ch in "*?["):
@@ -282,6 +285,29 @@ def convert_engine(
     return done
 
 
+_FIX = (
+    "check the network or HF_ENDPOINT, set HF_TOKEN for gated repos, then run the command again "
+    "(finished files are kept, the interrupted one continues), or copy the files in with: "
+    "talkreel weights import {engine} PATH"
+)
+
+
+@contextmanager
+def hub_errors(what: str, fix: str):
+    """Turn huggingface_hub's network/HTTP errors into one line that says what failed and what to do."""
+    import httpx2  # what huggingface_hub 2.x raises for transport and HTTP errors
+    from huggingface_hub.errors import FileMetadataError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (httpx2.HTTPError, FileMetadataError, LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        endpoint = hub_endpoint() or "https://huggingface.co"
+        raise WeightsMissingError(
+            f"could not fetch {what} from {endpoint} ({type(exc).__name__}: {first}); {fix}"
+        ) from None
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -323,6 +349,12 @@ def download(
     return report
 
 
+def lock_gaps(engine_id: str, locked: list[LockedFile]) -> list[str]:
+    """Manifest roles of an engine that its lock entry has no file for (the lock predates the manifest)."""
+    have = {(f.role, f.repo) for f in locked}
+    return [w.role for w in entries(engine_id) if (w.role, w.repo) not in have]
+
+
 def _download_locked(
     engine_id: str,
     locked: list[LockedFile],
@@ -331,6 +363,12 @@ def _download_locked(
     report: DownloadReport,
     say: Event,
 ) -> None:
+    if gaps := lock_gaps(engine_id, locked):
+        raise InputError(
+            None,
+            f"weights.lock: engines.{engine_id}",
+            f"has no files for {', '.join(gaps)}; a maintainer re-runs: talkreel weights lock {engine_id}",
+        )
     todo: list[LockedFile] = []
     for lf in locked:
         local = weights_dir / lf.repo / lf.path
@@ -350,7 +388,8 @@ def _download_locked(
         )
     for lf in todo:
         say(f"{engine_id}: {lf.repo}@{lf.revision[:12]} {lf.path} ({human_size(lf.size)})")
-        local = _fetch_locked(lf, weights_dir)
+        with hub_errors(f"{lf.repo}/{lf.path}", _FIX.format(engine=engine_id)):
+            local = _fetch_locked(lf, weights_dir)
         actual = cache.hash(local, reread=True)
         if actual != lf.sha256:
             cache.forget(local)
@@ -450,14 +489,15 @@ def _download_unlocked(
     report.unlocked.append(engine_id)
     for repo, patterns in by_repo.items():
         say(f"{engine_id}: {repo} {', '.join(sorted(set(patterns)))}")
-        root = Path(
-            snapshot_download(
-                repo,
-                allow_patterns=sorted(set(patterns)),
-                local_dir=weights_dir / repo,
-                endpoint=hub_endpoint(),
+        with hub_errors(repo, _FIX.format(engine=engine_id)):
+            root = Path(
+                snapshot_download(
+                    repo,
+                    allow_patterns=sorted(set(patterns)),
+                    local_dir=weights_dir / repo,
+                    endpoint=hub_endpoint(),
+                )
             )
-        )
         for pattern in set(patterns):
             for p in root.glob(pattern):
                 if p.is_file():
