@@ -14,9 +14,13 @@ LATENTSYNC_LICENCE = "openrail++ (ByteDance/LatentSync model card): use restrict
 SD_VAE_LICENCE = "MIT (stabilityai/sd-vae-ft-mse model card)"
 SD_IMAGE_VARIATIONS_LICENCE = "CreativeML OpenRAIL-M (lambdalabs/sd-image-variations-diffusers model card)"
 ECHOMIMIC_LICENCE = "no licence tag on the BadToBest model card (code Apache-2.0): check with the authors before commercial use"
-WAN_LICENCE = "Apache-2.0 (Wan2.1 / alibaba-pai model card)"
+WAN_LICENCE = (
+    "Apache-2.0 as released for Wan2.1 (not re-checked on the alibaba-pai card: confirm when locking)"
+)
 WAV2VEC2_LICENCE = "Apache-2.0 (facebook/wav2vec2-base-960h model card)"
-CHINESE_WAV2VEC2_LICENCE = "MIT (TencentGameMate/chinese-wav2vec2-base model card)"
+CHINESE_WAV2VEC2_LICENCE = (
+    "not confirmed here: read the TencentGameMate/chinese-wav2vec2-base card when locking"
+)
 
 GB = 1_000_000_000
 MB = 1_000_000
