@@ -143,7 +143,7 @@ def test_final_mp4_contract(tmp_path, fps, n_frames, audio_seconds):
     assert result == out and out.is_file()
     assert [p.name for p in out.parent.iterdir()] == ["final clip.mp4"], "no temp file left"
     info = probe(out)
-    assert info.video_codec == "h264" and info.pix_fmt == "yuv420p"
+    assert info.video_codec == "h264" and info.pixel_format == "yuv420p"
     assert info.audio_codec == "aac" and info.sample_rate == 48_000
     assert (info.width, info.height) == size
     assert is_faststart(out)

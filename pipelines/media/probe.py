@@ -25,7 +25,7 @@ class MediaInfo:
     rotation: int = 0  # degrees counter-clockwise to apply for display (0, 90, 180, 270)
     fps: float | None = None  # average frame rate
     video_codec: str | None = None
-    pix_fmt: str | None = None
+    pixel_format: str | None = None
     video_frames: int | None = None  # from the container's index, when it has one
     video_duration: float | None = None
     # audio (None when there is no audio stream)
@@ -93,7 +93,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                 coded_height=cc.height,
                 fps=float(rate) if rate else None,
                 video_codec=cc.name,
-                pix_fmt=cc.pix_fmt,
+                pixel_format=cc.pix_fmt,
                 video_frames=v.frames or None,
                 video_duration=_stream_duration(v),
             )
