@@ -1,0 +1,171 @@
+"""The preview engine end to end on the package portrait: silence keeps the mouth closed, speech opens it
+(both measured by MediaPipe on the rendered frames), resumed renders match, video personas, bad sources."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipelines.engines.base import Engine, create_engine
+from pipelines.engines.preview.engine import PreviewEngine, pingpong_index
+from pipelines.errors import InputError
+from pipelines.expression.build import build_expression_track
+from pipelines.expression.track import ExpressionTrack
+from tests.preview_helpers import (
+    FPS,
+    SIZE,
+    MemoryCache,
+    openings,
+    portrait_path,
+    prepared,
+    settings,
+    silence,
+    tts_speech,
+)
+
+
+def _render(speech, expression=None, start=0, **kw):
+    expression = expression or build_expression_track([], speech.n_frames, FPS, seed=0, idle=0.0)
+    return list(PreviewEngine().render(prepared(), speech, expression, settings(**kw), start=start))
+
+
+def test_registry_creates_a_preview_engine():
+    engine = create_engine("preview")
+    assert isinstance(engine, Engine) and engine.name == "preview"
+
+
+def test_prepare_is_cached_and_face_centred():
+    cache = MemoryCache()
+    persona = SimpleNamespace(source=portrait_path(), source_kind="image")
+    a = PreviewEngine().prepare(persona, settings(), cache)
+    b = PreviewEngine().prepare(persona, settings(), cache)
+    assert cache.computed == 1
+    np.testing.assert_array_equal(a.frame, b.frame)
+    h, w = a.frame.shape[:2]
+    assert (w - 2 * a.margin, h - 2 * a.margin) == SIZE
+    nose = a.points[0, 1] - a.margin
+    assert abs(nose[0] - SIZE[0] / 2) < 0.08 * SIZE[0]  # the face is in the middle
+
+
+def test_frames_have_the_job_size_and_count():
+    speech = silence(0.4)
+    frames = _render(speech)
+    assert len(frames) == speech.n_frames
+    assert all(
+        f.image.shape == (SIZE[1], SIZE[0], 3) and f.image.dtype == np.uint8 and f.face_found for f in frames
+    )
+
+
+def test_silence_keeps_the_mouth_closed():
+    frames = _render(silence(1.2), build_expression_track([], 30, FPS, seed=0, idle=1.0))
+    rest = openings([prepared().frame])[0]
+    measured = openings([f.image for f in frames[::3]])
+    assert not np.isnan(measured).any()
+    assert np.abs(measured - rest).max() < 0.03
+
+
+def test_speech_opens_the_mouth_and_it_follows_the_words():
+    speech = tts_speech()
+    frames = _render(speech)
+    measured = openings([f.image for f in frames])
+    rest = openings([prepared().frame])[0]
+    assert np.nanpercentile(measured, 95) - rest > 0.08
+    # the leading silence (0.4 s) stays closed, the speech moves
+    lead = int(0.3 * FPS)
+    assert np.abs(measured[:lead] - rest).max() < 0.03
+    assert np.nanstd(measured[lead:-lead]) > 0.02
+
+
+def test_mouth_gain_zero_keeps_the_mouth_from_opening():
+    speech = tts_speech()
+    frames = _render(speech, mouth_gain=0.0)
+    rest = openings([prepared().frame])[0]
+    assert np.abs(openings([f.image for f in frames[::4]]) - rest).max() < 0.03
+
+
+def test_resume_gives_the_same_frames():
+    speech = tts_speech()
+    expression = build_expression_track(
+        [(0, None, "happy", 0.8), (1.0, None, "surprised", 1.0)], speech.n_frames, FPS, 5
+    )
+    full = _render(speech, expression)
+    k = speech.n_frames // 2
+    tail = _render(speech, expression, start=k)
+    assert len(tail) == speech.n_frames - k
+    for a, b in zip(full[k:], tail, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_progress_counts_frames():
+    speech = silence(0.3)
+    seen = []
+    list(
+        PreviewEngine().render(
+            prepared(),
+            speech,
+            ExpressionTrack.neutral(speech.n_frames),
+            settings(),
+            progress=seen.append,
+            start=2,
+        )
+    )
+    assert seen == list(range(1, speech.n_frames - 2 + 1))
+
+
+def test_expression_length_must_match():
+    with pytest.raises(Exception, match="expression track has 3 frames"):
+        _render(silence(0.4), ExpressionTrack.neutral(3))
+
+
+def test_pingpong_index():
+    assert [pingpong_index(k, 4) for k in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert pingpong_index(5, 1) == 0
+
+
+def test_portrait_without_a_face_is_an_input_error(tmp_path):
+    import cv2
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((128, 128, 3), 200, np.uint8))
+    with pytest.raises(InputError, match="no face found"):
+        PreviewEngine().prepare(SimpleNamespace(source=blank, source_kind="image"), settings(), MemoryCache())
+
+
+def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_path):
+    from pipelines.media.video_out import encode_final
+
+    # a 12-frame persona clip: the portrait drifting sideways, with four grey frames (no face) in the middle
+    # (the face track bridges gaps of up to two frames)
+    base = prepared().frame[: SIZE[1], : SIZE[0]]
+    clip = []
+    for i in range(12):
+        frame = np.roll(base, i, axis=1)
+        if 5 <= i <= 8:
+            frame = np.full_like(base, 128)
+        clip.append(frame)
+    wav = tmp_path / "silence.wav"
+    import wave
+
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.zeros(16000, np.int16).tobytes())
+    video = encode_final(iter(clip), len(clip), FPS, SIZE, wav, tmp_path / "persona.mp4", crf=12)
+    engine = PreviewEngine()
+    prep = engine.prepare(
+        SimpleNamespace(source=video, source_kind="video"), settings(size=None), MemoryCache()
+    )
+    assert prep.n_source == 12 and not prep.found[5:9].any() and prep.found[:5].all()
+    speech = tts_speech()
+    expression = build_expression_track([], speech.n_frames, FPS, 0)
+    frames = list(engine.render(prep, speech, expression, settings(size=None)))
+    assert len(frames) == speech.n_frames > 24  # longer than the clip: it plays forwards and backwards
+    flags = [f.face_found for f in frames]
+    assert not any(flags[5:9]) and flags[16] is False  # 16 -> source 6 on the way back
+    assert flags[0] and flags[3]
+    # faceless frames pass through unchanged (within the clip's lossy encode)
+    from pipelines.media.video_in import open_source
+
+    src = list(open_source(video, FPS).frames())
+    np.testing.assert_array_equal(frames[6].image, src[6])
