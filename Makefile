@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
+	$(BIN)/python -m pipelines.engines.preview.demo   # the demo persona's portrait, from scikit-image
 	$(BIN)/talkreel render jobs/ --out out/
 
 test: setup

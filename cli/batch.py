@@ -115,6 +115,7 @@ def run_batch(
     dry_run: bool = False,
     shard: str | None = None,
     allow_outside_paths: bool = False,
+    qc: bool = True,
     reporter: Reporter | None = None,
     engine_factory: Callable[[str], Any] | None = None,
 ) -> BatchResult:
@@ -175,7 +176,9 @@ def run_batch(
     engines: dict[str, Any] = {}
     make_engine = engine_factory or _create_engine
     for plan in plans:
-        result.outcomes.append(_run_one(plan, out_dir, force, engines, make_engine, cache, hasher, reporter))
+        result.outcomes.append(
+            _run_one(plan, out_dir, force, qc, engines, make_engine, cache, hasher, reporter)
+        )
     hasher.save()
     return result
 

@@ -100,10 +100,20 @@ def render(
     allow_outside_paths: bool = typer.Option(
         False, "--allow-outside-paths", help="Allow input paths outside the project root."
     ),
+    qc: bool = typer.Option(
+        True,
+        "--qc/--no-qc",
+        help="Measure each output (talkreel qc) into its record and write a contact sheet.",
+    ),
 ) -> None:
     """Render every job into a finished MP4 (with a .json record beside it)."""
     kwargs = dict(
-        engine=engine, force=force, dry_run=dry_run, shard=shard, allow_outside_paths=allow_outside_paths
+        engine=engine,
+        force=force,
+        dry_run=dry_run,
+        shard=shard,
+        allow_outside_paths=allow_outside_paths,
+        qc=qc,
     )
     if quiet or as_json or dry_run:
         result = run_batch(paths, out, reporter=QuietReporter(), **kwargs)

@@ -22,7 +22,8 @@ import numpy as np
 from pipelines.cache import FileHasher, atomic_write_text, code_version, hash_payload
 from pipelines.engines.base import Engine, RenderSettings
 from pipelines.errors import InputError, RenderError
-from pipelines.spec.audio import FileAudio, SegmentsAudio, TextAudio
+from pipelines.media.atomic import move_into_place
+from pipelines.spec.audio import FileAudio, TextAudio
 from pipelines.spec.loader import LoadedJob
 from pipelines.speech.track import Speech, TimedUnit
 
@@ -62,27 +63,10 @@ def record_path_for(out_path: Path) -> Path:
     return out_path.with_suffix(".json")
 
 
-def input_files(loaded: LoadedJob) -> list[Path]:
-    """Every file whose bytes shape the output."""
-    job, persona = loaded.job, loaded.persona
-    files: list[Path] = [persona.source, *persona.looks.values()]
-    if isinstance(job.audio, FileAudio):
-        files.append(job.audio.file)
-    elif isinstance(job.audio, SegmentsAudio):
-        files.extend(job.audio.files())
-    for extra in (job.question_audio, job.theme):
-        if extra is not None:
-            files.append(extra)
-    background = job.layout.background
-    if background is not None and Path(str(background)).is_file():
-        files.append(Path(str(background)))
-    return files
-
-
 def plan_job(loaded: LoadedJob, out_dir: Path, hasher: FileHasher, force: bool = False) -> JobPlan:
     job = loaded.job
     out_path = (out_dir / job.output.path).resolve()
-    inputs = {str(p): hasher(p) for p in sorted(set(input_files(loaded)))}
+    inputs = {str(p): hasher(p) for p in sorted(set(loaded.input_files()))}
     content_hash = hash_payload(
         {
             "job": job.model_dump(mode="json"),
@@ -189,8 +173,13 @@ def render_job(
     engine: Engine,
     cache: Any,
     progress: StageProgress | None = None,
+    qc: bool = True,
 ) -> dict[str, Any]:
-    """Render one planned job into plan.out_path (atomically) and return its record (also written beside it)."""
+    """Render one planned job into plan.out_path (atomically) and return its record (also written beside it).
+
+    With `qc`, the finished file is measured (pipelines.qc: mouth motion against speech, silences, loudness)
+    and a contact sheet of its frames is written beside it as `<name>.contact.png`.
+    """
     from pipelines.media.audio import prepare_audio
     from pipelines.media.video_out import ChunkWriter, completed_frames, iter_chunk_frames
 
@@ -253,16 +242,21 @@ def render_job(
 
     with timings.stage("compose"):
         from pipelines.compose.plan import plan_composition
+        from pipelines.provenance.watermark import output_id
 
         composition = plan_composition(
-            job=job,
-            persona=persona,
-            clip_size=clip_size,
-            fps=fps,
-            speech=speech,
-            clip_audio=audio.wav_48k,
-            work_dir=work / "compose",
-            output_id=plan.content_hash[:16],
+            job,
+            job.kind,
+            persona.name,
+            persona.disclosure,
+            clip_size,
+            fps,
+            speech,
+            audio.wav_48k,
+            work / "compose",
+            wm_id=output_id(plan.content_hash),
+            script_text=_script_text(job),
+            size=job.output.size,
         )
 
     with timings.stage("encode"):
@@ -278,14 +272,22 @@ def render_job(
             composition.audio_wav,
             composed,
             crf=job.output.crf,
-            preset=getattr(job.engine, "x264_preset", "medium"),
         )
 
     with timings.stage("provenance"):
-        from pipelines.provenance.c2pa_manifest import sign_output
+        provenance = _sign(composed, plan, engine)
+        move_into_place(composed, plan.out_path)
+        sidecars = composition.write_sidecars(plan.out_path, srt=job.captions.srt, vtt=job.captions.vtt)
 
-        provenance = sign_output(composed, plan.out_path, job=job, persona=persona, engine=engine)
-        sidecars = composition.write_sidecars(plan.out_path)
+    figures = None
+    if qc:
+        with timings.stage("qc"):
+            from pipelines.qc.contact_sheet import write_contact_sheet
+            from pipelines.qc.measure import qc_file
+
+            figures = qc_file(plan.out_path)
+            figures.pop("file", None)
+            sidecars.append(write_contact_sheet(plan.out_path, plan.out_path.with_suffix(".contact.png")))
 
     record = {
         "record_version": RECORD_VERSION,
@@ -321,9 +323,10 @@ def render_job(
             "normalisation": audio.normalisation,
             "timing": "espeak" if synthesis is not None else ("aligned" if phonemes else "none"),
         },
-        "composition": composition.applied,
+        "composition": composition.record,
         "provenance": provenance,
         "sidecars": [str(p) for p in sidecars],
+        "qc": figures,
         "timings": timings.stages,
     }
     atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
@@ -369,6 +372,32 @@ def _count_frames(frames: Iterator[np.ndarray], total: int, report: StageProgres
     for i, frame in enumerate(frames, 1):
         yield frame
         report("encode", i, total)
+
+
+def _script_text(job: Any) -> str | None:
+    return job.audio.text if isinstance(job.audio, TextAudio) else job.script
+
+
+def _sign(mp4: Path, plan: JobPlan, engine: Engine) -> dict[str, Any]:
+    """Embed a signed C2PA manifest when the user configured a signing identity; say what was done."""
+    from pipelines.provenance.c2pa_manifest import build_manifest, embed_manifest
+    from pipelines.provenance.identity import configured_identity
+
+    identity = configured_identity()
+    if identity is None:
+        return {"c2pa": None, "note": "no signing identity configured (talkreel provenance init)"}
+    persona = plan.loaded.persona
+    manifest = build_manifest(
+        title=plan.out_path.name,
+        engine=engine.name,
+        weights=_engine_info(engine).get("weights", []),
+        persona_name=persona.name,
+        persona_is_video=persona.source_kind == "video",
+        consent=persona.consent.model_dump(mode="json"),
+        applied={"label": persona.disclosure.model_dump(mode="json")},
+    )
+    embed_manifest(mp4, manifest, identity)
+    return {"c2pa": {"signed_by": str(identity.chain), "identity_source": identity.source}}
 
 
 def _engine_info(engine: Engine) -> dict[str, Any]:

@@ -1,0 +1,178 @@
+"""End to end through `talkreel render` with the preview engine: real ffmpeg, real MediaPipe, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from pipelines.media.probe import is_faststart, probe
+from pipelines.media.video_in import iter_frames
+from tests.project_helpers import make_project, tone_wav
+
+REPO = Path(__file__).resolve().parents[1]
+
+SUMMARY = """\
+kind: summary
+persona: test
+audio: {text: "Hello. This is a short summary of the week.", voice: en}
+emotion:
+  - {start: 0, emotion: happy, intensity: 0.6}
+output: {size: [256, 256]}
+"""
+
+
+def render(*args: str):
+    return CliRunner().invoke(app, ["render", *args], catch_exceptions=False)
+
+
+def check_mp4(path: Path, fps: float = 25.0) -> dict:
+    info = probe(path)
+    assert info.video_codec == "h264"
+    assert info.pixel_format == "yuv420p"
+    assert info.audio_codec == "aac"
+    assert info.sample_rate == 48000
+    assert is_faststart(path)
+    assert abs(info.video_duration - info.audio_duration) <= 1 / fps + 1e-3
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert abs(info.video_duration - record["frames"]["output"] / fps) <= 1e-3
+    return record
+
+
+def test_example_jobs_render_to_valid_mp4s(tmp_path, monkeypatch):
+    """The repo's own jobs/ and demo persona, as `make demo` renders them."""
+    shutil.copytree(REPO / "jobs", tmp_path / "jobs")
+    shutil.copytree(REPO / "personas", tmp_path / "personas")
+    monkeypatch.chdir(tmp_path)
+    from pipelines.engines.preview.demo import ensure_demo_portrait
+
+    ensure_demo_portrait(tmp_path / "personas" / "demo")
+    # Keep CI quick: the same jobs at a smaller size.
+    result = render("jobs", "--out", "out", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    rendered = [j for j in summary["jobs"] if j["status"] == "rendered"]
+    assert len(rendered) >= 3
+    kinds = set()
+    for job in rendered:
+        record = check_mp4(Path(job["output"]))
+        kinds.add(record["kind"])
+        speech = record["duration"]["speech"]
+        assert record["frames"]["clip"] == round(speech * 25)
+        assert record["audio"]["timing"] == "espeak"
+    assert kinds == {"intro", "summary", "faq"}
+
+
+def test_broken_job_does_not_stop_the_batch(tmp_path, monkeypatch):
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF not really a wav file")
+    jobs = make_project(
+        tmp_path,
+        {
+            "a_good": SUMMARY,
+            "b_missing_audio": SUMMARY.replace('{text: "Hello. This is a short summary of the week.", voice: en}', "nope.wav"),
+            "c_bad_media": SUMMARY.replace('{text: "Hello. This is a short summary of the week.", voice: en}', "../garbage.wav"),
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    result = render(str(jobs), "--out", "out", "--json")
+    assert result.exit_code == 3, result.output
+    by_job = {Path(j["job"]).stem: j for j in json.loads(result.stdout)["jobs"]}
+    assert by_job["a_good"]["status"] == "rendered"
+    assert by_job["b_missing_audio"]["status"] == "invalid"
+    assert "b_missing_audio.yaml" in by_job["b_missing_audio"]["error"]
+    assert "audio" in by_job["b_missing_audio"]["error"]
+    assert by_job["c_bad_media"]["status"] == "failed"
+    assert "garbage.wav" in by_job["c_bad_media"]["error"]
+    check_mp4(tmp_path / "out" / "a_good.mp4")
+    assert not (tmp_path / "out" / "c_bad_media.mp4").exists()
+
+
+def test_up_to_date_skip_and_selective_rerender(tmp_path, monkeypatch):
+    jobs = make_project(tmp_path, {"one": SUMMARY, "two": SUMMARY.replace("happy", "sad")})
+    monkeypatch.chdir(tmp_path)
+    assert render(str(jobs), "--out", "out", "--quiet").exit_code == 0
+    t0 = time.perf_counter()
+    result = render(str(jobs), "--out", "out", "--json")
+    skip_seconds = time.perf_counter() - t0
+    assert result.exit_code == 0
+    assert {j["status"] for j in json.loads(result.stdout)["jobs"]} == {"up to date"}
+    assert skip_seconds < 1.0, skip_seconds
+
+    (jobs / "two.yaml").write_text(SUMMARY.replace("happy", "thinking"))
+    result = render(str(jobs), "--out", "out", "--json")
+    statuses = {Path(j["job"]).stem: j["status"] for j in json.loads(result.stdout)["jobs"]}
+    assert statuses == {"one": "up to date", "two": "rendered"}
+
+    result = render(str(jobs), "--out", "out", "--json", "--force")
+    assert {j["status"] for j in json.loads(result.stdout)["jobs"]} == {"rendered"}
+
+
+def test_dry_run_prints_the_plan_without_rendering(tmp_path, monkeypatch):
+    jobs = make_project(tmp_path, {"one": SUMMARY})
+    monkeypatch.chdir(tmp_path)
+    result = render(str(jobs), "--out", "out", "--dry-run", "--json")
+    assert result.exit_code == 0
+    (job,) = json.loads(result.stdout)["jobs"]
+    assert job["status"] == "to render" and job["engine"] == "preview" and job["frames"] > 0
+    assert not (tmp_path / "out" / "one.mp4").exists()
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "render", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_killed_render_resumes_with_identical_frames(tmp_path, monkeypatch):
+    tone_wav(tmp_path / "long.wav", 10.0)  # 250 frames: two finished chunks and a partial one
+    job = SUMMARY.replace('{text: "Hello. This is a short summary of the week.", voice: en}', "../long.wav")
+    jobs = make_project(tmp_path, {"long": job})
+    monkeypatch.chdir(tmp_path)
+
+    proc = _cli(tmp_path, str(jobs), "--out", "killed", "--quiet")
+    work = tmp_path / "killed" / ".talkreel"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(work.glob("*/chunks/*.mkv")):
+        if proc.poll() is not None:
+            pytest.fail(f"render ended before the first chunk: {proc.stderr.read()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "long.mp4").exists()  # no half file under the final name
+    assert render(str(jobs), "--out", "killed", "--quiet").exit_code == 0
+    assert render(str(jobs), "--out", "clean", "--quiet").exit_code == 0
+
+    resumed = list(iter_frames(tmp_path / "killed" / "long.mp4"))
+    clean = list(iter_frames(tmp_path / "clean" / "long.mp4"))
+    assert len(resumed) == len(clean) == 250
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, clean))
+
+
+def test_two_processes_on_the_same_jobs_do_not_clobber(tmp_path):
+    jobs = make_project(tmp_path, {"one": SUMMARY})
+    a = _cli(tmp_path, str(jobs), "--out", "out", "--json")
+    b = _cli(tmp_path, str(jobs), "--out", "out", "--json")
+    out_a, err_a = a.communicate(timeout=300)
+    out_b, err_b = b.communicate(timeout=300)
+    assert a.returncode == 0, err_a
+    assert b.returncode == 0, err_b
+    statuses = sorted(json.loads(out)["jobs"][0]["status"] for out in (out_a, out_b))
+    # Exactly one rendered; the other waited for the lock and found the output up to date.
+    assert statuses == ["rendered", "up to date"]
+    check_mp4(tmp_path / "out" / "one.mp4")
