@@ -148,10 +148,20 @@ def dims_from_state_dict(state_dict: Mapping[str, torch.Tensor], n_head: int | N
     )
 
 
-def load_encoder(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """A WhisperAudioEncoder from a safetensors file (converted weights) or an openai-whisper `.pt` checkpoint."""
+def load_encoder(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    dims_path: str | Path | None = None,
+):
+    """A WhisperAudioEncoder from a safetensors file (converted weights, with the checkpoint's `dims` in a JSON file
+    beside it) or an openai-whisper `.pt` checkpoint."""
     path = Path(path)
     n_head = None
+    if dims_path is not None and Path(dims_path).is_file():
+        import json
+
+        n_head = int(json.loads(Path(dims_path).read_text(encoding="utf-8"))["n_audio_head"])
     if path.suffix == ".safetensors":
         from safetensors import safe_open
         from safetensors.torch import load_file
@@ -159,7 +169,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu", dtype: to
         state = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        if "n_audio_head" in meta:
+        if n_head is None and "n_audio_head" in meta:
             n_head = int(meta["n_audio_head"])
     else:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -18,7 +18,6 @@ from pipelines.audio_features.mel import log_mel
 STEPS_PER_SECOND = 50  # encoder steps per second of audio (16 kHz / hop 160 / stride 2)
 LEFT_STEPS = 4  # per video frame: steps centre-4 .. centre+5
 RIGHT_STEPS = 6
-OVERLAP_HOP = 2000  # mel frames between overlapping windows: 10 s shared by neighbours
 
 
 def window_starts(n_mel: int, window: int, overlap: bool) -> list[int]:
@@ -27,7 +26,8 @@ def window_starts(n_mel: int, window: int, overlap: bool) -> list[int]:
         return [0]
     if not overlap:
         return list(range(0, n_mel, window))
-    hop = min(OVERLAP_HOP, window)
+    # neighbours share a third of a window (10 s of whisper's 30 s); even, so window starts fall on encoder steps
+    hop = max(2, (2 * window // 3) & ~1)
     starts = [0]
     while starts[-1] + window < n_mel:
         starts.append(starts[-1] + hop)
@@ -60,7 +60,81 @@ def _crossfade_weights(n_steps: int, starts_steps: list[int], lens: list[int]) -
     return [w / total[s : s + len(w)] for s, w in zip(starts_steps, raw, strict=True)]
 
 
-@torch.no_grad()
+class SpeechFeatures:
+    """Encoder steps of one speech track, computed window by window on demand (memory independent of length).
+
+    The log-mel of the whole file is kept (80 floats per 10 ms; the clamp is global); encoder windows are run when a
+    step inside them is first asked for, and only the last `keep` windows are held.
+    """
+
+    def __init__(
+        self,
+        encoder: WhisperAudioEncoder,
+        samples: np.ndarray,
+        overlap_windows: bool = False,
+        dtype: torch.dtype | None = None,
+        keep: int = 3,
+    ):
+        param = next(encoder.parameters())
+        self.encoder = encoder
+        self.device = param.device
+        self.dtype = dtype or param.dtype
+        self.overlap = overlap_windows
+        self.mel = log_mel(samples)
+        n_mel = self.mel.shape[1]
+        self.window = encoder.window_frames
+        self.starts = window_starts(n_mel, self.window, overlap_windows)
+        self.lens = [int((min(s + self.window, n_mel) - s) / 2) for s in self.starts]
+        self.n_steps = n_mel // 2
+        self.start_steps = [s // 2 for s in self.starts]
+        self.weights = (
+            _crossfade_weights(self.n_steps, self.start_steps, self.lens) if overlap_windows else None
+        )
+        self.shape = (self.n_steps, encoder.dims.n_layer + 1, encoder.dims.n_state)
+        self._held: dict[int, torch.Tensor] = {}
+        self._keep = keep
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    @torch.no_grad()
+    def _window(self, k: int) -> torch.Tensor:
+        if k not in self._held:
+            mel = padded_window(self.mel, self.starts[k], self.window)[None].to(self.device, self.dtype)
+            self._held[k] = self.encoder.hidden_states(mel)[0][: self.lens[k]].float().cpu()
+            while len(self._held) > self._keep:
+                self._held.pop(next(iter(self._held)))
+        return self._held[k]
+
+    def steps(self, idx: np.ndarray) -> torch.Tensor:
+        """(len(idx), n_layer + 1, width) for step indices in [0, n_steps)."""
+        idx = np.asarray(idx, np.int64)
+        out = torch.zeros(len(idx), *self.shape[1:])
+        for k, (s, n) in enumerate(zip(self.start_steps, self.lens, strict=True)):
+            inside = (idx >= s) & (idx < s + n)
+            if self.overlap:
+                w = self.weights[k][np.clip(idx - s, 0, max(n - 1, 0))] * inside if n else inside * 0.0
+                inside = inside & (w > 0)
+            if not inside.any():
+                continue
+            rows = torch.from_numpy(idx[inside] - s)
+            part = self._window(k)[rows]
+            if self.overlap:
+                part = part * torch.from_numpy(w[inside]).float()[:, None, None]
+                out[torch.from_numpy(np.flatnonzero(inside))] += part
+            else:
+                out[torch.from_numpy(np.flatnonzero(inside))] = part
+        return out
+
+    def frame_windows(self, frames: range | list[int], fps: float = 25.0) -> torch.Tensor:
+        """(len(frames), 10 * (n_layer + 1), width) per-frame windows (see `frame_windows`)."""
+        if self.n_steps == 0:
+            raise ValueError("no audio features: the speech is shorter than one encoder step (20 ms)")
+        idx = np.stack([frame_step_indices(i, self.n_steps, fps) for i in frames])
+        picked = self.steps(idx.ravel()).reshape(len(idx), idx.shape[1], *self.shape[1:])
+        return picked.reshape(len(idx), -1, self.shape[-1])
+
+
 def encode_speech(
     encoder: WhisperAudioEncoder,
     samples: np.ndarray,
@@ -68,35 +142,8 @@ def encode_speech(
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """(T, n_layer + 1, width) float32 hidden states for 16 kHz mono samples, T = n_mel_frames // 2."""
-    param = next(encoder.parameters())
-    dtype = dtype or param.dtype
-    mel = log_mel(samples)
-    n_mel = mel.shape[1]
-    window = encoder.window_frames
-    starts = window_starts(n_mel, window, overlap_windows)
-    lens = [int((min(s + window, n_mel) - s) / 2) for s in starts]
-    n_steps = n_mel // 2
-    if not overlap_windows:
-        parts = []
-        for s, n in zip(starts, lens, strict=True):
-            h = encoder.hidden_states(padded_window(mel, s, window)[None].to(param.device, dtype))[0]
-            parts.append(h[:n].float().cpu())
-        out = torch.cat(parts) if parts else torch.zeros(0)
-        return out[:n_steps]
-    starts_steps = [s // 2 for s in starts]
-    weights = _crossfade_weights(n_steps, starts_steps, lens)
-    width = encoder.dims.n_state
-    out = torch.zeros(n_steps, encoder.dims.n_layer + 1, width)
-    for s, ss, n, w in zip(starts, starts_steps, lens, weights, strict=True):
-        if n == 0:
-            continue
-        h = (
-            encoder.hidden_states(padded_window(mel, s, window)[None].to(param.device, dtype))[0][:n]
-            .float()
-            .cpu()
-        )
-        out[ss : ss + n] += h * torch.from_numpy(w).float()[:, None, None]
-    return out
+    feats = SpeechFeatures(encoder, samples, overlap_windows, dtype)
+    return feats.steps(np.arange(len(feats)))
 
 
 def frame_step_indices(frame: int, n_steps: int, fps: float = 25.0) -> np.ndarray:
