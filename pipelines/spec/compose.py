@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.spec.paths import InputFile
 
 
 class StrictModel(BaseModel):
@@ -54,3 +56,39 @@ class CompositionFields(StrictModel):
     captions: Captions = Field(default_factory=Captions)
     layout: Layout = Field(default_factory=Layout)
     theme: Path | None = None  # brand/theme file shared by many jobs
+
+
+Colour = Annotated[
+    str, Field(pattern=r"^#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$", description="#rrggbb or #rrggbbaa")
+]
+LabelPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+
+
+class ThemeColours(StrictModel):
+    background: Colour = "#14161f"
+    text: Colour = "#ffffff"
+    accent: Colour = "#f2aa4c"
+    panel: Colour = Field("#000000b4", description="lower thirds, question banner and burned-in captions")
+    label_text: Colour = "#ffffff"
+    label_panel: Colour = "#00000099"
+
+
+class ThemeLabel(StrictModel):
+    """The brand's default disclosure label; a persona's own `disclosure` text/position wins over it."""
+
+    text: str | None = Field(None, min_length=1)
+    position: LabelPosition | None = None
+
+
+class Theme(StrictModel):
+    """A brand/theme file (YAML) shared by many jobs: fonts, colours, logo, background image."""
+
+    font: InputFile | None = Field(
+        None, description="TrueType/OpenType file for body text; default: bundled DejaVu Sans"
+    )
+    font_bold: InputFile | None = Field(None, description="for headings; default: bundled DejaVu Sans Bold")
+    colours: ThemeColours = Field(default_factory=ThemeColours)
+    logo: InputFile | None = Field(None, description="PNG (alpha kept) shown on title and closing cards")
+    background_image: InputFile | None = Field(None, description="image behind cards and picture-in-picture")
+    label: ThemeLabel = Field(default_factory=ThemeLabel)
+    crossfade: float = Field(0.5, ge=0, le=3, description="seconds of cross-fade between a card and the clip")

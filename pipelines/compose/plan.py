@@ -1,0 +1,383 @@
+"""One entry point: `plan_composition(...)` turns a job's composition fields into a `CompositionPlan`.
+
+The plan knows the output timeline before any frame exists (cards, clip offset, total frame count), writes the
+output audio for that timeline, and `plan.frames(clip_frames)` streams the final frames one at a time: card
+images (rendered once), cross-fades, the clip placed full-frame or picture-in-picture, lower thirds, the FAQ
+question banner, burned-in captions, the visible label and the invisible watermark. Nothing holds more than a
+few frames, so memory does not grow with the clip's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.compose.audio_timeline import AudioSegment, write_timeline
+from pipelines.compose.captions import Cue, group_cues, timed_tokens, write_srt, write_vtt
+from pipelines.compose.cards import CardText, render_card
+from pipelines.compose.fonts import default_font_path, layout_engine_name, load_font
+from pipelines.compose.layout import Placement, background, output_size, plan_placement
+from pipelines.compose.overlays import Overlay, text_panel
+from pipelines.compose.text import TextStyle, parse_colour
+from pipelines.compose.theme import load_theme
+from pipelines.errors import InputError, RenderError
+from pipelines.provenance.label import LabelSpec, label_overlay, resolve_label
+from pipelines.provenance.watermark import DEFAULT_CHANNEL, DEFAULT_SCALE, METHOD, Watermarker
+from pipelines.spec.compose import CompositionFields, Theme
+from pipelines.spec.persona import Disclosure
+from pipelines.speech.track import Speech
+
+FADE_SECONDS = 0.25  # fade in/out of lower thirds
+QUESTION_AUDIO_TAIL = 0.6  # seconds of card after the spoken question ends
+
+
+@dataclass(frozen=True)
+class CardSegment:
+    name: str  # title | closing | question
+    first_frame: int
+    n_frames: int
+    image: np.ndarray
+    fade_in: int  # frames blending from the previous picture at the card's start
+    fade_out: int  # frames blending into the next picture at the card's end
+
+
+@dataclass(frozen=True)
+class TimedOverlay:
+    start: float  # seconds on the output timeline
+    end: float
+    overlay: Overlay
+    fade: float = 0.0
+
+    def opacity(self, t: float) -> float:
+        if not self.start <= t < self.end:
+            return 0.0
+        if self.fade <= 0:
+            return 1.0
+        return float(min(1.0, (t - self.start) / self.fade, (self.end - t) / self.fade))
+
+
+@dataclass
+class CompositionPlan:
+    size: tuple[int, int]
+    fps: float
+    n_frames: int
+    clip_offset: int  # output frame index of the clip's first frame
+    clip_frames: int
+    audio_wav: Path  # 48 kHz mono, exactly n_frames / fps
+    captions: list[Cue]  # on the output timeline
+    wm_id: str
+    record: dict[str, Any]
+    _cards: list[CardSegment] = field(repr=False, default_factory=list)
+    _placement: Placement | None = field(repr=False, default=None)
+    _timed: list[TimedOverlay] = field(repr=False, default_factory=list)  # lower thirds, banner
+    _caption_style: tuple | None = field(repr=False, default=None)
+    _label: Overlay | None = field(repr=False, default=None)
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps
+
+    def write_sidecars(self, out_mp4: Path, srt: bool = True, vtt: bool = True) -> list[Path]:
+        """`<stem>.srt` / `<stem>.vtt` beside the output (only when there are cues); recorded in `record`."""
+        written: list[Path] = []
+        if self.captions and srt:
+            written.append(write_srt(self.captions, out_mp4.with_suffix(".srt")))
+        if self.captions and vtt:
+            written.append(write_vtt(self.captions, out_mp4.with_suffix(".vtt")))
+        self.record["captions"]["files"] = [p.name for p in written]
+        return written
+
+    def _caption_overlay(self, cue: Cue) -> Overlay:
+        style, fill, max_w, bottom = self._caption_style
+        rgba = text_panel(cue.text, style, fill, max_w, max_lines=3, pad=0.3)
+        h, w = rgba.shape[:2]
+        return Overlay(rgba, (self.size[0] - w) // 2, self.size[1] - bottom - h)
+
+    def frames(self, clip_frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Exactly `n_frames` RGB uint8 output frames from exactly `clip_frames` clip frames."""
+        clip_iter = iter(clip_frames)
+        marker = Watermarker(self.wm_id)
+        cards_by_start = {c.first_frame: c for c in self._cards}
+        cue_index, cached_cue = 0, (None, None)
+        prev_picture: np.ndarray | None = None  # the last clip picture, for the closing card's fade-in
+        first_clip: np.ndarray | None = None
+        i = 0
+        while i < self.n_frames:
+            card = cards_by_start.get(i)
+            if card is not None:
+                for j in range(card.n_frames):
+                    frame = card.image.copy()
+                    if j >= card.n_frames - card.fade_out:
+                        if first_clip is None:
+                            first_clip = self._clip_picture(self._next_clip(clip_iter, 0), i + card.n_frames)
+                        a = (j - (card.n_frames - card.fade_out) + 1) / (card.fade_out + 1)
+                        frame = _mix(frame, first_clip, a)
+                    elif j < card.fade_in and prev_picture is not None:
+                        frame = _mix(prev_picture, frame, (j + 1) / (card.fade_in + 1))
+                    yield self._finish(frame, marker)
+                i += card.n_frames
+                continue
+            k = i - self.clip_offset
+            if first_clip is not None and k == 0:
+                picture = first_clip
+            else:
+                picture = self._clip_picture(self._next_clip(clip_iter, k), i)
+            first_clip = picture if k == 0 else first_clip
+            t = i / self.fps
+            while cue_index < len(self.captions) and self.captions[cue_index].end <= t:
+                cue_index += 1
+            if self._caption_style is not None and cue_index < len(self.captions):
+                cue = self.captions[cue_index]
+                if cue.start <= t:
+                    if cached_cue[0] is not cue:
+                        cached_cue = (cue, self._caption_overlay(cue))
+                    picture = picture.copy()
+                    cached_cue[1].blend_onto(picture)
+            prev_picture = picture
+            yield self._finish(picture.copy(), marker)
+            i += 1
+        extra = next(clip_iter, None)
+        if extra is not None:
+            raise RenderError(f"the clip has more than the {self.clip_frames} frames the audio allows")
+
+    def _next_clip(self, clip_iter: Iterator[np.ndarray], k: int) -> np.ndarray:
+        frame = next(clip_iter, None)
+        if frame is None:
+            raise RenderError(f"the clip ended after {k} frames; expected {self.clip_frames}")
+        return frame
+
+    def _clip_picture(self, clip_frame: np.ndarray, i: int) -> np.ndarray:
+        """The clip frame placed in the output, with the overlays active at output frame `i` (not the label)."""
+        picture = self._placement.place(clip_frame)
+        if picture is clip_frame:
+            picture = picture.copy()
+        t = i / self.fps
+        for timed in self._timed:
+            opacity = timed.opacity(t)
+            if opacity > 0:
+                timed.overlay.blend_onto(picture, opacity)
+        return picture
+
+    def _finish(self, frame: np.ndarray, marker: Watermarker) -> np.ndarray:
+        if self._label is not None:
+            self._label.blend_onto(frame)
+        return marker.embed(frame)
+
+
+def _mix(a: np.ndarray, b: np.ndarray, weight_b: float) -> np.ndarray:
+    out = a.astype(np.float32) * (1.0 - weight_b) + b.astype(np.float32) * weight_b
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _frames(seconds: float, fps: float) -> int:
+    return max(1, int(round(seconds * fps)))
+
+
+def plan_composition(
+    job: CompositionFields,
+    kind: str,
+    persona_name: str,
+    disclosure: Disclosure | None,
+    clip_size: tuple[int, int],
+    fps: float,
+    speech: Speech,
+    clip_audio_48k: Path,
+    work_dir: Path,
+    *,
+    wm_id: str,
+    script_text: str | None = None,
+    size: tuple[int, int] | None = None,
+    theme: Theme | None = None,
+) -> CompositionPlan:
+    """Plan one output. `job` is the validated Job (its CompositionFields), `speech` the clip's speech track.
+
+    `clip_audio_48k` is the clip's prepared audio; `job.question_audio` (faq) is decoded here. `size` is the
+    job's explicit output size; `theme` overrides loading `job.theme` (tests). The output audio is written
+    into `work_dir` now; frames come from `plan.frames(...)`.
+    """
+    if kind not in ("intro", "summary", "faq"):
+        raise InputError(None, "kind", f"expected intro, summary or faq, got {kind!r}")
+    if kind == "faq" and job.question is None:
+        raise InputError(None, "question", "an faq job needs a question: {text: ...}")
+    theme = theme if theme is not None else load_theme(job.theme)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out_size = output_size(job.layout, clip_size, size)
+    width, height = out_size
+    unit = min(width, height)
+    backdrop = background(out_size, job.layout.background, theme.colours.background, theme.background_image)
+    placement = plan_placement(job.layout, out_size, clip_size, backdrop)
+    n_clip = speech.n_frames
+    xfade = _frames(theme.crossfade, fps) if theme.crossfade > 0 else 0
+
+    # --- timeline: cards around the clip
+    cards: list[CardSegment] = []
+    audio: list[AudioSegment] = []
+    record_cards: list[dict[str, Any]] = []
+    cursor = 0
+    question_samples = None
+    if kind == "intro":
+        title = job.title
+        text = (
+            CardText(heading=title.text, kicker=persona_name, subheading=title.subtitle)
+            if title
+            else CardText(heading=persona_name)
+        )
+        n = _frames(title.duration if title else 3.0, fps)
+        cards.append(
+            CardSegment(
+                "title", 0, n, render_card(out_size, text, theme, backdrop), 0, min(xfade, n // 2, n_clip)
+            )
+        )
+        audio.append(AudioSegment(0, n, None))
+        record_cards.append({"card": "title", "frames": n, "text": text.heading})
+        cursor = n
+    elif kind == "faq":
+        question = job.question
+        seconds = question.duration
+        if job.question_audio is not None:
+            from pipelines.media.audio import OUTPUT_RATE, load_audio
+
+            question_samples = load_audio(job.question_audio, OUTPUT_RATE)
+            seconds = max(seconds, len(question_samples) / OUTPUT_RATE + QUESTION_AUDIO_TAIL)
+        n = _frames(seconds, fps)
+        text = CardText(heading=question.text, subheading=question.subtitle)
+        cards.append(
+            CardSegment(
+                "question", 0, n, render_card(out_size, text, theme, backdrop), 0, min(xfade, n // 2, n_clip)
+            )
+        )
+        audio.append(AudioSegment(0, n, question_samples))
+        record_cards.append(
+            {"card": "question", "frames": n, "text": question.text, "spoken": question_samples is not None}
+        )
+        cursor = n
+    clip_offset = cursor
+    audio.append(AudioSegment(clip_offset, n_clip, Path(clip_audio_48k)))
+    cursor += n_clip
+    if kind == "intro" and job.closing is not None:
+        n = _frames(job.closing.duration, fps)
+        text = CardText(heading=job.closing.text, subheading=job.closing.subtitle)
+        cards.append(
+            CardSegment(
+                "closing",
+                cursor,
+                n,
+                render_card(out_size, text, theme, backdrop),
+                min(xfade, n // 2, n_clip),
+                0,
+            )
+        )
+        audio.append(AudioSegment(cursor, n, None))
+        record_cards.append({"card": "closing", "frames": n, "text": job.closing.text})
+        cursor += n
+    n_total = cursor
+    offset_s = clip_offset / fps
+    clip_end_s = (clip_offset + n_clip) / fps
+
+    # --- overlays on the clip
+    panel_fill = parse_colour(theme.colours.panel)
+    label_spec: LabelSpec | None = resolve_label(disclosure, theme)
+    label = label_overlay(label_spec, out_size, theme) if label_spec else None
+    margin = int(unit * 0.04)
+    caption_bottom = margin
+    if label is not None and label_spec.position.startswith("bottom"):
+        caption_bottom += label.rgba.shape[0] + margin // 2
+    caption_font = load_font(theme.font, max(12, int(unit * 0.045)))
+    caption_zone = int(caption_font.size * 1.25 * 2 + caption_font.size)
+
+    timed: list[TimedOverlay] = []
+    third_style = TextStyle(
+        load_font(theme.font_bold, max(12, int(unit * 0.05)), bold=True),
+        parse_colour(theme.colours.text),
+        align="start",
+    )
+    for chapter in job.chapters if kind == "summary" else []:
+        start = offset_s + chapter.at
+        if start >= clip_end_s:
+            raise InputError(
+                None,
+                "chapters",
+                f"a chapter at {chapter.at:g} s starts after the clip ends ({n_clip / fps:.2f} s)",
+            )
+        rgba = text_panel(
+            chapter.text,
+            third_style,
+            panel_fill,
+            int(width * 0.7),
+            max_lines=2,
+            accent=parse_colour(theme.colours.accent),
+        )
+        bottom = margin + (caption_zone if job.captions.burn_in else 0) + caption_bottom - margin
+        overlay = Overlay(rgba, margin, height - bottom - rgba.shape[0] - margin)
+        timed.append(TimedOverlay(start, min(start + chapter.duration, clip_end_s), overlay, FADE_SECONDS))
+    if kind == "faq":
+        banner_style = TextStyle(
+            load_font(theme.font_bold, max(12, int(unit * 0.042)), bold=True),
+            parse_colour(theme.colours.text),
+        )
+        rgba = text_panel(job.question.text, banner_style, panel_fill, int(width * 0.86), max_lines=2)
+        timed.append(TimedOverlay(offset_s, clip_end_s, Overlay(rgba, (width - rgba.shape[1]) // 2, margin)))
+
+    # --- captions
+    tokens, timing = timed_tokens(script_text, speech.words, speech.samples, speech.sample_rate)
+    cues = [c.shifted(offset_s) for c in group_cues(tokens, speech.duration)]
+    caption_style = None
+    if job.captions.burn_in and cues:
+        caption_style = (
+            TextStyle(caption_font, parse_colour(theme.colours.text)),
+            panel_fill,
+            int(width * 0.84),
+            caption_bottom,
+        )
+
+    audio_wav = write_timeline(audio, fps, work_dir / "composed_48k.wav")
+    record = {
+        "kind": kind,
+        "size": [width, height],
+        "fps": fps,
+        "n_frames": n_total,
+        "duration": round(n_total / fps, 3),
+        "clip": {"first_frame": clip_offset, "frames": n_clip},
+        "cards": record_cards,
+        "crossfade_frames": xfade if cards else 0,
+        "layout": {"mode": job.layout.mode, "aspect": job.layout.aspect, "box": list(placement.box)},
+        "lower_thirds": sum(1 for _ in job.chapters) if kind == "summary" else 0,
+        "question_banner": kind == "faq",
+        "captions": {"timing": timing, "cues": len(cues), "burn_in": caption_style is not None, "files": []},
+        "label": {"text": label_spec.text, "position": label_spec.position} if label_spec else None,
+        "label_off_reason": None if label_spec else "persona disclosure.label is false",
+        "watermark": {
+            "library": "invisible-watermark",
+            "method": METHOD,
+            "channel": DEFAULT_CHANNEL,
+            "scale": DEFAULT_SCALE,
+            "id": wm_id,
+        },
+        "text": {
+            "layout_engine": layout_engine_name(),
+            "font": str(theme.font) if theme.font else default_font_path().name,
+            "font_bold": str(theme.font_bold) if theme.font_bold else default_font_path(bold=True).name,
+        },
+        "theme": str(job.theme) if job.theme else None,
+    }
+    return CompositionPlan(
+        size=out_size,
+        fps=fps,
+        n_frames=n_total,
+        clip_offset=clip_offset,
+        clip_frames=n_clip,
+        audio_wav=audio_wav,
+        captions=cues,
+        wm_id=wm_id,
+        record=record,
+        _cards=cards,
+        _placement=placement,
+        _timed=timed,
+        _caption_style=caption_style,
+        _label=label,
+    )

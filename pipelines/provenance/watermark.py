@@ -1,0 +1,212 @@
+"""Invisible watermark: a 32-bit output id (+ CRC-16) hidden in every frame.
+
+The scheme is invisible-watermark's `dwtDctSvd` with its default settings (imwatermark.EmbedDwtDctSvd:
+strength 36 on the U plane of OpenCV's YUV). The Haar DWT approximation band of the plane is cut into 4x4 blocks;
+in each block the largest singular value of the block's DCT is quantised so that its remainder modulo `scale`
+says the bit (0.25*scale for 0, 0.75*scale for 1), the 48 bits repeated over all blocks in raster order.
+
+It is reimplemented here in vectorised numpy because the package loops over blocks in Python (~0.2 s per 720p
+frame) and its inverse DWT swaps the horizontal and vertical detail bands (an extra visible change). Frames
+marked here decode with the package's own `WatermarkDecoder('bytes', 48).decode(bgr, 'dwtDctSvd')` (a test checks
+that). The luma plane (`channel="Y"`) is also implemented and is NOT the default: ffmpeg's RGB -> yuv420p -> RGB
+round trip shifts luma by about -1 level, which moves the quantised singular values by a quarter step and
+flips the bits (measured: 40+ of 48 bits wrong after CRF 18); the U plane survives it (bench/compose_speed.py).
+
+Survival (bench/compose_speed.py --watermark, figures in docs/compose.md): H.264 CRF 18 and a CRF 23 re-encode
+at the same size keep it; a downscale destroys it (the block grid moves with the pixels).
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+ID_BITS = 32
+CRC_BITS = 16
+PAYLOAD_BITS = ID_BITS + CRC_BITS
+DEFAULT_SCALE = 36.0
+DEFAULT_CHANNEL = "U"
+BLOCK = 4
+METHOD = "dwtDctSvd"
+MIN_PIXELS = 256 * 256  # imwatermark's own lower limit; smaller frames carry too few blocks per bit
+
+
+def output_id(*parts: str) -> str:
+    """8 hex digits naming one output (a hash of what made it), e.g. '3fa2c901'."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:8]
+
+
+def payload_bits(wm_id: str) -> np.ndarray:
+    """The 48 bits carried: the id's 4 bytes then CRC-16/CCITT of them (so a random read is rejected)."""
+    raw = bytes.fromhex(wm_id)
+    if len(raw) * 8 != ID_BITS:
+        raise ValueError(f"watermark id must be {ID_BITS // 4} hex digits, got {wm_id!r}")
+    crc = binascii.crc_hqx(raw, 0xFFFF).to_bytes(2, "big")
+    return np.unpackbits(np.frombuffer(raw + crc, np.uint8))
+
+
+def id_from_bits(bits: np.ndarray) -> str | None:
+    """The id when the CRC matches, else None."""
+    data = np.packbits(np.asarray(bits, np.uint8)).tobytes()
+    raw, crc = data[: ID_BITS // 8], data[ID_BITS // 8 :]
+    if binascii.crc_hqx(raw, 0xFFFF).to_bytes(2, "big") != crc:
+        return None
+    return raw.hex()
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    x = np.arange(n)[None, :]
+    m = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    m[0] /= np.sqrt(2.0)
+    return m  # orthonormal DCT-II, the same transform as cv2.dct
+
+
+_D = _dct_matrix(BLOCK)
+
+
+def _plane(rgb: np.ndarray, channel: str) -> np.ndarray:
+    # OpenCV's BGR2YUV (BT.601 weights, full range), which imwatermark embeds into: Y, or U = 0.492 (B - Y).
+    f = rgb.astype(np.float32)
+    y = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    return y if channel == "Y" else 0.492 * (f[..., 2] - y) + 128.0
+
+
+# RGB change that moves only the chosen plane by 1 (the other two of Y, U, V stay as they were).
+_RGB_STEP = {
+    "Y": np.array([1.0, 1.0, 1.0], np.float32),
+    "U": np.array([0.0, -0.114 / 0.587 / 0.492, 1.0 / 0.492], np.float32),
+}
+
+
+def _approx_blocks(y: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Haar DWT approximation band (= 2x the 2x2 mean) cut into (rows, cols, 4, 4) blocks."""
+    h, w = y.shape
+    h4, w4 = h // 4 * 4, w // 4 * 4
+    y = y[:h4, :w4]
+    ca = (y[0::2, 0::2] + y[0::2, 1::2] + y[1::2, 0::2] + y[1::2, 1::2]) / 2.0
+    rows, cols = ca.shape[0] // BLOCK, ca.shape[1] // BLOCK
+    blocks = ca[: rows * BLOCK, : cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).swapaxes(1, 2)
+    return blocks.astype(np.float64), (rows, cols)
+
+
+def _top_singular(m: np.ndarray, iterations: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Largest singular value and its vectors of each 4x4 matrix, by power iteration on m^T m.
+
+    Batched LAPACK SVD costs ~10 us per 4x4 block (a 1080p frame has 32k blocks); the blocks of image DCTs have
+    a dominant first singular value (the DC term), so a few dozen iterations from the DC direction converge.
+    """
+    gram = np.matmul(np.swapaxes(m, -1, -2), m)
+    # Component-major layout (4, 4, ...) so each iteration is a few whole-array multiply-adds.
+    g = np.moveaxis(gram, (-2, -1), (0, 1))
+    v = g[:, 0] + 1e-9
+    for _ in range(iterations):
+        v = (g * v[None]).sum(axis=1)
+        v /= np.sqrt((v * v).sum(axis=0)) + 1e-30
+    v = np.moveaxis(v, 0, -1)
+    mv = np.matmul(m, v[..., None])[..., 0]
+    s0 = np.linalg.norm(mv, axis=-1)
+    u = mv / (s0[..., None] + 1e-30)
+    return s0, u, v
+
+
+def _bit_index(rows: int, cols: int) -> np.ndarray:
+    return (np.arange(rows * cols) % PAYLOAD_BITS).reshape(rows, cols)
+
+
+@dataclass(frozen=True)
+class Watermarker:
+    """Embeds one output id into frames; stateless per frame, so frames can be marked in any order."""
+
+    wm_id: str
+    scale: float = DEFAULT_SCALE
+    channel: str = DEFAULT_CHANNEL
+
+    def embed(self, frame: np.ndarray) -> np.ndarray:
+        """A marked copy of an RGB uint8 frame (frames under 256x256 pixels are returned unmarked)."""
+        h, w = frame.shape[:2]
+        if h * w < MIN_PIXELS:
+            return frame
+        blocks, (rows, cols) = _approx_blocks(_plane(frame, self.channel))
+        bits = payload_bits(self.wm_id)[_bit_index(rows, cols)]
+        coeffs = _D @ blocks @ _D.T
+        s0, u0, v0 = _top_singular(coeffs)
+        target = (np.floor(s0 / self.scale) + 0.25 + 0.5 * bits) * self.scale
+        # Moving only the largest singular value is a rank-1 change of the DCT block: (s0' - s0) u0 v0^T.
+        marked_coeffs = coeffs + ((target - s0)[..., None, None] * u0[..., :, None] * v0[..., None, :])
+        marked = _D.T @ marked_coeffs @ _D
+        delta_ca = (marked - blocks).swapaxes(1, 2).reshape(rows * BLOCK, cols * BLOCK)
+        # A change d of the Haar approximation coefficient is d/2 on each of its 2x2 pixels (so 4:2:0 chroma
+        # subsampling keeps it), applied through the RGB direction that moves only the chosen plane.
+        delta = np.repeat(np.repeat(delta_ca / 2.0, 2, axis=0), 2, axis=1).astype(np.float32)
+        out = frame.astype(np.float32)
+        out[: delta.shape[0], : delta.shape[1]] += delta[..., None] * _RGB_STEP[self.channel]
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_scores(
+    frame: np.ndarray, scale: float = DEFAULT_SCALE, channel: str = DEFAULT_CHANNEL
+) -> np.ndarray | None:
+    """Per-bit soft scores in [0, 1] (share of blocks voting 1) for one RGB frame; None if too small."""
+    h, w = frame.shape[:2]
+    if h * w < MIN_PIXELS:
+        return None
+    blocks, (rows, cols) = _approx_blocks(_plane(frame, channel))
+    s0 = np.linalg.svd(_D @ blocks @ _D.T, compute_uv=False)[..., 0]
+    votes = ((s0 % scale) > scale * 0.5).astype(np.float64).ravel()
+    index = _bit_index(rows, cols).ravel()
+    return np.bincount(index, weights=votes, minlength=PAYLOAD_BITS) / np.bincount(
+        index, minlength=PAYLOAD_BITS
+    )
+
+
+@dataclass(frozen=True)
+class WatermarkReading:
+    found: bool
+    wm_id: str | None
+    frames_read: int
+    frames_agreeing: int  # frames whose own bits give the same id (CRC-checked)
+    bit_margin: float  # mean |score - 0.5| of the voted bits: 0 is noise, 0.5 is a clean read
+
+    def as_dict(self) -> dict:
+        return {
+            "found": self.found,
+            "id": self.wm_id,
+            "frames_read": self.frames_read,
+            "frames_agreeing": self.frames_agreeing,
+            "bit_margin": round(self.bit_margin, 3),
+        }
+
+
+def vote(
+    frames: Iterable[np.ndarray], scale: float = DEFAULT_SCALE, channel: str = DEFAULT_CHANNEL
+) -> WatermarkReading:
+    """Majority vote over frames: the mean of per-frame soft scores, thresholded, then CRC-checked."""
+    per_frame = [s for s in (read_scores(f, scale, channel) for f in frames) if s is not None]
+    if not per_frame:
+        return WatermarkReading(False, None, 0, 0, 0.0)
+    mean = np.mean(per_frame, axis=0)
+    bits = (mean > 0.5).astype(np.uint8)
+    wm_id = id_from_bits(bits)
+    agreeing = sum(1 for s in per_frame if id_from_bits((s > 0.5).astype(np.uint8)) == wm_id) if wm_id else 0
+    return WatermarkReading(
+        wm_id is not None, wm_id, len(per_frame), agreeing, float(np.mean(np.abs(mean - 0.5)))
+    )
+
+
+def sample_frames(frames: Iterable[np.ndarray], n_total: int | None, count: int) -> Iterable[np.ndarray]:
+    """`count` frames spread evenly over a stream of `n_total` (None: the first `count`)."""
+    if n_total is None or n_total <= count:
+        for i, frame in enumerate(frames):
+            if i >= count:
+                return
+            yield frame
+        return
+    wanted = set(np.linspace(0, n_total - 1, count).round().astype(int).tolist())
+    for i, frame in enumerate(frames):
+        if i in wanted:
+            yield frame
