@@ -51,15 +51,15 @@ def test_very_short_file(tmp_path, suffix, slack):
 
 def test_unreadable_inputs_name_the_file(tmp_path):
     missing = tmp_path / "gone.wav"
-    with pytest.raises(InputError, match="gone.wav: audio file not found"):
+    with pytest.raises(InputError, match="gone.wav: audio file 'gone.wav' not found"):
         load_audio(missing, 16_000)
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")
-    with pytest.raises(InputError, match="empty.mp3: audio file is empty"):
+    with pytest.raises(InputError, match="empty.mp3: audio file 'empty.mp3' is empty"):
         load_audio(empty, 16_000)
     junk = tmp_path / "junk file.wav"
     junk.write_bytes(b"this is not audio at all" * 50)
-    with pytest.raises(InputError, match="junk file.wav: cannot decode audio"):
+    with pytest.raises(InputError, match="junk file.wav: cannot decode audio file 'junk file.wav'"):
         load_audio(junk, 16_000)
 
 
@@ -68,7 +68,7 @@ def test_video_without_audio_stream(tmp_path):
 
     silent_video = tmp_path / "video only.mp4"
     run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=64x48:d=0.2", "-c:v", "libx264", "-y", str(silent_video)])
-    with pytest.raises(InputError, match="video only.mp4: has no audio stream"):
+    with pytest.raises(InputError, match="video only.mp4: 'video only.mp4' has no audio stream"):
         load_audio(silent_video, 16_000)
 
 

@@ -125,19 +125,19 @@ def test_odd_size_video(tmp_path):
 
 
 def test_bad_sources_are_input_errors(tmp_path):
-    with pytest.raises(InputError, match="missing.mp4: file not found"):
+    with pytest.raises(InputError, match="missing.mp4: video file 'missing.mp4' not found"):
         open_source(tmp_path / "missing.mp4", fps=25)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 500)
-    with pytest.raises(InputError, match="junk.mp4: not a readable video"):
+    with pytest.raises(InputError, match="junk.mp4: 'junk.mp4' is not a readable video"):
         open_source(junk, fps=25)
     bad_img = tmp_path / "bad.png"
     bad_img.write_bytes(b"not a png")
-    with pytest.raises(InputError, match="bad.png: not a readable image"):
+    with pytest.raises(InputError, match="bad.png: 'bad.png' is not a readable image"):
         open_source(bad_img, fps=25)
     audio_only = tmp_path / "voice.m4a"
     run_ffmpeg(["-f", "lavfi", "-i", "sine=d=0.2", "-c:a", "aac", "-y", str(audio_only)])
-    with pytest.raises(InputError, match="voice.m4a: has no video stream"):
+    with pytest.raises(InputError, match="voice.m4a: 'voice.m4a' has no video stream"):
         open_source(audio_only, fps=25)
 
 

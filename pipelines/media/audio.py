@@ -118,17 +118,17 @@ def _decode_args(path: Path, sample_rate: int, mono: bool) -> list[str]:
 
 def _check_readable(path: Path) -> None:
     if not path.is_file():
-        raise InputError(path, None, "audio file not found")
+        raise InputError(path, None, f"audio file {path.name!r} not found")
     if path.stat().st_size == 0:
-        raise InputError(path, None, "audio file is empty")
+        raise InputError(path, None, f"audio file {path.name!r} is empty")
 
 
 def _as_input_error(path: Path, exc: FFmpegError) -> InputError:
     tail = exc.stderr_tail.lower()
     if "matches no streams" in tail or "stream map" in tail:
-        return InputError(path, None, "has no audio stream")
+        return InputError(path, None, f"{path.name!r} has no audio stream")
     last = exc.stderr_tail.strip().splitlines()[-1] if exc.stderr_tail.strip() else "ffmpeg could not read it"
-    return InputError(path, None, f"cannot decode audio ({last.strip()})")
+    return InputError(path, None, f"cannot decode audio file {path.name!r} ({last.strip()})")
 
 
 def iter_audio_blocks(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> Iterator[np.ndarray]:
@@ -170,7 +170,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> 
         channels = _channel_count(path)
         samples = flat.reshape(-1, channels)
     if len(samples) == 0:
-        raise InputError(path, None, "audio stream has no samples")
+        raise InputError(path, None, f"the audio stream of {path.name!r} has no samples")
     return samples
 
 
@@ -179,7 +179,7 @@ def _channel_count(path: Path) -> int:
 
     info = probe(path)
     if not info.has_audio or not info.channels:
-        raise InputError(path, None, "has no audio stream")
+        raise InputError(path, None, f"{path.name!r} has no audio stream")
     return info.channels
 
 

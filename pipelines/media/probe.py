@@ -63,11 +63,11 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, None, "file not found")
+        raise InputError(path, None, f"media file {path.name!r} not found")
     try:
         container = av.open(os.fspath(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise InputError(path, None, f"not a readable media file ({exc})") from None
+        raise InputError(path, None, f"{path.name!r} is not a readable media file ({exc})") from None
     with container:
         info: dict = {
             "path": path,

@@ -23,11 +23,11 @@ def _open_container(path: Path):
     import av
 
     if not path.is_file():
-        raise InputError(path, None, "file not found")
+        raise InputError(path, None, f"video file {path.name!r} not found")
     try:
         return av.open(os.fspath(path))
     except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise InputError(path, None, f"not a readable video ({exc})") from None
+        raise InputError(path, None, f"{path.name!r} is not a readable video ({exc})") from None
 
 
 def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
@@ -51,7 +51,7 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) ->
     container = _open_container(path)
     with container:
         if not container.streams.video:
-            raise InputError(path, None, "has no video stream")
+            raise InputError(path, None, f"{path.name!r} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
@@ -87,7 +87,7 @@ class FrameSource:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         if not self.path.is_file():
-            raise InputError(self.path, None, "file not found")
+            raise InputError(self.path, None, f"image file {self.path.name!r} not found")
         try:
             with Image.open(self.path) as img:
                 # Phone photos carry their orientation in EXIF instead of in the pixels.
@@ -96,7 +96,7 @@ class FrameSource:
                     img = img.resize(tuple(self.size), Image.Resampling.LANCZOS)
                 return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
         except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(self.path, None, f"not a readable image ({exc})") from None
+            raise InputError(self.path, None, f"{self.path.name!r} is not a readable image ({exc})") from None
 
     # -- video ----------------------------------------------------------------------------------------------
     def _scan_timestamps(self) -> tuple[np.ndarray, float]:
@@ -104,7 +104,7 @@ class FrameSource:
         container = _open_container(self.path)
         with container:
             if not container.streams.video:
-                raise InputError(self.path, None, "has no video stream")
+                raise InputError(self.path, None, f"{self.path.name!r} has no video stream")
             stream = container.streams.video[0]
             tb = stream.time_base
             pts: list[int] = []
@@ -116,7 +116,7 @@ class FrameSource:
                     max_pts, last_duration = packet.pts, packet.duration or 0
                 pts.append(packet.pts)
         if not pts:
-            raise InputError(self.path, None, "video stream has no frames")
+            raise InputError(self.path, None, f"the video stream of {self.path.name!r} has no frames")
         stamps = np.array(sorted(pts), dtype=np.int64)
         times = (stamps - stamps[0]).astype(np.float64) * float(tb)
         if last_duration:
@@ -163,7 +163,9 @@ class FrameSource:
                 if pos == len(wanted):
                     return
             if current is None:
-                raise InputError(self.path, None, f"video ended after {pos} of {len(wanted)} frames")
+                raise InputError(
+                    self.path, None, f"{self.path.name!r} ended after {pos} of {len(wanted)} frames"
+                )
             while pos < len(wanted):  # timestamps promised more frames than the decoder gave
                 current = current.copy()
                 yield current
