@@ -327,11 +327,12 @@ class _Patch:
         self.stride = stride
         h, w = self.y1 - self.y0, self.x1 - self.x0
         self.shape = (h, w)
-        gh, gw = -(-h // stride) + 1, -(-w // stride) + 1
-        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64) * stride
-        self.grid = np.stack(
-            [gx + self.x0, gy + self.y0], -1
-        )  # (gh, gw, 2) image coordinates of coarse samples
+        # coarse sample k sits at pixel k * stride + (stride - 1) / 2: exactly where cv2.resize (pixel-centre
+        # convention) puts it when upsampling by `stride`, so upsampling is one resize
+        gh, gw = -(-h // stride), -(-w // stride)
+        gy, gx = np.mgrid[0:gh, 0:gw].astype(np.float64) * stride + (stride - 1) / 2
+        self.origin = np.array([self.x0, self.y0], np.float64) + (stride - 1) / 2
+        self.grid = np.stack([gx + self.x0, gy + self.y0], -1)  # (gh, gw, 2) image coordinates of samples
         self.window = self._window(gx, gy, w, h)
         self.names = sorted(movers)
         self.upper = self._basis(movers, anchors)
@@ -343,7 +344,6 @@ class _Patch:
             self.split = split
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         self.pixels = np.stack([xx + self.x0, yy + self.y0], -1)
-        self.up_x, self.up_y = xx / stride, yy / stride
         self.cells = (
             np.mgrid[0:gh, 0:gw][::-1].astype(np.float32).transpose(1, 2, 0)
         )  # (x, y) in coarse cells
@@ -382,8 +382,15 @@ class _Patch:
         return back
 
     def _dense(self, back: np.ndarray) -> np.ndarray:
-        """Coarse displacements (sample k at pixel k * stride) -> one per pixel of the patch (bilinear)."""
-        return cv2.remap(back, self.up_x, self.up_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        """Coarse displacements -> one per pixel of the patch (bilinear)."""
+        if self.stride == 1:
+            return back
+        gh, gw = back.shape[:2]
+        h, w = self.shape
+        return cv2.resize(back, (gw * self.stride, gh * self.stride), interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+    def _cells_of(self, pts: np.ndarray) -> np.ndarray:
+        return (pts - self.origin) / self.stride
 
     def lower_mask(self, coef) -> np.ndarray | None:
         """1 where an output pixel belongs to the lower lip/jaw side (below the displaced lower inner lip)."""
@@ -402,7 +409,7 @@ class _Patch:
         """The opening the mouth uncovers: the resting lower inner lip carried by the upper side's field (top)
         and by the lower side's field (bottom), corner to corner."""
         pts = self.rig.points[self.split]
-        cells = (pts - [self.x0, self.y0]) / self.stride
+        cells = self._cells_of(pts)
         fu = self._field(self.upper, coef)
         top = pts + _sample(fu, cells) if fu is not None else pts.copy()
         bottom = self._split_points(coef)
@@ -414,7 +421,7 @@ class _Patch:
         f = self._field(self.lower, coef)
         if f is None:
             return pts
-        return pts + _sample(f, (pts - [self.x0, self.y0]) / self.stride)
+        return pts + _sample(f, self._cells_of(pts))
 
     def landmark_shift(self, coef) -> np.ndarray:
         pts = self.rig.points
@@ -422,7 +429,7 @@ class _Patch:
         inside = (
             (pts[:, 0] >= self.x0) & (pts[:, 0] < self.x1) & (pts[:, 1] >= self.y0) & (pts[:, 1] < self.y1)
         )
-        cells = (pts[inside] - [self.x0, self.y0]) / self.stride
+        cells = self._cells_of(pts[inside])
         fu = self._field(self.upper, coef)
         if fu is not None:
             shift[inside] = _sample(fu, cells)
@@ -431,7 +438,7 @@ class _Patch:
             if fl is not None:
                 lower_ids = self._lower_side(pts)
                 sel = inside & lower_ids
-                shift[sel] = _sample(fl, (pts[sel] - [self.x0, self.y0]) / self.stride)
+                shift[sel] = _sample(fl, self._cells_of(pts[sel]))
         return shift
 
     def _lower_side(self, pts) -> np.ndarray:
@@ -498,7 +505,7 @@ class _Basis:
         gh, gw = patch.grid.shape[:2]
         wsum = np.zeros((gh, gw))
         vsum = np.zeros((gh, gw, 2)) if values is not None else None
-        origin = np.array([patch.x0, patch.y0], np.float64)
+        origin = patch.origin
         for i, (p, sg) in enumerate(zip(pts, np.broadcast_to(sigma, len(pts)), strict=True)):
             lo = np.maximum(np.floor((p - 3 * sg - origin) / patch.stride).astype(int), 0)
             hi = np.minimum(np.ceil((p + 3 * sg - origin) / patch.stride).astype(int) + 1, [gw, gh])
