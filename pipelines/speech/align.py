@@ -15,16 +15,17 @@ hold a sound (or a pause the script does not have) as long as it likes, and may 
 locally. Staying and skipping cost a small penalty so that a straight path wins ties. Both ends are anchored
 (first frames together, last frames together); leading and trailing silence are absorbed by the hold step.
 
-Memory: a full cost matrix is never built. When rows x columns exceed 2 million cells, both feature sequences
-are halved (frame pairs averaged), aligned recursively, and the coarse path is projected back with a search
-radius of 20 frames at every level (multi-resolution DTW, as in FastDTW). Memory is O((rows + columns) x radius)
-bytes of back-pointers: about 20 MB for an hour of speech; time is linear in the length.
+Memory: a full cost matrix is never built beyond 500 thousand cells (~7 s x 7 s at 10 ms frames). Longer
+inputs are halved (frame pairs averaged) until they fit, aligned there in full, and the coarse path is projected
+back one level at a time and refined inside a band of +-20 frames around it (multi-resolution DTW, as in
+FastDTW). Memory per level is (rows x band) one-byte back-pointers and float32 costs, ~300 bytes per 10 ms of
+recording (traced peak of the DTW: 24 MiB for 1 minute, 50 MiB for 20 minutes); time is linear in the length.
+Features are computed in chunks.
 
-Limit: a pause or a stretch of speech that is out of place by more than the radius at the coarse level the path
-was found on (2 million cells ~ 23 s x 23 s at 10 ms, so ~20 s of speech at full resolution, then coarser) is
-found at the coarse level, where every frame averages more time; the refinement then corrects the boundaries
-within +-20 frames of each level. Recordings that differ from the script (skipped or added sentences) get
-boundaries that are only as good as the neighbouring audio allows: DTW has no notion of "not in the script".
+Limits: the global path is decided at the coarsest level (for 10 minutes of speech, frames of ~0.3 s), so a
+recording whose order differs from the script, or that adds or skips whole sentences, is mapped only as well as
+the neighbouring audio allows: DTW has no notion of "not in the script". Within a level, boundaries move at most
+20 frames away from the coarse path. The recording may be at most 3x faster than espeak locally.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ WINDOW_S = 0.025
 N_MELS = 40
 N_CEPS = 12
 MAX_STEP = 3
-FULL_CELLS = 2_000_000
+FULL_CELLS = 500_000
 RADIUS = 20
 # Penalties in units of the standardised feature distance (typical frame distances are ~2..6).
 _HOLD_PENALTY = 0.15
@@ -59,8 +60,8 @@ def align_script(
     # Silence around the synthetic speech gives the recording's leading/trailing silence something to match,
     # so the first word is not pinned to t=0. A faint fixed dither keeps the log features of silence finite.
     pad = int(round(_PAD_S * synth.sample_rate))
-    dither = np.random.default_rng(0).normal(0.0, 1e-4, len(synth.samples) + 2 * pad).astype(np.float32)
-    padded = np.concatenate([np.zeros(pad, np.float32), synth.samples, np.zeros(pad, np.float32)]) + dither
+    padded = np.concatenate([np.zeros(pad, np.float32), synth.samples, np.zeros(pad, np.float32)])
+    padded += np.random.default_rng(0).standard_normal(len(padded), dtype=np.float32) * np.float32(1e-4)
     rec_feats = spectral_features(recording, sample_rate)
     syn_feats = spectral_features(padded, synth.sample_rate)
     if synth.duration > MAX_STEP * len(recording) / sample_rate:
@@ -81,19 +82,21 @@ def align_script(
 
 def spectral_features(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """(n_frames, N_CEPS + 1) standardised cepstra + log energy, one frame per HOP_S from t=0."""
-    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
     win = max(int(round(WINDOW_S * sample_rate)), 16)
     n_fft = 1 << int(np.ceil(np.log2(win)))
     n_frames = max(int(np.ceil(len(x) / (HOP_S * sample_rate))), 1)
     starts = np.round(np.arange(n_frames) * HOP_S * sample_rate).astype(np.int64)
-    padded = np.concatenate([x, np.zeros(win)])
+    # Zeros past the end without copying the whole signal.
+    padded = np.concatenate([x, np.zeros(win, np.float32)]) if len(x) < win else x
     window = np.hanning(win)
     fbank = _mel_filterbank(sample_rate, n_fft)
     dct = _dct_matrix(N_MELS, N_CEPS + 1)
     out = np.empty((n_frames, N_CEPS + 1))
     for c0 in range(0, n_frames, 4096):
         idx = starts[c0 : c0 + 4096, None] + np.arange(win)[None, :]
-        frames = padded[idx] * window
+        inside = idx < len(padded)
+        frames = np.where(inside, padded[np.minimum(idx, len(padded) - 1)], 0.0) * window
         power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
         log_mel = np.log(power @ fbank.T + 1e-8)
         ceps = log_mel @ dct.T
@@ -169,30 +172,44 @@ def _project(coarse: np.ndarray, n_rows: int, n_cols: int) -> tuple[np.ndarray, 
     return lo.astype(np.int64), hi.astype(np.int64)
 
 
+def _window_costs(rows: np.ndarray, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray, offsets: np.ndarray):
+    """Euclidean frame distances of every cell in the window, flattened row by row (in chunks of rows)."""
+    costs = np.empty(int(offsets[-1]), dtype=np.float32)
+    for r0 in range(0, len(rows), 2048):
+        r1 = min(r0 + 2048, len(rows))
+        r = np.repeat(np.arange(r0, r1), hi[r0:r1] - lo[r0:r1])
+        cells = np.arange(offsets[r0], offsets[r1])
+        diff = rows[r] - cols[lo[r] + (cells - offsets[r])]
+        costs[offsets[r0] : offsets[r1]] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return costs
+
+
 def _windowed_dtw(rows: np.ndarray, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     n_rows, n_cols = len(rows), len(cols)
-    offsets = np.concatenate([[0], np.cumsum(hi - lo)])
+    offsets = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
+    costs = _window_costs(rows, cols, lo, hi, offsets)
     back = np.zeros(int(offsets[-1]), dtype=np.int8)
-    penalty = np.array([_HOLD_PENALTY] + [0.0] + [_SKIP_PENALTY * s for s in range(1, MAX_STEP)])
+    penalty = [_HOLD_PENALTY, 0.0] + [_SKIP_PENALTY * s for s in range(1, MAX_STEP)]
 
-    cost0 = np.sqrt(((cols[lo[0] : hi[0]] - rows[0]) ** 2).sum(axis=1))
     prev = np.full(hi[0] - lo[0], np.inf)
-    prev[0] = cost0[0]  # the path starts at (0, 0)
+    prev[0] = costs[0]  # the path starts at (0, 0)
     prev_lo, prev_hi = int(lo[0]), int(hi[0])
     for i in range(1, n_rows):
         a, b = int(lo[i]), int(hi[i])
-        cost = np.sqrt(((cols[a:b] - rows[i]) ** 2).sum(axis=1))
+        width = b - a
         # Previous row laid out over columns [a - MAX_STEP, b), inf where it has no cells.
-        ext = np.full(b - a + MAX_STEP, np.inf)
+        ext = np.full(width + MAX_STEP, np.inf)
         s0, s1 = max(prev_lo, a - MAX_STEP), min(prev_hi, b)
         if s1 > s0:
             ext[s0 - (a - MAX_STEP) : s1 - (a - MAX_STEP)] = prev[s0 - prev_lo : s1 - prev_lo]
-        width = b - a
-        candidates = np.stack(
-            [ext[MAX_STEP - s : MAX_STEP - s + width] + penalty[s] for s in range(MAX_STEP + 1)]
-        )
-        step = candidates.argmin(axis=0)
-        prev = cost + candidates[step, np.arange(width)]
+        best = ext[MAX_STEP:] + penalty[0]
+        step = np.zeros(width, dtype=np.int8)
+        for s in range(1, MAX_STEP + 1):
+            candidate = ext[MAX_STEP - s : MAX_STEP - s + width] + penalty[s]
+            better = candidate < best
+            best = np.where(better, candidate, best)
+            step[better] = s
+        prev = costs[offsets[i] : offsets[i + 1]] + best
         back[offsets[i] : offsets[i + 1]] = step
         prev_lo, prev_hi = a, b
     if not np.isfinite(prev[n_cols - 1 - prev_lo]):

@@ -134,12 +134,11 @@ def _phoneme_targets(speech: Speech, n_grid: int) -> np.ndarray:
 
 def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Level (dBFS) and log2 spectral centroid at GRID_HZ, each window centred on its grid point."""
-    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
     win = max(int(round(_WINDOW_S * sample_rate)), 16)
     n_fft = 1 << int(np.ceil(np.log2(win)))
     centres = np.round((np.arange(n_grid) + 0.5) * sample_rate / GRID_HZ).astype(np.int64)
-    padded = np.concatenate([np.zeros(win), x, np.zeros(win)])
-    starts = centres - win // 2 + win
+    starts = centres - win // 2
     level = np.full(n_grid, -120.0)
     centroid = np.zeros(n_grid)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
@@ -149,8 +148,11 @@ def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple
     # Chunks keep memory flat for long clips.
     for c0 in range(0, n_grid, 4096):
         idx = starts[c0 : c0 + 4096, None] + np.arange(win)[None, :]
-        idx = np.clip(idx, 0, len(padded) - 1)
-        frames = padded[idx]
+        # Zeros outside the signal, without a padded copy of it.
+        inside = (idx >= 0) & (idx < len(x))
+        frames = np.where(inside, x[np.clip(idx, 0, max(len(x) - 1, 0))] if len(x) else 0.0, 0.0).astype(
+            np.float64
+        )
         rms = np.sqrt(np.mean(frames**2, axis=1))
         level[c0 : c0 + 4096] = 20.0 * np.log10(np.maximum(rms, 1e-6))
         power = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))[:, band] ** 2
