@@ -25,6 +25,7 @@ from pipelines.spec.compose import CompositionFields, Layout, StrictModel
 from pipelines.spec.emotion import EmotionEntry, end_before_start
 from pipelines.spec.engines import EngineSettings, PreviewSettings
 from pipelines.spec.paths import fail, merge_errors, raise_field_errors, resolve_input, spec_context
+from pipelines.spec.persona import IMAGE_SUFFIXES
 
 Kind = Literal["intro", "summary", "faq"]
 KINDS: tuple[str, ...] = Kind.__args__
@@ -37,7 +38,6 @@ KIND_FIELDS: dict[str, Kind] = {
     "question": "faq",
     "question_audio": "faq",
 }
-IMAGE_BACKGROUND_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 class Output(StrictModel):
@@ -111,11 +111,7 @@ class Job(CompositionFields):
         ctx = spec_context(info)
         background = layout.background
         # A background is a colour (#rrggbb, left to the compositor) or an image file, told apart by its suffix.
-        if (
-            ctx is None
-            or background is None
-            or Path(str(background)).suffix.lower() not in IMAGE_BACKGROUND_SUFFIXES
-        ):
+        if ctx is None or background is None or Path(str(background)).suffix.lower() not in IMAGE_SUFFIXES:
             return layout
         try:
             resolved = resolve_input(Path(str(background)), ctx)
