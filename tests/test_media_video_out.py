@@ -205,3 +205,13 @@ def test_final_colours_survive_and_are_tagged_bt709(tmp_path):
         assert (cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1)  # ITU-R BT.709
     back = next(iter_frames(out))
     assert np.abs(back.astype(int) - skin.astype(int)).max() <= 3
+
+
+def test_chunk_whose_name_lies_is_an_error(tmp_path):
+    with ChunkWriter(tmp_path, fps=25, size=SIZE, chunk_frames=4) as writer:
+        for i in range(3):
+            writer.write(frame(i))
+    (tmp_path / "chunk_00000000_000003.mkv").rename(tmp_path / "chunk_00000000_000005.mkv")
+    assert completed_frames(tmp_path) == 5
+    with pytest.raises(RenderError, match="holds 3 frames, its name says 5"):
+        list(iter_chunk_frames(tmp_path))
