@@ -48,7 +48,9 @@ def test_still_image_exif_orientation(tmp_path):
 
 def test_ntsc_to_25_by_timestamps(tmp_path):
     n = 60
-    path = make_video(tmp_path / "ntsc clip.mp4", level_frames(n, (32, 24)), fps="30000/1001")
+    # B-frames: decode order differs from presentation order, which is the order that counts
+    bframes = ["-c:v", "libx264", "-preset", "medium", "-qp", "0", "-bf", "3", "-pix_fmt", "yuv444p"]
+    path = make_video(tmp_path / "ntsc clip.mp4", level_frames(n, (32, 24)), fps="30000/1001", codec=bframes)
     info = probe(path)
     assert abs(info.fps - 29.97) < 0.01
     src = open_source(path, fps=25)
