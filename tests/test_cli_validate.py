@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import skimage.data
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.spec_helpers import astronaut, faceless, job_data, make_persona, make_project, touch, write_yaml
+from tests.spec_helpers import (
+    astronaut,
+    faceless,
+    job_data,
+    make_persona,
+    make_project,
+    touch,
+    write_image,
+    write_yaml,
+)
 
 runner = CliRunner()
 
@@ -79,14 +90,18 @@ def test_face_check_error_for_a_faceless_persona_and_its_jobs(tmp_path, monkeypa
     astronaut(tmp_path / "personas" / "ann" / "face.png")
     make_persona(tmp_path, "wall", media=())
     faceless(tmp_path / "personas" / "wall" / "face.png")
+    make_persona(tmp_path, "duo", media=())
+    portrait = skimage.data.astronaut()
+    write_image(tmp_path / "personas" / "duo" / "face.png", np.concatenate([portrait, portrait], axis=1))
     touch(tmp_path / "audio" / "take.wav")
     write_yaml(tmp_path / "jobs" / "a.yaml", job_data())
+    write_yaml(tmp_path / "jobs" / "d.yaml", job_data(persona="duo"))
     write_yaml(tmp_path / "jobs" / "w.yaml", job_data(persona="wall"))
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["validate", "--json", "jobs"])
     assert result.exit_code == 2, result.output
     report = json.loads(result.stdout)
-    assert report["valid"] == ["jobs/a.yaml"]
+    assert report["valid"] == ["jobs/a.yaml", "jobs/d.yaml"]
     assert report["errors"] == [
         {
             "file": "personas/wall/persona.yaml",
@@ -95,7 +110,17 @@ def test_face_check_error_for_a_faceless_persona_and_its_jobs(tmp_path, monkeypa
         },
         {"file": "jobs/w.yaml", "field": "persona", "message": "persona 'wall' has no usable face"},
     ]
-    assert report["warnings"] == []
+    assert [(w["file"], w["field"]) for w in report["warnings"]] == [("personas/duo/persona.yaml", "source")]
+    assert report["warnings"][0]["message"].startswith(
+        "2 faces found; the largest and most persistent one will be used"
+    )
+
+    human = runner.invoke(app, ["validate", "jobs/d.yaml"])
+    assert human.exit_code == 0, human.output
+    assert human.stderr.splitlines()[0].startswith(
+        "warning: personas/duo/persona.yaml: source: 2 faces found"
+    )
+    assert human.stderr.splitlines()[-1] == "1 valid, 0 error(s), 1 warning(s)"
 
 
 def test_schema_to_stdout_and_to_a_folder(tmp_path):
