@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -104,6 +105,7 @@ def convert(
     _save(
         state,
         output,
+        source,
         {
             _META_SOURCE: source.name,
             # The LatentSync loader reads the repo to refuse 1.5 weights in a 1.6 engine and vice versa.
@@ -227,7 +229,7 @@ def _state_dict_of(obj: Any, source: Path, *, field: str, required: bool) -> dic
     return {str(k): v for k, v in obj.items()}
 
 
-def _save(state: Mapping[str, Any], output: Path, metadata: dict[str, str]) -> None:
+def _save(state: Mapping[str, Any], output: Path, source: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
     # safetensors refuses tensors that share storage (tied weights); each gets its own copy.
@@ -243,4 +245,5 @@ def _save(state: Mapping[str, Any], output: Path, metadata: dict[str, str]) -> N
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    shutil.copymode(source, tmp)  # safetensors creates 0600 files; the output is as readable as its source
     os.replace(tmp, output)

@@ -217,6 +217,8 @@ def resolve(
     Checks presence, the locked sizes (a truncated download shows here) and that pickled checkpoints were
     converted from the locked bytes; the full sha256 check is `talkreel weights verify`. Anything not ready is a
     WeightsMissingError (exit 4) naming the command that fixes it.
+    Roles are the manifest's (e.g. unet, whisper, vae); pickled checkpoints resolve to their converted
+    safetensors, diffusers/tokenizer folders to the folder, and a whisper role also gives `<role>_dims` (JSON).
     """
     explicit_dir = weights_dir is not None
     weights_dir = weights_dir or default_weights_dir()
