@@ -119,3 +119,12 @@ def test_output_path_outside_the_out_folder_needs_the_flag(tmp_path):
     ]
     batch = load_batch([tmp_path / "jobs" / "a.yaml"], allow_outside_paths=True)
     assert batch.jobs[0].job.output.path == tmp_path / "x.mp4"
+
+
+def test_symlinked_persona_folder_keeps_its_own_id(tmp_path):
+    make_project(tmp_path, {"a": job_data(persona="alias")})
+    os.symlink(tmp_path / "personas" / "ann", tmp_path / "personas" / "alias")
+    batch = load_batch([tmp_path / "jobs" / "a.yaml"])
+    assert batch.errors == []
+    assert batch.jobs[0].persona_id == "alias"
+    assert batch.jobs[0].persona.source == tmp_path / "personas" / "alias" / "face.png"

@@ -7,6 +7,7 @@ validated as personas.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,9 +51,8 @@ class LoadedJob:
     persona: Persona
     persona_dir: Path
     project_root: Path
-    persona_file: (
-        Path  # the persona's YAML file (persona_dir / persona.yaml unless the job names another file)
-    )
+    # The persona's YAML file: persona_dir / persona.yaml unless the job names another file.
+    persona_file: Path
 
     @property
     def persona_id(self) -> str:
@@ -179,13 +179,15 @@ class _PersonaCache:
         except InputError as exc:
             self.errors.append(exc)
             return None
-        ctx = SpecContext(base_dir=path.resolve().parent, root=root, allow_outside=self.allow_outside)
+        # Absolute but not resolved: a symlinked persona folder keeps its own name as the id.
+        path = Path(os.path.abspath(path))
+        ctx = SpecContext(base_dir=path.parent, root=root, allow_outside=self.allow_outside)
         try:
             persona = Persona.model_validate(data, context=ctx)
         except ValidationError as exc:
             self.errors.extend(validation_errors(path, exc, Persona))
             return None
-        return LoadedPersona(persona, path.resolve())
+        return LoadedPersona(persona, path)
 
 
 def persona_path(ref: str, job_path: Path, root: Path, allow_outside: bool) -> Path:
