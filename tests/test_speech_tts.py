@@ -75,6 +75,15 @@ def test_same_input_gives_same_output_whatever_came_before():
     assert first.phonemes == again.phonemes and first.words == again.words
 
 
+def test_concurrent_calls_are_serialised_and_identical():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: synthesize("Four threads at once."), range(4)))
+    for r in results[1:]:
+        assert np.array_equal(r.samples, results[0].samples) and r.words == results[0].words
+
+
 def test_other_languages():
     s = synthesize("Guten Morgen", voice="de")
     assert [w.label for w in s.words] == ["Guten", "Morgen"]

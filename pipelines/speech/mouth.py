@@ -11,8 +11,8 @@ Everything is first computed on a 5 ms grid, then averaged over each video frame
 
 With phoneme timing (draft text speech, or a script aligned to a recording):
 1. every phoneme becomes its viseme's target shape over its time span (diphthongs glide start -> end);
-2. coarticulation: targets are blended with a Gaussian kernel over time (sigma 30 ms), weighted by each
-   viseme's dominance, i.e. blended = (K * (w T)) / (K * w). Bilabials (dominance 3) still reach closure when
+2. coarticulation: targets are blended with a Gaussian kernel over time (sigma 20 ms), weighted by each
+   viseme's dominance, i.e. blended = (K * (w T)) / (K * w). Bilabials (dominance 2.5) still reach closure when
    they last only ~60 ms; alveolars and velars mostly take the shape of the vowels around them. The kernel
    reaches before a phoneme as well as after it, which gives the anticipatory attack and the release.
 3. opening is capped by 1 - closure, so pressed lips are never drawn apart.
@@ -48,7 +48,7 @@ from pipelines.speech.visemes import viseme_for
 PARAMS = ("open", "width", "round", "closure")
 GRID_HZ = 200
 MAX_CHANGE_PER_S = 12.0
-_PHONEME_SIGMA_S = 0.030
+_PHONEME_SIGMA_S = 0.020
 _SIGNAL_SIGMA_S = 0.025
 _WINDOW_S = 0.025
 _HANGOVER_S = 0.080

@@ -124,7 +124,9 @@ class Synthesis:
 def _private_data_dir(source: str) -> str:
     """A folder that looks like `source` (symlinks) but whose voices/!v we may add variant files to."""
     root = tempfile.mkdtemp(prefix="talkreel-espeak-")
-    atexit.register(shutil.rmtree, root, True)
+    owner = os.getpid()
+    # Only the creating process removes it: a forked worker that exits normally must not pull it away.
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(root, ignore_errors=True))
     data = os.path.join(root, "espeak-ng-data")
     os.mkdir(data)
     for name in os.listdir(source):
