@@ -12,9 +12,10 @@ SCRIPT = (
 CUT_AFTER = ("budget", "discussion", "library", "grant")
 
 
-def _recording(voice: str, rate: int, pitch: int, sample_rate: int | None = None):
+def _recording(voice: str, rate: int, pitch: int, sample_rate: int | None = None, reverb: bool = False):
     """The script read by another espeak voice at another rate and pitch, with silences inserted after some
-    words and at the start, a faint noise floor, optionally resampled. Returns samples, rate, true word starts."""
+    words and at the start, a faint noise floor, optionally resampled and reverberant (a room-like decaying
+    impulse response). Returns samples, rate, true word starts, word labels."""
     rec = synthesize(SCRIPT, voice=voice, rate_wpm=rate, pitch=pitch)
     sr = rec.sample_rate
     cuts = [0] + [int(w.end * sr) for w in rec.words if w.label in CUT_AFTER] + [len(rec.samples)]
@@ -34,15 +35,25 @@ def _recording(voice: str, rate: int, pitch: int, sample_rate: int | None = None
         t_new = np.arange(int(len(x) / sr * sample_rate)) / sample_rate
         x = np.interp(t_new, np.arange(len(x)) / sr, x).astype(np.float32)
         sr = sample_rate
+    if reverb:
+        n = int(0.25 * sr)
+        ir = np.random.default_rng(1).normal(0, 1, n) * np.exp(-np.arange(n) / (0.05 * sr))
+        ir[0] = 8.0
+        x = np.convolve(x, ir / (np.abs(ir).sum() / 2))[: len(x)].astype(np.float32)
     return x, sr, truth, [w.label for w in rec.words]
 
 
 @pytest.mark.parametrize(
-    "voice,rate,pitch,sample_rate",
-    [("en+f3", 140, 70, None), ("en-us", 230, 35, 16000), ("en", 115, 50, 48000)],
+    "voice,rate,pitch,sample_rate,reverb",
+    [
+        ("en+f3", 140, 70, None, False),
+        ("en-us", 230, 35, 16000, False),
+        ("en", 115, 50, 48000, False),
+        ("en+croak", 150, 40, 16000, True),
+    ],
 )
-def test_word_starts_land_near_the_known_ones(voice, rate, pitch, sample_rate):
-    x, sr, truth, labels = _recording(voice, rate, pitch, sample_rate)
+def test_word_starts_land_near_the_known_ones(voice, rate, pitch, sample_rate, reverb):
+    x, sr, truth, labels = _recording(voice, rate, pitch, sample_rate, reverb)
     phonemes, words = align_script(x, sr, SCRIPT, voice="en")
     assert [w.label for w in words] == labels
     errors = np.abs(np.array([w.start for w in words]) - truth)
