@@ -83,3 +83,40 @@ def test_error_file_names_are_relative_to_the_working_folder(tmp_path, monkeypat
         batch.errors[0].one_line()
         == "jobs/a.yaml: kind: Input should be 'intro', 'summary' or 'faq', got 'poem'"
     )
+
+
+def test_theme_file_is_validated_with_the_job(tmp_path):
+    touch(tmp_path / "brand" / "logo.png")
+    write_yaml(tmp_path / "brand" / "theme.yaml", {"logo": "logo.png", "colours": {"accent": "#ff8800"}})
+    write_yaml(tmp_path / "brand" / "empty.yaml", "")
+    make_project(
+        tmp_path, {"a": job_data(theme="../brand/theme.yaml"), "b": job_data(theme="../brand/empty.yaml")}
+    )
+    batch = load_batch([tmp_path / "jobs"])
+    assert batch.errors == []
+    a, b = batch.jobs
+    assert a.theme.logo == tmp_path / "brand" / "logo.png"
+    assert a.theme.colours.accent == "#ff8800"
+    assert tmp_path / "brand" / "logo.png" in a.input_files()
+    assert a.job.theme == tmp_path / "brand" / "theme.yaml"
+    assert b.theme is not None and b.theme.logo is None
+
+
+def test_broken_theme_reported_once_under_its_own_file(tmp_path):
+    write_yaml(tmp_path / "brand" / "theme.yaml", {"logo": "gone.png", "colours": {"text": "red"}})
+    make_project(
+        tmp_path, {"a": job_data(theme="../brand/theme.yaml"), "b": job_data(theme="../brand/theme.yaml")}
+    )
+    batch = load_batch([tmp_path / "jobs"])
+    assert batch.jobs == []
+    theme = str(tmp_path / "brand" / "theme.yaml")
+    assert files_and_fields(batch) == [
+        (
+            "theme.yaml",
+            "colours.text",
+            "String should match pattern '^#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$', got 'red'",
+        ),
+        ("theme.yaml", "logo", f"file not found: {tmp_path / 'brand' / 'gone.png'}"),
+        ("a.yaml", "theme", f"theme {theme} has errors (listed above)"),
+        ("b.yaml", "theme", f"theme {theme} has errors (listed above)"),
+    ]

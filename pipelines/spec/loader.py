@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from pipelines.errors import InputError
 from pipelines.spec.audio import FileAudio, SegmentsAudio
+from pipelines.spec.compose import Theme
 from pipelines.spec.engines import ENGINE_NAMES
 from pipelines.spec.job import Job
 from pipelines.spec.paths import PERSONAS_DIR, SpecContext, display, project_root, resolve_input
@@ -53,6 +54,7 @@ class LoadedJob:
     project_root: Path
     # The persona's YAML file: persona_dir / persona.yaml unless the job names another file.
     persona_file: Path
+    theme: Theme | None = None  # the validated theme file the job names (job.theme), paths resolved
 
     @property
     def persona_id(self) -> str:
@@ -69,6 +71,11 @@ class LoadedJob:
         files += [p for p in (job.question_audio, job.theme) if p is not None]
         if isinstance(job.layout.background, Path):
             files.append(job.layout.background)
+        if self.theme is not None:
+            theme = self.theme
+            files += [
+                p for p in (theme.font, theme.font_bold, theme.logo, theme.background_image) if p is not None
+            ]
         return files
 
 
@@ -136,7 +143,7 @@ def validation_errors(file: Path, exc: ValidationError, model: type[BaseModel]) 
     return errors
 
 
-def read_spec(path: Path) -> dict[str, Any]:
+def read_spec(path: Path, empty_ok: bool = False) -> dict[str, Any]:
     """The mapping in a YAML spec file; raises InputError naming the file and what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -150,6 +157,8 @@ def read_spec(path: Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError(display(path), None, f"invalid YAML: {where}{problem}") from None
     if data is None:
+        if empty_ok:
+            return {}
         raise InputError(display(path), None, "empty file; expected a mapping of fields")
     if not isinstance(data, dict):
         raise InputError(display(path), None, f"expected a mapping of fields, got a {type(data).__name__}")
@@ -159,23 +168,26 @@ def read_spec(path: Path) -> dict[str, Any]:
 # --- personas -----------------------------------------------------------------------------------------------------
 
 
-class _PersonaCache:
-    """Each persona file is validated (and its errors reported) once per batch."""
+class _FileCache:
+    """Each persona (or theme) file is validated, and its errors reported, once per batch."""
 
-    def __init__(self, allow_outside: bool):
+    def __init__(self, model: type[BaseModel], allow_outside: bool, empty_ok: bool = False):
+        self.model = model
         self.allow_outside = allow_outside
-        self.loaded: dict[Path, LoadedPersona | None] = {}
+        self.empty_ok = empty_ok  # an empty theme file means the defaults; an empty persona is a mistake
+        self.loaded: dict[Path, tuple[Any, Path] | None] = {}
         self.errors: list[InputError] = []
 
-    def get(self, path: Path, root: Path) -> LoadedPersona | None:
+    def get(self, path: Path, root: Path) -> tuple[Any, Path] | None:
+        """(model, absolute path) or None when the file has errors (they are in `self.errors`)."""
         key = path.resolve()
         if key not in self.loaded:
             self.loaded[key] = self._load(path, root)
         return self.loaded[key]
 
-    def _load(self, path: Path, root: Path) -> LoadedPersona | None:
+    def _load(self, path: Path, root: Path) -> tuple[Any, Path] | None:
         try:
-            data = read_spec(path)
+            data = read_spec(path, empty_ok=self.empty_ok)
         except InputError as exc:
             self.errors.append(exc)
             return None
@@ -183,11 +195,22 @@ class _PersonaCache:
         path = Path(os.path.abspath(path))
         ctx = SpecContext(base_dir=path.parent, root=root, allow_outside=self.allow_outside)
         try:
-            persona = Persona.model_validate(data, context=ctx)
+            return self.model.model_validate(data, context=ctx), path
         except ValidationError as exc:
-            self.errors.extend(validation_errors(path, exc, Persona))
+            self.errors.extend(validation_errors(path, exc, self.model))
             return None
-        return LoadedPersona(persona, path)
+
+
+class _PersonaCache(_FileCache):
+    def __init__(self, allow_outside: bool):
+        super().__init__(Persona, allow_outside)
+
+    def persona(self, path: Path, root: Path) -> LoadedPersona | None:
+        found = self.get(path, root)
+        return LoadedPersona(*found) if found else None
+
+    def all(self) -> list[LoadedPersona]:
+        return [LoadedPersona(*found) for found in self.loaded.values() if found]
 
 
 def persona_path(ref: str, job_path: Path, root: Path, allow_outside: bool) -> Path:
@@ -233,7 +256,7 @@ def load_persona_file(path_or_dir: str | Path, allow_outside_paths: bool = False
     if not path.is_file():
         raise InputError(display(path), None, "file not found")
     cache = _PersonaCache(allow_outside_paths)
-    loaded = cache.get(path, project_root(path))
+    loaded = cache.persona(path, project_root(path))
     if loaded is None:
         first, more = cache.errors[0], len(cache.errors) - 1
         if more:
@@ -276,21 +299,23 @@ def load_batch(paths: Sequence[str | Path], allow_outside_paths: bool = False) -
     files, batch.errors = spec_files(paths)
     batch.files = files
     personas = _PersonaCache(allow_outside_paths)
+    themes = _FileCache(Theme, allow_outside_paths, empty_ok=True)
     job_errors: list[InputError] = []
     for path in files:
         if path.name in (PERSONA_FILE, "persona.yml"):
-            personas.get(path, project_root(path.parent))
+            personas.persona(path, project_root(path))
             continue
         try:
-            batch.jobs.append(_load_job(path, personas, allow_outside_paths))
+            batch.jobs.append(_load_job(path, personas, themes, allow_outside_paths))
         except _JobErrors as exc:
             job_errors.extend(exc.errors)
     batch.errors.extend(personas.errors)
+    batch.errors.extend(themes.errors)
     batch.errors.extend(job_errors)
     batch.errors.extend(_duplicate_outputs(batch.jobs))
     failed = {e.file for e in batch.errors}
     batch.jobs = [j for j in batch.jobs if display(j.job_path) not in failed]
-    batch.personas = [p for p in personas.loaded.values() if p is not None]
+    batch.personas = personas.all()
     return batch
 
 
@@ -299,7 +324,7 @@ class _JobErrors(Exception):
         self.errors = errors
 
 
-def _load_job(path: Path, personas: _PersonaCache, allow_outside: bool) -> LoadedJob:
+def _load_job(path: Path, personas: _PersonaCache, themes: _FileCache, allow_outside: bool) -> LoadedJob:
     try:
         data = read_spec(path)
     except InputError as exc:
@@ -310,7 +335,7 @@ def _load_job(path: Path, personas: _PersonaCache, allow_outside: bool) -> Loade
     ref = data.get("persona")
     if isinstance(ref, str) and ref:
         try:
-            loaded_persona = personas.get(persona_path(ref, path, root, allow_outside), root)
+            loaded_persona = personas.persona(persona_path(ref, path, root, allow_outside), root)
         except InputError as exc:
             errors.append(exc)
         else:
@@ -331,10 +356,19 @@ def _load_job(path: Path, personas: _PersonaCache, allow_outside: bool) -> Loade
         job = Job.model_validate(data, context=ctx)
     except ValidationError as exc:
         errors.extend(validation_errors(path, exc, Job))
+    theme: Theme | None = None
+    if not errors and job.theme is not None:
+        found = themes.get(job.theme, root)
+        if found is None:
+            errors.append(
+                InputError(display(path), "theme", f"theme {display(job.theme)} has errors (listed above)")
+            )
+        else:
+            theme = found[0]
     if errors or loaded_persona is None:
         raise _JobErrors(errors or [InputError(display(path), "persona", "persona did not load")])
     return LoadedJob(
-        job, path.resolve(), loaded_persona.persona, loaded_persona.dir, root, loaded_persona.path
+        job, path.resolve(), loaded_persona.persona, loaded_persona.dir, root, loaded_persona.path, theme
     )
 
 
