@@ -190,7 +190,7 @@ def _create_engine(name: str) -> Any:
 
 
 def _run_one(
-    plan, out_dir: Path, force: bool, engines, make_engine, cache, hasher, reporter: Reporter
+    plan, out_dir: Path, force: bool, qc: bool, engines, make_engine, cache, hasher, reporter: Reporter
 ) -> Outcome:
     from pipelines.locks import OutputLock
     from pipelines.render import plan_job, render_job

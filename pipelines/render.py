@@ -196,7 +196,9 @@ def render_job(
             synthesis, pieces = _speech_inputs(loaded, work)
             audio = prepare_audio(pieces, fps, work / "audio")
         except InputError as exc:
-            raise InputError(loaded.job_path, exc.field or "audio", exc.message) from None
+            # Name the job first (the batch reports per job), then the media file that failed.
+            detail = f"{exc.file}: {exc.message}" if exc.file else exc.message
+            raise InputError(loaded.job_path, exc.field or "audio", detail) from None
         phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
         speech = Speech(audio.samples_16k, FEATURE_RATE, fps, audio.n_frames, phonemes, words)
     n_frames = audio.n_frames
