@@ -79,8 +79,12 @@ def test_broken_job_does_not_stop_the_batch(tmp_path, monkeypatch):
         tmp_path,
         {
             "a_good": SUMMARY,
-            "b_missing_audio": SUMMARY.replace('{text: "Hello. This is a short summary of the week.", voice: en}', "nope.wav"),
-            "c_bad_media": SUMMARY.replace('{text: "Hello. This is a short summary of the week.", voice: en}', "../garbage.wav"),
+            "b_missing_audio": SUMMARY.replace(
+                '{text: "Hello. This is a short summary of the week.", voice: en}', "nope.wav"
+            ),
+            "c_bad_media": SUMMARY.replace(
+                '{text: "Hello. This is a short summary of the week.", voice: en}', "../garbage.wav"
+            ),
         },
     )
     monkeypatch.chdir(tmp_path)
@@ -161,7 +165,7 @@ def test_killed_render_resumes_with_identical_frames(tmp_path, monkeypatch):
     resumed = list(iter_frames(tmp_path / "killed" / "long.mp4"))
     clean = list(iter_frames(tmp_path / "clean" / "long.mp4"))
     assert len(resumed) == len(clean) == 250
-    assert all(np.array_equal(a, b) for a, b in zip(resumed, clean))
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, clean, strict=True))
 
 
 def test_two_processes_on_the_same_jobs_do_not_clobber(tmp_path):
