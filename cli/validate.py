@@ -12,7 +12,7 @@ from cli.output import err_console, print_json
 from pipelines.errors import InputError
 
 if TYPE_CHECKING:
-    from pipelines.spec.loader import Batch, LoadedPersona
+    from pipelines.spec.loader import Batch, LoadedJob, LoadedPersona
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +55,66 @@ def check_batch_faces(batch: Batch) -> list[InputError]:
     return warnings
 
 
+def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputError]]:
+    """(errors, warnings) of a job's audio files: each must be readable media with an audio stream; an emotion
+    entry that starts after the audio has ended is a warning (it would have no effect)."""
+    from pipelines.media.probe import probe
+    from pipelines.spec.audio import FileAudio, FileSegment, PauseSegment, SegmentsAudio
+    from pipelines.spec.paths import display
+
+    job, file = loaded.job, display(loaded.job_path)
+    errors: list[InputError] = []
+    warnings: list[InputError] = []
+    spoken: list[tuple[str, Path]] = []
+    seconds: float | None = None  # unknown for draft text until it is synthesised
+    if isinstance(job.audio, FileAudio):
+        spoken, seconds = [("audio.file", job.audio.file)], 0.0
+    elif isinstance(job.audio, SegmentsAudio):
+        segments = job.audio.segments
+        spoken = [
+            (f"audio.segments.{i}.file", s.file) for i, s in enumerate(segments) if isinstance(s, FileSegment)
+        ]
+        seconds = sum(s.pause for s in segments if isinstance(s, PauseSegment))
+    others = [("question_audio", job.question_audio)] if job.question_audio is not None else []
+    for field, path in spoken + others:
+        try:
+            info = probe(path)
+        except InputError as exc:
+            errors.append(InputError(file, field, exc.message))
+            seconds = None
+            continue
+        if not info.has_audio:
+            errors.append(InputError(file, field, f"no audio stream in {display(path)}"))
+            seconds = None
+        elif seconds is not None and (field, path) in spoken:
+            seconds += info.audio_duration or info.duration
+    if seconds is not None:
+        for i, entry in enumerate(job.emotion):
+            if entry.start >= seconds:
+                warnings.append(
+                    InputError(
+                        file,
+                        f"emotion.{i}.start",
+                        f"{entry.start:g} s is not before the end of the audio ({seconds:.2f} s); "
+                        "this entry has no effect",
+                    )
+                )
+    return errors, warnings
+
+
+def check_batch_media(batch: Batch) -> list[InputError]:
+    """Probe every job's audio; jobs with unreadable audio move from `batch.jobs` to `batch.errors`.
+    Returns the warnings."""
+    warnings: list[InputError] = []
+    for loaded in list(batch.jobs):
+        errors, job_warnings = job_media_issues(loaded)
+        warnings += job_warnings
+        if errors:
+            batch.errors.extend(errors)
+            batch.jobs.remove(loaded)
+    return warnings
+
+
 @handle_errors
 def validate(
     paths: list[Path] = typer.Argument(..., help="Job files, persona.yaml files, or folders of them."),
@@ -73,7 +133,9 @@ def validate(
     from pipelines.spec.paths import display
 
     batch = load_batch(paths, allow_outside_paths=allow_outside_paths)
-    warnings = check_batch_faces(batch) if faces else []
+    warnings = check_batch_media(batch)
+    if faces:
+        warnings += check_batch_faces(batch)
     failed = {e.file for e in batch.errors}
     valid = [display(p) for p in batch.files if display(p) not in failed]
 

@@ -26,6 +26,19 @@ def touch(path: Path, content: bytes = b"x") -> Path:
     return path
 
 
+def wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
+    """A real (silent) 16-bit mono WAV file, for the checks that probe audio."""
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * round(seconds * rate))
+    return path
+
+
 def persona_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"name": "Ann Example", "source": "face.png", "consent": dict(CONSENT)}
     data.update(overrides)
@@ -48,10 +61,11 @@ def job_data(**overrides: Any) -> dict[str, Any]:
 
 
 def make_project(root: Path, jobs: dict[str, Any] | None = None, **persona_overrides: Any) -> Path:
-    """root/personas/ann (persona with face.png), root/audio/{take,b}.wav, root/jobs/<name>.yaml for each job."""
+    """root/personas/ann (persona with face.png), root/audio/{take,b}.wav (2 s and 1 s of silence),
+    root/jobs/<name>.yaml for each job."""
     make_persona(root, **persona_overrides)
-    touch(root / "audio" / "take.wav")
-    touch(root / "audio" / "b.wav")
+    wav(root / "audio" / "take.wav", 2.0)
+    wav(root / "audio" / "b.wav", 1.0)
     for name, data in (jobs or {"a": job_data()}).items():
         write_yaml(root / "jobs" / f"{name}.yaml", data)
     return root

@@ -16,6 +16,7 @@ from tests.spec_helpers import (
     make_persona,
     make_project,
     touch,
+    wav,
     write_image,
     write_yaml,
 )
@@ -74,8 +75,44 @@ def test_json_output(tmp_path, monkeypatch):
     }
 
 
+def test_audio_is_probed_and_late_emotions_warned(tmp_path, monkeypatch):
+    segments = {"segments": [{"file": "../audio/take.wav"}, {"pause": 0.5}, {"file": "../audio/b.wav"}]}
+    make_project(
+        tmp_path,
+        {
+            "ok": job_data(
+                audio=segments, emotion=[{"start": 0, "emotion": "happy"}, {"start": 3.4, "emotion": "sad"}]
+            ),
+            "late": job_data(audio=segments, emotion=[{"start": 3.5, "emotion": "sad"}]),
+            "junk": job_data(audio="../audio/junk.wav"),
+            "image": job_data(audio="../personas/ann/face.png", emotion=[{"start": 99, "emotion": "sad"}]),
+            "text": job_data(audio={"text": "Hi."}, emotion=[{"start": 99, "emotion": "sad"}]),
+        },
+    )
+    touch(tmp_path / "audio" / "junk.wav", b"not audio at all")
+    write_image(tmp_path / "personas" / "ann" / "face.png", np.zeros((32, 32, 3), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["validate", "--no-faces", "--json", "jobs"])
+    assert result.exit_code == 2, result.output
+    report = json.loads(result.stdout)
+    assert report["valid"] == ["jobs/late.yaml", "jobs/ok.yaml", "jobs/text.yaml"]
+    assert [(e["file"], e["field"]) for e in report["errors"]] == [
+        ("jobs/image.yaml", "audio.file"),
+        ("jobs/junk.yaml", "audio.file"),
+    ]
+    assert report["errors"][0]["message"] == "no audio stream in personas/ann/face.png"
+    assert report["errors"][1]["message"].startswith("'junk.wav' is not a readable media file")
+    assert report["warnings"] == [
+        {
+            "file": "jobs/late.yaml",
+            "field": "emotion.0.start",
+            "message": "3.5 s is not before the end of the audio (3.50 s); this entry has no effect",
+        }
+    ]
+
+
 def test_allow_outside_paths_flag(tmp_path):
-    touch(tmp_path / "shared.wav")
+    wav(tmp_path / "shared.wav")
     make_project(tmp_path / "proj", {"a": job_data(audio="../../shared.wav")})
     job = str(tmp_path / "proj" / "jobs" / "a.yaml")
     refused = runner.invoke(app, ["validate", "--no-faces", job])
@@ -93,7 +130,7 @@ def test_face_check_error_for_a_faceless_persona_and_its_jobs(tmp_path, monkeypa
     make_persona(tmp_path, "duo", media=())
     portrait = skimage.data.astronaut()
     write_image(tmp_path / "personas" / "duo" / "face.png", np.concatenate([portrait, portrait], axis=1))
-    touch(tmp_path / "audio" / "take.wav")
+    wav(tmp_path / "audio" / "take.wav")
     write_yaml(tmp_path / "jobs" / "a.yaml", job_data())
     write_yaml(tmp_path / "jobs" / "d.yaml", job_data(persona="duo"))
     write_yaml(tmp_path / "jobs" / "w.yaml", job_data(persona="wall"))
