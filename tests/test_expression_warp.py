@@ -12,7 +12,7 @@ from tests.preview_helpers import prepared
 
 BROWS = list(mesh.LEFT_BROW + mesh.RIGHT_BROW)
 EYES = list(mesh.LEFT_EYE + mesh.RIGHT_EYE)
-NOSE = [mesh.NOSE_TIP, *mesh.NOSE_BOTTOM]
+NOSE = [mesh.NOSE_TIP, 4, 5, 195, 2]  # tip, ridge, subnasale; the alae legitimately flare in a smile
 MOUTH = list(mesh.LIPS_OUTER)
 CHIN = [mesh.CHIN]
 

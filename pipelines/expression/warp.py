@@ -647,7 +647,8 @@ def mouth_fill(
         tooth = np.clip(1.0 - depth / max(band_h, 1.0), 0.0, 1.0) * (depth >= -1)
         cx = np.clip((xs - top[0, 0]) / max(1.0, top[-1, 0] - top[0, 0]) * 2 - 1, -1, 1)[None, :]
         tooth = tooth * np.clip(1.2 - np.abs(cx) ** 2, 0, 1)  # teeth recede into shadow towards the corners
-        tooth = np.minimum(tooth, 1.0) * 0.85
+        # no bright sliver in a narrow gap
+        tooth = np.minimum(tooth, 1.0) * 0.7 * min(1.0, gap / (0.08 * unit))
         colour = cavity + tooth[..., None] * (TEETH_RGB - cavity)
         alpha = mask * np.maximum(0.35 + 0.65 * fade, tooth)
     alpha = (alpha * min(1.0, (opening - 0.02) / 0.08))[..., None]

@@ -11,8 +11,8 @@ import numpy as np
 
 from pipelines.face.align import face_centred_crop_matrix
 
-EYE_DISTANCE = 0.27  # distance between the pupils as a share of the output's smaller side
-EYE_HEIGHT = 0.42  # eye line as a share of the output height
+EYE_DISTANCE = 0.24  # distance between the pupils as a share of the output's smaller side
+EYE_HEIGHT = 0.40  # eye line as a share of the output height
 MARGIN = 0.04  # extra border for head motion, as a share of the output's larger side
 
 
