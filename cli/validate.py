@@ -117,7 +117,9 @@ def check_batch_media(batch: Batch) -> list[InputError]:
 
 @handle_errors
 def validate(
-    paths: list[Path] = typer.Argument(..., help="Job files, persona.yaml files, or folders of them."),
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH", help="Job files, persona.yaml files, or folders of them."
+    ),
     json_output: bool = typer.Option(
         False, "--json", help="Print {valid, errors, warnings} as JSON on stdout."
     ),
@@ -128,7 +130,11 @@ def validate(
         True, "--faces/--no-faces", help="Check that every persona source shows a detectable face."
     ),
 ) -> None:
-    """Check job and persona files without rendering; exit 2 if anything is invalid."""
+    """Check job and persona files without rendering; exit 2 if anything is invalid.
+
+    Every error of every file is printed as `file: field: message`. Besides the fields, audio files are probed
+    and each persona's source must show a detectable face (several faces, a small face or a profile view are
+    warnings)."""
     from pipelines.spec.loader import load_batch
     from pipelines.spec.paths import display
 
