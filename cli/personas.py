@@ -132,11 +132,11 @@ def show_persona(
         "source_kind": loaded.persona.source_kind,
         **loaded.persona.model_dump(mode="json"),
     }
-    if data["engine"] is None:
-        data["engine"] = {"name": "preview", "note": "no default engine set; jobs use preview"}
     if json_output:
         print_json(data)
         return
+    if data["engine"] is None:
+        data["engine"] = "not set (jobs without an engine use preview)"
     from rich.table import Table
 
     table = Table("field", "value", show_header=False)

@@ -69,7 +69,7 @@ def test_show_fields(tmp_path):
     assert shown["source"] == str(tmp_path / "personas" / "ann" / "face.png")
     assert shown["source_kind"] == "image"
     assert shown["emotions"] == {"proud": {"smile": 0.5}}
-    assert shown["engine"]["name"] == "preview"
+    assert shown["engine"] is None
     assert shown["consent"] == {
         "granted_by": "Test Person",
         "granted_on": "2024-05-01",
@@ -81,6 +81,7 @@ def test_show_fields(tmp_path):
     table = runner.invoke(app, ["personas", "show", "ann", "--root", str(tmp_path)])
     assert table.exit_code == 0
     assert "emotions.proud.smile" in table.stderr and "top-left" in table.stderr
+    assert "not set (jobs without an engine use preview)" in " ".join(table.stderr.split())
 
 
 def test_show_unknown_id_exit_2(tmp_path):
