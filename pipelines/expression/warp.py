@@ -169,13 +169,18 @@ class FaceRig:
         out = image.copy()
         for patch in self.patches:
             patch.apply(image, out, coef, memo=constant_source)
-        if coef["blink"] > 0.5 or self.regions == "all":
+        if coef["blink"] > 0.5 or self.regions == "all":  # the fills need the displaced landmarks
             moved = self.displaced_landmarks(params)
             if coef["blink"] > 0.5:
                 eyelid_fill(out, self.points, moved, self.unit, coef["blink"])
             if self.regions == "all" and coef["mouth_open"] > 0.02:
                 top, bottom = self.patches[-1].gap_lines(coef)
                 mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
+            if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
+                # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
+                # a real closed mouth shows a dark seam there
+                seam = self.patches[-1].split_line(coef)
+                lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2)
         return out
 
     # ---- the two patches --------------------------------------------------------------------------------
@@ -296,16 +301,20 @@ class FaceRig:
         up["mouth_open"].add(up_in, 0.0, -0.07 * bulge(up_in), lip_sigma)
         up["mouth_open"].add(up_out, 0.0, -0.05 * bulge(up_out), lip_sigma)
         up["mouth_round"].add(up_out, 0.0, -0.03 * bulge(up_out), lip_sigma)
-        up["mouth_closure"].add(up_out, 0.0, 0.025 * bulge(up_out), lip_sigma)
-        up["mouth_closure"].add(up_in, 0.0, 0.01 * bulge(up_in), lip_sigma)
+        # closure presses the lips together: a mouth that is parted at rest (teeth showing) closes, the two
+        # inner lips meeting half way; the lips also thin a little as they press
+        pairs_up, pairs_low = up_in[::-1], low_in  # both from the image-left corner to the right one
+        rest_gap = np.maximum(((pts[pairs_low] - pts[pairs_up]) @ self.axes[1]) / u, 0.0)
+        up["mouth_closure"].add(up_out, 0.0, 0.025 * bulge(up_out) + 0.4 * rest_gap[::-1], lip_sigma)
+        up["mouth_closure"].add(pairs_up, 0.0, 0.01 * bulge(pairs_up) + 0.5 * rest_gap, lip_sigma)
         low["mouth_open"].add(low_in, 0.0, 0.06 + 0.2 * bulge(low_in), lip_sigma)
         low["mouth_open"].add(low_out, 0.0, 0.06 + 0.18 * bulge(low_out), lip_sigma)
         low["mouth_open"].add(chin, 0.0, 0.2, 0.15 * u)
         low["mouth_open"].add(jaw_side, 0.0, 0.13, 0.15 * u)
         low["mouth_open"].add(jaw_far, 0.0, 0.05, 0.15 * u)
         low["mouth_round"].add(low_out, 0.0, 0.035 * bulge(low_out), lip_sigma)
-        low["mouth_closure"].add(low_out, 0.0, -0.03 * bulge(low_out), lip_sigma)
-        low["mouth_closure"].add(low_in, 0.0, -0.01 * bulge(low_in), lip_sigma)
+        low["mouth_closure"].add(low_out, 0.0, -0.03 * bulge(low_out) - 0.4 * rest_gap, lip_sigma)
+        low["mouth_closure"].add(pairs_low, 0.0, -0.01 * bulge(pairs_low) - 0.5 * rest_gap, lip_sigma)
         anchors = [*mesh.NOSE_BOTTOM, *mesh.NOSE_ALAE, mesh.NOSE_TIP, 4, 5, 195]
         idx = [*mesh.LIPS_OUTER, *chin, *jaw_side, *_LEFT_CHEEK[:3], *_RIGHT_CHEEK[:3]]
         x0, y0 = pts[idx].min(0) - np.array([0.3, 0.25]) * u
@@ -415,6 +424,10 @@ class _Patch:
         bottom = self._split_points(coef)
         top[[0, -1]] = bottom[[0, -1]]  # the corners are shared
         return top, np.maximum(bottom, top * [0, 1] + bottom * [1, 0])
+
+    def split_line(self, coef) -> np.ndarray:
+        """The displaced lower inner lip, corner to corner: where the upper and lower sides meet."""
+        return self._split_points(coef)
 
     def _split_points(self, coef) -> np.ndarray:
         pts = self.rig.points[self.split]
@@ -598,6 +611,24 @@ def eyelid_fill(
         colour = skin * (1.0 - 0.07 * shade[..., None]) * (1.0 - lash[..., None] * 0.7)
         alpha = (np.maximum(mask * 0.9, lash) * strength)[..., None]
         image[y0:y1, x0:x1] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
+
+
+def lip_seam(image: np.ndarray, line: np.ndarray, unit: float, strength: float) -> None:
+    """A soft dark line where pressed lips meet (corner to corner through `line`), in place."""
+    line = np.asarray(line, np.float64)
+    pad = int(0.05 * unit) + 3
+    x0, y0 = np.floor(line.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(line.max(0)).astype(int) + pad
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image.shape[1]), min(y1, image.shape[0])
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return
+    seam = np.zeros((y1 - y0, x1 - x0), np.float32)
+    pts = np.round((line - [x0, y0]) * 4).astype(np.int32)
+    cv2.polylines(seam, [pts], False, 1.0, thickness=max(1, int(0.012 * unit)), lineType=cv2.LINE_AA, shift=2)
+    seam = cv2.GaussianBlur(seam, (3, 3), 0) * (0.6 * float(np.clip(strength, 0.0, 1.0)))
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    dark = region * 0.35
+    image[y0:y1, x0:x1] = (region + seam[..., None] * (dark - region) + 0.5).astype(np.uint8)
 
 
 CAVITY_RGB = np.array([40, 18, 20], np.float32)
