@@ -82,7 +82,8 @@ def test_mouth_gain_zero_keeps_the_mouth_from_opening():
     speech = tts_speech()
     frames = _render(speech, mouth_gain=0.0)
     rest = openings([prepared().frame])[0]
-    assert np.abs(openings([f.image for f in frames[::4]]) - rest).max() < 0.03
+    # (lip closure on /p b m/ still presses the parted lips of this smiling portrait shut: never wider than rest)
+    assert (openings([f.image for f in frames[::4]]) - rest).max() < 0.03
 
 
 def test_resume_gives_the_same_frames():
