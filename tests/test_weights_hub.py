@@ -260,3 +260,19 @@ def test_an_unreachable_hub_is_one_line_with_what_to_do(online, monkeypatch, tmp
         in out
     )
     assert "Traceback" not in result.output
+
+
+def test_lfs_files_follow_a_cdn_redirect_without_the_token(hub, monkeypatch, tmp_path):
+    """The hub redirects LFS downloads to a CDN host: metadata comes from the redirect, the token stays home."""
+    hub.cdn_host = "localhost"
+    monkeypatch.setenv("HF_TOKEN", "hf_testtoken")
+    lock_path, weights = tmp_path / "weights.lock", tmp_path / "w"
+    lock_engines(["echomimic-v2"], lock_path)
+    result, _ = run("download", "echomimic-v2", "--dir", weights, "--lock", lock_path)
+    assert result.exit_code == 0, result.output
+    cdn = [r for r in hub.requests if r["path"].startswith("/cdn/")]
+    assert len(cdn) == 8 and {r["authorization"] for r in cdn} == {None}  # 6 .pth, tiny.pt, the VAE
+    assert {r["authorization"] for r in hub.requests if not r["path"].startswith("/cdn/")} == {
+        "Bearer hf_testtoken"
+    }
+    assert run("verify", "echomimic-v2", "--dir", weights, "--lock", lock_path)[0].exit_code == 0

@@ -208,6 +208,8 @@ class FakeHub:
         self.requests: list[dict] = []
         self.stall: dict[tuple[str, str], tuple[int, threading.Event]] = {}
         self.corrupt: set[tuple[str, str]] = set()
+        # Like the real hub, LFS files can redirect to a CDN on another host ("localhost" vs "127.0.0.1").
+        self.cdn_host: str | None = None
         self._server: ThreadingHTTPServer | None = None
 
     def commit(self, repo: str) -> str:
@@ -310,12 +312,34 @@ class FakeHub:
             def _resolve(self, send_body: bool):
                 self._record()
                 parts = unquote(urlsplit(self.path).path).strip("/").split("/")
+                if parts[0] == "cdn" and len(parts) == 4:
+                    repo, path = "/".join(parts[1:3]), parts[3]
+                    path = next(
+                        (p for p in hub.repos.get(repo, {}) if sha256(hub.repos[repo][p]) == path), None
+                    )
+                    if path is None:
+                        return self._not_found()
+                    return self._serve(repo, path, hub.commit(repo), send_body)
                 if len(parts) < 5 or parts[2] != "resolve":
                     return self._not_found()
                 repo, commit = self._repo_rev(parts[0], parts[1], parts[3])
                 path = "/".join(parts[4:])
                 if repo is None or commit is None or path not in hub.repos[repo]:
                     return self._not_found()
+                if hub.cdn_host and _is_lfs(path):
+                    data = hub.repos[repo][path]
+                    port = hub._server.server_address[1]
+                    self.send_response(302)
+                    self.send_header("Location", f"http://{hub.cdn_host}:{port}/cdn/{repo}/{sha256(data)}")
+                    self.send_header("X-Repo-Commit", commit)
+                    self.send_header("X-Linked-Etag", f'"{sha256(data)}"')
+                    self.send_header("X-Linked-Size", str(len(data)))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self._serve(repo, path, commit, send_body)
+
+            def _serve(self, repo: str, path: str, commit: str, send_body: bool):
                 data = hub.repos[repo][path]
                 if (repo, path) in hub.corrupt:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
@@ -359,10 +383,13 @@ class FakeHub:
             self._server.server_close()
 
     def gets(self, repo: str, path: str) -> list[dict]:
+        """The GETs that fetched a file's bytes (from the resolve URL, or from the CDN after a redirect)."""
+        cdn = f"/cdn/{repo}/{sha256(self.repos[repo][path])}"
+        resolve = f"/{repo}/resolve/{self.commit(repo)}/{path}"
         return [
             r
             for r in self.requests
-            if r["method"] == "GET" and r["path"].endswith(f"/{repo}/resolve/{self.commit(repo)}/{path}")
+            if r["method"] == "GET" and (r["path"].endswith(resolve) or r["path"] == cdn)
         ]
 
 
