@@ -199,8 +199,13 @@ def sign_output(
 
 def _is_test_chain(chain: Path) -> bool:
     from cryptography import x509
+    from cryptography.x509.oid import NameOID
 
     from pipelines.provenance.identity import TEST_ORG
 
     certs = x509.load_pem_x509_certificates(chain.read_bytes())
-    return any(TEST_ORG in cert.subject.rfc4514_string() for cert in certs)
+    return any(
+        attr.value == TEST_ORG
+        for cert in certs
+        for attr in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    )

@@ -1,19 +1,21 @@
 """Invisible watermark: a 32-bit output id (+ CRC-16) hidden in every frame.
 
-The scheme is invisible-watermark's `dwtDctSvd` with its default settings (imwatermark.EmbedDwtDctSvd:
-strength 36 on the U plane of OpenCV's YUV). The Haar DWT approximation band of the plane is cut into 4x4 blocks;
-in each block the largest singular value of the block's DCT is quantised so that its remainder modulo `scale`
-says the bit (0.25*scale for 0, 0.75*scale for 1), the 48 bits repeated over all blocks in raster order.
+The scheme is invisible-watermark's `dwtDctSvd` (imwatermark.EmbedDwtDctSvd) on the U plane of OpenCV's YUV,
+with a quantisation step of 54 instead of the package's 36. The Haar DWT approximation band of the plane is cut
+into 4x4 blocks; in each block the largest singular value of the block's DCT is quantised so that its remainder
+modulo `scale` says the bit (0.25*scale for 0, 0.75*scale for 1), the 48 bits repeated over all blocks in
+raster order. Frames marked here decode with the package's own decoder:
+`WatermarkDecoder('bytes', 48).decode(bgr, 'dwtDctSvd', scales=[0, 54, 0])` (a test checks that).
 
-It is reimplemented here in vectorised numpy because the package loops over blocks in Python (~0.2 s per 720p
-frame) and its inverse DWT swaps the horizontal and vertical detail bands (an extra visible change). Frames
-marked here decode with the package's own `WatermarkDecoder('bytes', 48).decode(bgr, 'dwtDctSvd')` (a test checks
-that). The luma plane (`channel="Y"`) is also implemented and is NOT the default: ffmpeg's RGB -> yuv420p -> RGB
-round trip shifts luma by about -1 level, which moves the quantised singular values by a quarter step and
-flips the bits (measured: 40+ of 48 bits wrong after CRF 18); the U plane survives it (bench/compose_speed.py).
+Reimplemented in vectorised numpy because the package loops over blocks in Python (~0.2 s per 720p frame) and
+its inverse DWT swaps the horizontal and vertical detail bands (an extra visible change). Reading uses a soft vote
+per block (distance to the two quantisation centres) and averages over frames before the CRC check.
 
-Survival (bench/compose_speed.py --watermark, figures in docs/compose.md): H.264 CRF 18 and a CRF 23 re-encode
-at the same size keep it; a downscale destroys it (the block grid moves with the pixels).
+Why U and 54 (bench/compose_speed.py --watermark; figures in docs/compose.md): the luma plane loses the id in the
+final CRF 18 encode itself (ffmpeg's RGB -> yuv420p -> RGB round trip shifts luma by about one level, a quarter
+quantisation step); at 36 the id survived CRF 18 but not a user's CRF 23 re-encode of a real portrait; 54 keeps it
+through that at a PSNR of ~39 dB (all of it in chroma). A downscale destroys it at any strength tried (the block
+grid moves with the pixels): this watermark is a same-size, light-re-encode mark, not a robust one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 ID_BITS = 32
 CRC_BITS = 16
 PAYLOAD_BITS = ID_BITS + CRC_BITS
-DEFAULT_SCALE = 36.0
+DEFAULT_SCALE = 54.0  # imwatermark's 36 lost the id on a portrait after a CRF 23 re-encode (bench)
 DEFAULT_CHANNEL = "U"
 BLOCK = 4
 METHOD = "dwtDctSvd"
@@ -157,7 +159,10 @@ def read_scores(
         return None
     blocks, (rows, cols) = _approx_blocks(_plane(frame, channel))
     s0 = np.linalg.svd(_D @ blocks @ _D.T, compute_uv=False)[..., 0]
-    votes = ((s0 % scale) > scale * 0.5).astype(np.float64).ravel()
+    # Soft vote: -sin(2 pi r) is +1 at the bit-1 centre (r = 0.75), -1 at the bit-0 centre (0.25), ~0 at the
+    # decision edges, so blocks that H.264 pushed near an edge weigh little. Mapped to [0, 1] like a share.
+    r = (s0 % scale) / scale
+    votes = (0.5 - 0.5 * np.sin(2 * np.pi * r)).ravel()
     index = _bit_index(rows, cols).ravel()
     return np.bincount(index, weights=votes, minlength=PAYLOAD_BITS) / np.bincount(
         index, minlength=PAYLOAD_BITS

@@ -1,0 +1,219 @@
+"""Compositor speed and invisible-watermark survival, printed as figures.
+
+    python bench/compose_speed.py                 # both
+    python bench/compose_speed.py --watermark     # survival only
+    python bench/compose_speed.py --speed         # frames per second only
+
+Watermark survival: frames are marked, encoded once as talkreel's final encode does (libx264 CRF 18, yuv420p,
+through pipelines.media.encode_final), then re-encoded the way a user might (CRF 23 same size, CRF 28, a 2/3
+downscale at CRF 23). For each stage: the share of frames whose own 48 bits pass the CRC with the right id,
+mean wrong bits per frame, and whether the majority vote over the frames (what `talkreel verify` does) gives
+the right id. Two sources: the synthetic test clip and a slowly panning crop of skimage's astronaut portrait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.media.audio import OUTPUT_RATE  # noqa: E402
+from pipelines.media.ffmpeg import run_ffmpeg  # noqa: E402
+from pipelines.media.video_in import iter_frames  # noqa: E402
+from pipelines.media.video_out import encode_final  # noqa: E402
+from pipelines.provenance.watermark import Watermarker, id_from_bits, payload_bits, read_scores, vote  # noqa: E402
+
+WM_ID = "3fa2c901"
+
+
+def synthetic(n: int, size: tuple[int, int]):
+    import cv2
+
+    from tests.compose_helpers import clip_frame
+
+    return [cv2.resize(clip_frame(i), size, interpolation=cv2.INTER_LINEAR) for i in range(n)]
+
+
+def astronaut(n: int, size: tuple[int, int]):
+    import cv2
+    from skimage import data
+
+    image = data.astronaut()  # 512x512 portrait
+    w, h = size
+    big = cv2.resize(image, (int(w * 1.2), int(w * 1.2)), interpolation=cv2.INTER_CUBIC)
+    frames = []
+    for i in range(n):
+        x, y = 4 * i, int(0.1 * big.shape[0]) + 2 * i
+        frames.append(np.ascontiguousarray(big[y : y + h, x : x + w]))
+    return frames
+
+
+def _silence(folder: Path, seconds: float) -> Path:
+    from tests.compose_helpers import write_wav
+
+    return write_wav(
+        folder / "silence.wav", np.zeros(int(seconds * OUTPUT_RATE) + 1, np.float32), OUTPUT_RATE
+    )
+
+
+def _reencode(src: Path, dst: Path, crf: int, scale: float | None = None) -> Path:
+    vf = ["-vf", f"scale=trunc(iw*{scale}/2)*2:trunc(ih*{scale}/2)*2"] if scale else []
+    run_ffmpeg(
+        [
+            "-i",
+            src,
+            *vf,
+            "-c:v",
+            "libx264",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "copy",
+            "-y",
+            dst,
+        ]
+    )
+    return dst
+
+
+def _stage(frames, channel: str, scale: float) -> str:
+    truth = payload_bits(WM_ID)
+    exact, wrong = 0, []
+    for frame in frames:
+        scores = read_scores(frame, scale=scale, channel=channel)
+        bits = (scores > 0.5).astype(np.uint8)
+        wrong.append(int((bits != truth).sum()))
+        exact += id_from_bits(bits) == WM_ID
+    reading = vote(frames, scale=scale, channel=channel)
+    ok = (
+        "yes"
+        if reading.wm_id == WM_ID
+        else ("no (no id)" if reading.wm_id is None else f"WRONG id {reading.wm_id}")
+    )
+    return f"frames exact {exact:3d}/{len(frames)}  mean wrong bits {np.mean(wrong):5.1f}/48  vote -> {ok}"
+
+
+def watermark_survival(
+    n: int,
+    size: tuple[int, int],
+    channels: tuple[str, ...],
+    scales: tuple[float, ...],
+    sources: tuple[str, ...],
+) -> None:
+    fps = 25.0
+    makers = {"synthetic": synthetic, "astronaut": astronaut}
+    for source_name in sources:
+        clean = makers[source_name](n, size)
+        for channel, scale in [(c, s) for c in channels for s in scales]:
+            marker = Watermarker(WM_ID, scale=scale, channel=channel)
+            marked = [marker.embed(f) for f in clean]
+            psnr = np.mean(
+                [
+                    10 * np.log10(255**2 / np.mean((m.astype(float) - c) ** 2))
+                    for m, c in zip(marked, clean, strict=True)
+                ]
+            )
+            print(
+                f"\n{source_name} {size[0]}x{size[1]}, {n} frames, channel {channel}, scale {scale:g}, PSNR {psnr:.1f} dB"
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                final = encode_final(
+                    iter(marked), n, fps, size, _silence(folder, n / fps), folder / "final.mp4", crf=18
+                )
+                stages = [
+                    ("lossless (before encode)", marked),
+                    ("final encode CRF 18", list(iter_frames(final))),
+                    ("+ user re-encode CRF 23", list(iter_frames(_reencode(final, folder / "r23.mp4", 23)))),
+                    ("+ user re-encode CRF 28", list(iter_frames(_reencode(final, folder / "r28.mp4", 28)))),
+                    (
+                        "+ user downscale 2/3, CRF 23",
+                        list(iter_frames(_reencode(final, folder / "small.mp4", 23, scale=2 / 3))),
+                    ),
+                ]
+                for name, frames in stages:
+                    print(f"  {name:32s} {_stage(frames, channel, scale)}")
+
+
+def speed(n: int) -> None:
+    from pipelines.compose.plan import plan_composition
+    from pipelines.spec.compose import CompositionFields
+    from pipelines.speech.track import TimedUnit
+    from tests.compose_helpers import FPS, make_speech, tone, write_wav
+
+    clip = synthetic(n, (512, 512))
+    words = tuple(TimedUnit(0.2 + 0.3 * i, 0.45 + 0.3 * i, f"word{i}") for i in range(int(n / FPS / 0.3) - 1))
+    for size in ((1280, 720), (1920, 1080)):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            wav = write_wav(folder / "clip.wav", tone(n / FPS, OUTPUT_RATE), OUTPUT_RATE)
+            job = CompositionFields.model_validate(
+                {
+                    "chapters": [{"at": 0.5, "text": "Chapter one", "duration": 2}],
+                    "captions": {"burn_in": True},
+                }
+            )
+            plan = plan_composition(
+                job,
+                "summary",
+                "Bench",
+                None,
+                (512, 512),
+                FPS,
+                make_speech(n, words),
+                wav,
+                folder,
+                wm_id=WM_ID,
+                size=size,
+            )
+            t0 = time.perf_counter()
+            for _ in plan.frames(iter(clip)):
+                pass
+            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            marker = Watermarker(WM_ID)
+            probe = plan._placement.place(clip[0])
+            for _ in range(5):
+                marker.embed(probe)
+            wm = (time.perf_counter() - t1) / 5
+        print(
+            f"compose {size[0]}x{size[1]}: {n / dt:6.1f} frames/s ({dt / n * 1000:.0f} ms/frame, of which watermark {wm * 1000:.0f} ms)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--watermark", action="store_true")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", default="1280x720")
+    parser.add_argument("--channels", default="U,Y", help="planes to compare (U is talkreel's default)")
+    parser.add_argument(
+        "--scales", default="36", help="quantisation steps to compare (36 is talkreel's default)"
+    )
+    parser.add_argument("--sources", default="synthetic,astronaut")
+    args = parser.parse_args()
+    both = not (args.watermark or args.speed)
+    if args.watermark or both:
+        w, h = (int(v) for v in args.size.split("x"))
+        scales = tuple(float(v) for v in args.scales.split(","))
+        watermark_survival(
+            args.frames, (w, h), tuple(args.channels.split(",")), scales, tuple(args.sources.split(","))
+        )
+    if args.speed or both:
+        print()
+        speed(max(args.frames, 50))
+
+
+if __name__ == "__main__":
+    main()
