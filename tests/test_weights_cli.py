@@ -78,6 +78,15 @@ def test_missing_weights_exit_4_with_the_exact_command(tmp_path):
         resolve("latentsync-1.5")  # the default dir ($TALKREEL_WEIGHTS): no --dir in the command
 
 
+def test_list_without_engines_shows_every_engine(tmp_path):
+    result, _ = run("list", "--dir", tmp_path, "--lock", tmp_path / "none.lock", "--json")
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout)
+    assert {r["engine"] for r in payload["files"]} == set(MANIFEST)
+    assert {r["state"] for r in payload["files"]} == {"missing"}
+    assert payload["weights_dir"] == str(tmp_path)
+
+
 def test_unknown_engine_is_an_input_error(tmp_path):
     result, out = run("list", "latentsync-9", "--dir", tmp_path)
     assert result.exit_code == 2

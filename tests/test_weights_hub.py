@@ -85,7 +85,8 @@ def test_download_fetches_the_locked_revision_verifies_and_converts(hub, tmp_pat
     resolves = [r for r in hub.requests if "/resolve/" in r["path"]]
     assert resolves and all("/resolve/main/" not in r["path"] for r in resolves)  # never a floating revision
 
-    assert run("verify", "echomimic-v2", "--dir", weights, "--lock", lock_path)[0].exit_code == 0
+    result, out = run("verify", "--dir", weights, "--lock", lock_path)  # no ENGINE: every locked engine
+    assert result.exit_code == 0 and "all10filesverified" in out
     paths = resolve("echomimic-v2", weights, lock_path)
     assert paths["pose_encoder"].name == "pose_encoder.safetensors" and paths["pose_encoder"].is_file()
 
