@@ -147,8 +147,8 @@ def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple
         return (), ()
     from pipelines.speech.align import align_script
 
-    voice = "en"
-    phonemes, words = align_script(samples_16k, FEATURE_RATE, script, voice=voice)
+    # A recording has no voice setting; espeak's English voice is the reference rendition of the script.
+    phonemes, words = align_script(samples_16k, FEATURE_RATE, script, voice="en")
     return tuple(phonemes), tuple(words)
 
 
@@ -195,11 +195,11 @@ def render_job(
         try:
             synthesis, pieces = _speech_inputs(loaded, work)
             audio = prepare_audio(pieces, fps, work / "audio")
+            phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
         except InputError as exc:
             # Name the job first (the batch reports per job), then the media file that failed.
             detail = f"{exc.file}: {exc.message}" if exc.file else exc.message
             raise InputError(loaded.job_path, exc.field or "audio", detail) from None
-        phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
         speech = Speech(audio.samples_16k, FEATURE_RATE, fps, audio.n_frames, phonemes, words)
     n_frames = audio.n_frames
 
