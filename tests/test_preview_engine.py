@@ -25,6 +25,8 @@ from tests.preview_helpers import (
     tts_speech,
 )
 
+CLOSED = 0.06  # inner-lip gap / pupil distance of lips that touch (MediaPipe puts the inner lips ~0.03 apart)
+
 
 def _render(speech, expression=None, start=0, **kw):
     expression = expression or build_expression_track([], speech.n_frames, FPS, seed=0, idle=0.0)
@@ -60,10 +62,11 @@ def test_frames_have_the_job_size_and_count():
 
 def test_silence_keeps_the_mouth_closed():
     frames = _render(silence(1.2), build_expression_track([], 30, FPS, seed=0, idle=1.0))
-    rest = openings([prepared().frame])[0]
     measured = openings([f.image for f in frames[::3]])
     assert not np.isnan(measured).any()
-    assert np.abs(measured - rest).max() < 0.03
+    # the portrait smiles with parted lips; in silence they are pressed shut (inner-lip gap ~0), and stay so
+    assert openings([prepared().frame])[0] > 0.1
+    assert measured.max() < CLOSED and np.ptp(measured) < 0.02
 
 
 def test_speech_opens_the_mouth_and_it_follows_the_words():
@@ -74,7 +77,7 @@ def test_speech_opens_the_mouth_and_it_follows_the_words():
     assert np.nanpercentile(measured, 95) - rest > 0.08
     # the leading silence (0.4 s) stays closed, the speech moves
     lead = int(0.3 * FPS)
-    assert np.abs(measured[:lead] - rest).max() < 0.03
+    assert measured[:lead].max() < CLOSED
     assert np.nanstd(measured[lead:-lead]) > 0.02
 
 
@@ -82,8 +85,10 @@ def test_mouth_gain_zero_keeps_the_mouth_from_opening():
     speech = tts_speech()
     frames = _render(speech, mouth_gain=0.0)
     rest = openings([prepared().frame])[0]
-    # (lip closure on /p b m/ still presses the parted lips of this smiling portrait shut: never wider than rest)
-    assert (openings([f.image for f in frames[::4]]) - rest).max() < 0.03
+    # no speech opening: the parted lips of this smiling portrait stay pressed shut throughout (rounding and
+    # spreading still reshape them a little)
+    assert openings([f.image for f in frames[::4]]).max() < 0.5 * rest
+    assert rest > CLOSED
 
 
 def test_resume_gives_the_same_frames():

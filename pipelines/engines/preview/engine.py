@@ -154,6 +154,11 @@ class PreviewEngine:
         if prep._rig is None:
             prep._rig = FaceRig(prep.points[0], prep.frame.shape)
         rig = prep._rig
+        if not rig.closed_at_rest:
+            # a portrait with parted lips (teeth showing) closes them whenever the speech does not open them:
+            # in pauses and silences the mouth is shut, not frozen in the photo's grin
+            curves = curves.copy()
+            curves[:, 3] = np.maximum(curves[:, 3], pressed_when_quiet(curves[:, 0]))
         w, h = prep.size
         m = prep.margin
         pivot = (rig.points[list(_PIVOT)].mean(0)).tolist()
@@ -196,6 +201,18 @@ class PreviewEngine:
 
 
 _PIVOT = (1, 4, 152, 9)  # nose tip, nose, chin, between the brows: the head turns about its middle
+
+
+QUIET_OPEN = 0.12  # speech opening under which a parted portrait's lips close
+
+
+def pressed_when_quiet(opening: np.ndarray) -> np.ndarray:
+    """Lip closure (0..1) where the speech keeps the mouth (nearly) shut, eased and smoothed over ~3 frames."""
+    t = np.clip(1.0 - np.asarray(opening, np.float64) / QUIET_OPEN, 0.0, 1.0)
+    closure = t * t * (3.0 - 2.0 * t)
+    kernel = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
+    padded = np.pad(closure, 4, mode="edge")
+    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
 
 
 def _kind_of(path: Path) -> str:
