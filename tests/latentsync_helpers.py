@@ -46,3 +46,80 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
         for p in unet.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return {"unet": unet, "vae": vae, "scheduler": make_scheduler(), "audio_encoder": encoder}
+
+
+# A tiny UNet whose norm-group and head counts are the reference's (32 groups, 8 heads): those leave no trace in a
+# checkpoint's shapes, so the engine reads only the widths off the file and keeps the reference counts.
+TINY_WEIGHTS_UNET: dict[str, Any] = {
+    "block_out_channels": (32, 64, 64, 64),
+    "layers_per_block": 1,
+    "cross_attention_dim": 32,
+}
+TINY_WEIGHTS_AUDIO = {"n_mels": 80, "n_ctx": 150, "n_state": 32, "n_head": 2, "n_layer": 4}
+
+
+def write_tiny_weights(engine_id: str = "latentsync-1.6", weights_dir=None, seed: int = 0):
+    """Write tiny random LatentSync weights in the hub layouts into `weights_dir` (default: the TALKREEL_WEIGHTS
+    folder) and convert them with pipelines.weights, exactly as `talkreel weights import/download` would leave them:
+    ByteDance/LatentSync-1.x/latentsync_unet.pt ({"state_dict": ...}), .../whisper/tiny.pt (openai-whisper dict),
+    stabilityai/sd-vae-ft-mse/ (diffusers folder). Returns the weights folder.
+
+    Whisper windows are 3 s here (n_ctx 150) instead of 30 s, to keep CPU tests fast; everything else follows the
+    real formats. Usage: `write_tiny_weights("latentsync-1.6")` before `talkreel render` with `engine: latentsync-1.6`.
+    """
+    from pathlib import Path
+
+    import torch
+    from diffusers import AutoencoderKL
+
+    from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
+    from pipelines.engines.latentsync.unet import build_unet, official_state_dict
+    from pipelines.weights.manifest import entries
+    from pipelines.weights.store import convert_engine, default_weights_dir
+
+    root = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    repos = {w.role: w.repo for w in entries(engine_id)}
+    torch.manual_seed(seed)
+    unet = build_unet(TINY_WEIGHTS_UNET).eval()
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    unet_dir = root / repos["unet"]
+    unet_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.clone().contiguous() for k, v in official_state_dict(unet).items()}
+    torch.save({"state_dict": state, "global_step": 0}, unet_dir / "latentsync_unet.pt")
+    encoder = WhisperAudioEncoder(EncoderDims(**TINY_WEIGHTS_AUDIO))
+    whisper_dir = root / repos["whisper"] / "whisper"
+    whisper_dir.mkdir(parents=True, exist_ok=True)
+    dims = {
+        "n_mels": 80, "n_audio_ctx": TINY_WEIGHTS_AUDIO["n_ctx"], "n_audio_state": 32, "n_audio_head": 2,
+        "n_audio_layer": 4, "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 32, "n_text_head": 2,
+        "n_text_layer": 1,
+    }  # fmt: skip
+    model_state = {f"encoder.{k}": v.clone() for k, v in encoder.state_dict().items()}
+    model_state["decoder.ln.weight"] = torch.ones(
+        32
+    )  # a real checkpoint has a decoder; the converter drops it
+    torch.save({"dims": dims, "model_state_dict": model_state}, whisper_dir / "tiny.pt")
+    AutoencoderKL(**TINY_VAE).save_pretrained(root / repos["vae"], safe_serialization=True)
+    convert_engine(engine_id, root)
+    return root
+
+
+def one_torch_thread():
+    """Tiny models spend more time in thread hand-offs than in arithmetic; one thread is faster and steadier on 2
+    shared cores. Use as a fixture body: `with one_torch_thread(): yield`."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def _ctx():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return _ctx()

@@ -274,6 +274,29 @@ def checkpoint_engine(metadata: Mapping[str, str] | None) -> str | None:
     return None
 
 
+def infer_unet_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    """The widths an official-named state dict implies (channels, layers per block, audio width, chunk limit).
+
+    Group counts and head counts leave no trace in the shapes: they stay the reference's (32 groups, 8 heads).
+    With the real checkpoints this returns the reference config; smaller test checkpoints get their own widths.
+    """
+    try:
+        blocks = tuple(int(shapes[f"down_blocks.{i}.resnets.0.conv1.weight"][0]) for i in range(4))
+        layers = len({k.split(".")[3] for k in shapes if k.startswith("down_blocks.0.resnets.")})
+        cross = int(shapes["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"][1])
+        pe = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+        return {
+            "in_channels": int(shapes["conv_in.weight"][1]),
+            "out_channels": int(shapes["conv_out.weight"][0]),
+            "block_out_channels": blocks,
+            "layers_per_block": layers,
+            "cross_attention_dim": cross,
+            "motion_max_seq_length": int(shapes[pe][1]),
+        }
+    except (KeyError, IndexError) as exc:
+        raise CheckpointMismatchError(f"not a LatentSync UNet checkpoint (no {exc})") from None
+
+
 def load_unet_file(
     path: str | Path,
     engine_id: str,
@@ -302,6 +325,8 @@ def load_unet_file(
     else:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         official = ckpt.get("state_dict", ckpt)
+    if config is None:
+        config = infer_unet_config({k: tuple(v.shape) for k, v in official.items()})
     model = build_unet(config, device="meta")
     load_official_weights(model, official, assign=True)
     # buffers that are not in the checkpoint would stay on meta; there are none, but check rather than assume

@@ -1,0 +1,196 @@
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+from latentsync_helpers import one_torch_thread, write_tiny_weights
+
+from pipelines.cache import DiskArrayCache
+from pipelines.engines.base import RenderSettings, create_engine
+from pipelines.engines.latentsync.engine import LatentSyncPrepared, color_match, pingpong
+from pipelines.errors import WeightsMissingError
+from pipelines.expression.track import PARAMS, ExpressionTrack
+from pipelines.face.align import latentsync_template
+from pipelines.face.blend import feathered_mask
+from pipelines.spec.engines import engine_settings
+from pipelines.speech.track import Speech
+
+RES = 64  # face crops; the official sizes (256/512) are far too slow for a CPU test
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_tiny_weights("latentsync-1.6", tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory):
+    import imageio.v3 as iio
+    from skimage.data import astronaut
+
+    path = tmp_path_factory.mktemp("persona") / "astronaut.png"
+    iio.imwrite(path, astronaut()[:384, 64:448])
+    return path
+
+
+def _engine(weights, **kw):
+    return create_engine("latentsync-1.6", weights_dir=weights, resolution=RES, **kw)
+
+
+def _settings(seed=5, **opts):
+    return RenderSettings(
+        fps=25, size=None, seed=seed, engine=engine_settings({"name": "latentsync-1.6", "steps": 2, **opts})
+    )
+
+
+def _speech(n):
+    t = np.arange(int(16000 * n / 25)) / 16000
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    return Speech(samples, 16000, 25.0, n)
+
+
+def _render(engine, prepared, n, settings, expression=None, start=0):
+    expression = expression or ExpressionTrack.neutral(n)
+    return list(engine.render(prepared, _speech(n), expression, settings, start=start))
+
+
+def test_pingpong_repeats_the_ends_like_upstream():
+    assert [pingpong(i, 3) for i in range(9)] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
+    assert pingpong(7, 1) == 0
+
+
+def test_missing_weights_name_the_command(tmp_path):
+    with pytest.raises(WeightsMissingError, match="talkreel weights download latentsync-1.6"):
+        create_engine("latentsync-1.6", weights_dir=tmp_path)
+
+
+def test_still_persona_streams_exact_frames_deterministically(weights, portrait, tmp_path):
+    engine = _engine(weights)
+    settings = _settings()
+    persona = SimpleNamespace(source=portrait, looks={}, emotions={})
+    prepared = engine.prepare(persona, settings, DiskArrayCache(tmp_path))
+    n = 19  # one full chunk and a partial one: the tail is rendered too
+    frames = _render(engine, prepared, n, settings)
+    import imageio.v3 as iio
+
+    source = iio.imread(portrait)
+    assert len(frames) == n and all(f.face_found for f in frames)
+    assert all(f.image.shape == source.shape and f.image.dtype == np.uint8 for f in frames)
+    # outside the pasted region every pixel is the source's
+    clip = prepared.clips[""]
+    _, _, (x0, y0, x1, y1) = feathered_mask(
+        clip.matrices[0], latentsync_template(RES).crop_size, source.shape[:2]
+    )
+    outside = np.ones(source.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    for f in frames:
+        assert np.array_equal(f.image[outside], source[outside])
+        assert not np.array_equal(f.image[y0:y1, x0:x1], source[y0:y1, x0:x1])
+    # same seed: same frames; resuming mid-chunk gives the frames of the full render
+    again = _render(engine, prepared, n, settings)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, again, strict=True))
+    tail = _render(engine, prepared, n, settings, start=17)
+    assert len(tail) == 2 and all(
+        np.array_equal(a.image, b.image) for a, b in zip(frames[17:], tail, strict=True)
+    )
+    other = _render(engine, prepared, 3, _settings(seed=6))
+    assert not np.array_equal(other[0].image, frames[0].image)
+
+
+def _write_video(path, frames, fps=25):
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264rgb", rate=fps)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "rgb24"
+        stream.options = {"qp": "0"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_video_pingpong_and_faceless_frames_pass_through(weights, portrait, tmp_path):
+    import imageio.v3 as iio
+
+    from pipelines.media.video_in import open_source
+
+    face = iio.imread(portrait)
+    frames = [np.roll(face, 2 * i, axis=1) for i in range(6)] + [np.full_like(face, 90)] * 4
+    video = tmp_path / "clip.mp4"
+    _write_video(video, frames)
+    engine = _engine(weights)
+    settings = _settings()
+    prepared = engine.prepare(
+        SimpleNamespace(source=video, looks={}, emotions={}), settings, DiskArrayCache(tmp_path)
+    )
+    clip = prepared.clips[""]
+    assert clip.n == 10 and clip.found.tolist() == [True] * 6 + [False] * 4
+    n = 24  # longer than the clip: forwards, backwards, forwards
+    out = _render(engine, prepared, n, settings)
+    decoded = list(open_source(video, 25).frames())
+    for i, f in enumerate(out):
+        s = pingpong(i, 10)
+        assert f.face_found == clip.found[s]
+        if not clip.found[s]:
+            assert np.array_equal(f.image, decoded[s])  # passes through untouched
+    # cross-fade: the face next to the gap is blended with a weight below 1, away from it at full weight
+    assert 0 < clip.weights[5] < 1 and clip.weights[0] == 1
+
+
+def test_emotion_preconditions_the_upper_face(weights, portrait, tmp_path):
+    engine = _engine(weights)
+    settings = _settings()
+    prepared = engine.prepare(
+        SimpleNamespace(source=portrait, looks={}, emotions={}), settings, DiskArrayCache(tmp_path)
+    )
+    values = np.zeros((3, len(PARAMS)), np.float32)
+    values[:, PARAMS.index("brow_raise")] = 1.0
+    raised = _render(engine, prepared, 3, settings, ExpressionTrack(values))
+    plain = _render(engine, prepared, 3, settings)
+    pts = prepared.clips[""].points[0]
+    from pipelines.face import mesh
+
+    brow = pts[list(mesh.LEFT_BROW)].astype(int)
+    y0, y1 = brow[:, 1].min() - 10, brow[:, 1].max() + 5
+    x0, x1 = brow[:, 0].min(), brow[:, 0].max()
+    assert np.abs(raised[0].image[y0:y1, x0:x1].astype(int) - plain[0].image[y0:y1, x0:x1]).mean() > 1.0
+    assert np.array_equal(raised[0].image[:20], plain[0].image[:20])  # far from the face: the same
+
+
+def test_look_clip_follows_the_dominant_emotion(weights, portrait, tmp_path):
+    import imageio.v3 as iio
+
+    look = tmp_path / "happy.png"
+    iio.imwrite(look, np.ascontiguousarray(iio.imread(portrait)[:, ::-1]))
+    engine = _engine(weights)
+    settings = _settings()
+    persona = SimpleNamespace(source=portrait, looks={"happy": look}, emotions={})
+    prepared = engine.prepare(persona, settings, DiskArrayCache(tmp_path))
+    assert isinstance(prepared, LatentSyncPrepared) and set(prepared.clips) == {"", "happy"}
+    values = np.zeros((4, len(PARAMS)), np.float32)
+    values[2:, PARAMS.index("smile")] = 0.9
+    values[2:, PARAMS.index("eye_open")] = -0.2
+    values[:, PARAMS.index("blink")] = [0, 1, 0, 1]  # idle life never picks a look
+    assert engine.look_for_frames(prepared, values) == ["", "", "happy", "happy"]
+    out = _render(engine, prepared, 4, settings, ExpressionTrack(values))
+    assert np.array_equal(out[0].image[:20], iio.imread(portrait)[:20])
+    assert np.array_equal(out[3].image[:20], iio.imread(look)[:20])
+
+
+def test_color_match_moves_only_the_regenerated_region():
+    keep = np.ones((64, 64), np.float32)
+    keep[30:60, 10:54] = 0
+    rng = np.random.default_rng(0)
+    source = rng.integers(60, 200, size=(2, 64, 64, 3)).astype(np.uint8)
+    generated = source.copy()
+    generated[:, 30:60, 10:54] += 25  # a colour cast in the regenerated region
+    fixed = color_match(generated, source, keep)
+    assert np.array_equal(fixed[:, keep == 1], source[:, keep == 1])
+    assert np.abs(fixed.astype(int) - source).max() <= 1
