@@ -152,7 +152,8 @@ class LatentSyncEngine:
     Options: device ("cpu", "cuda", ...), weights_dir / lock_path (where pipelines.weights finds the converted
     files), components (a dict of ready modules: unet, vae, audio_encoder; skips the weights folder), chunk_frames,
     resolution (the face crop size; the official weights are trained at 256 for 1.5 and 512 for 1.6 only: other
-    sizes are for tests with tiny models and experiments).
+    sizes are for tests with tiny models and experiments). Without the option, TALKREEL_LATENTSYNC_RESOLUTION sets
+    it, so a test can reach the engine through `talkreel render`, which creates engines by name alone.
     """
 
     def __init__(
@@ -172,6 +173,9 @@ class LatentSyncEngine:
         if not 1 <= chunk_frames <= MAX_FRAMES:
             raise ValueError(f"chunk_frames must be 1..{MAX_FRAMES}, got {chunk_frames}")
         self.name = engine_id
+        import os
+
+        resolution = resolution or int(os.environ.get("TALKREEL_LATENTSYNC_RESOLUTION", "0") or 0)
         self.resolution = int(resolution or RESOLUTIONS[engine_id])
         if self.resolution <= 0 or self.resolution % 64:
             raise ValueError(f"resolution must be a positive multiple of 64, got {self.resolution}")
