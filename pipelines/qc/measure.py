@@ -7,8 +7,9 @@
 - `mouth_audio_correlation`: Pearson correlation of the two over the frames with a face. Speech with a moving
   mouth gives clearly positive values (0.3 .. 0.8); a frozen or random mouth gives ~0;
 - `silent_closed_share`: among the silent frames (level more than 35 dB under the loud (95th percentile) level,
-  or under -55 dBFS), the share whose mouth is "closed", i.e. within `CLOSED_MARGIN` of the clip's most-closed
-  opening (its 5th percentile) — relative to the clip, because a portrait may show its teeth at rest;
+  or under -55 dBFS) of pauses at least `MIN_PAUSE_S` long, leaving out the first `CLOSING_S` of each pause (a
+  mouth needs that long to close), the share whose mouth is "closed", i.e. within `CLOSED_MARGIN` of the clip's
+  most-closed opening (its 5th percentile) — relative to the clip, because a portrait may show its teeth at rest;
 - `frames_without_face`, durations of both streams (and their difference), integrated loudness (EBU R128).
 Streams the video once; memory does not grow with its length beyond two floats per frame.
 """
@@ -29,6 +30,8 @@ ENVELOPE_RATE = 16000
 SILENCE_BELOW_LOUD_DB = 35.0
 SILENCE_FLOOR_DBFS = -55.0
 CLOSED_MARGIN = 0.04  # opening units (inner-lip gap / pupil distance)
+MIN_PAUSE_S = 0.3
+CLOSING_S = 0.12
 
 
 def mouth_opening(points: np.ndarray) -> float:
@@ -74,7 +77,19 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def qc_figures(openings: np.ndarray, levels_db: np.ndarray) -> dict[str, Any]:
+def pause_frames(silent: np.ndarray, fps: float) -> np.ndarray:
+    """The silent frames that count for the closed-mouth figure: inside pauses of at least MIN_PAUSE_S, after
+    their first CLOSING_S."""
+    out = np.zeros_like(silent)
+    min_len, skip = int(round(MIN_PAUSE_S * fps)), int(round(CLOSING_S * fps))
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], silent.astype(np.int8), [0]])))
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - start >= min_len:
+            out[start + skip : end] = True
+    return out
+
+
+def qc_figures(openings: np.ndarray, levels_db: np.ndarray, fps: float = 25.0) -> dict[str, Any]:
     """The lip-sync figures from per-frame mouth openings (NaN = no face) and audio levels of the same frames."""
     n = min(len(openings), len(levels_db))
     openings, levels_db = openings[:n], levels_db[:n]
@@ -85,6 +100,7 @@ def qc_figures(openings: np.ndarray, levels_db: np.ndarray) -> dict[str, Any]:
         "frames": int(n),
         "frames_without_face": int((~face).sum()),
         "silent_frames": int(silent.sum()),
+        "pause_frames_checked": int((pause_frames(silent, fps) & face).sum()),
         "mouth_audio_correlation": None,
         "silent_closed_share": None,
         "mouth_opening_mean": None,
@@ -98,7 +114,7 @@ def qc_figures(openings: np.ndarray, levels_db: np.ndarray) -> dict[str, Any]:
     corr = _correlation(o, env)
     rest = float(np.percentile(o, 5))
     closed = openings <= rest + CLOSED_MARGIN
-    silent_face = silent & face
+    silent_face = pause_frames(silent, fps) & face
     out.update(
         mouth_audio_correlation=None if corr is None else round(corr, 4),
         silent_closed_share=round(float(closed[silent_face].mean()), 4) if silent_face.any() else None,
@@ -142,5 +158,5 @@ def qc_file(path: str | os.PathLike) -> dict[str, Any]:
         )
     else:
         levels = np.full(len(openings), -120.0)
-    result.update(qc_figures(openings, levels))
+    result.update(qc_figures(openings, levels, fps))
     return result
