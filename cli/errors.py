@@ -48,7 +48,7 @@ def handle_errors(func: F) -> F:
         except TalkreelError as exc:
             if verbose():
                 err_console.print(traceback.format_exc(), markup=False, highlight=False)
-            err_console.print(f"error: {exc}", markup=False, highlight=False)
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
@@ -60,6 +60,7 @@ def handle_errors(func: F) -> F:
                 f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(EXIT_INTERNAL) from None
 

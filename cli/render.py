@@ -67,7 +67,7 @@ class RichReporter(Reporter):
             f"[{style}]{outcome.status}[/{style}] {outcome.job}{where}{took}", highlight=False
         )
         if outcome.error:
-            self.progress.console.print(f"  {outcome.error}", markup=False, highlight=False)
+            self.progress.console.print(f"  {outcome.error}", markup=False, highlight=False, soft_wrap=True)
         if outcome.traceback and verbose():
             self.progress.console.print(outcome.traceback, markup=False, highlight=False)
 
@@ -82,7 +82,7 @@ class QuietReporter(Reporter):
 
     def job_finished(self, outcome: Outcome) -> None:
         if outcome.error:
-            err_console.print(outcome.error, markup=False, highlight=False)
+            err_console.print(outcome.error, markup=False, highlight=False, soft_wrap=True)
 
 
 @handle_errors
