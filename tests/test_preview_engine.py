@@ -170,8 +170,8 @@ def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_pa
     flags = [f.face_found for f in frames]
     assert not any(flags[5:9]) and flags[16] is False  # 16 -> source 6 on the way back
     assert flags[0] and flags[3]
-    # faceless frames pass through unchanged (within the clip's lossy encode)
+    # faceless frames pass through (held as JPEG quality 95 in memory for the ping-pong: visually identical)
     from pipelines.media.video_in import open_source
 
     src = list(open_source(video, FPS).frames())
-    np.testing.assert_array_equal(frames[6].image, src[6])
+    assert np.abs(frames[6].image.astype(int) - src[6]).mean() < 1.0
