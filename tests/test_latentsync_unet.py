@@ -200,3 +200,15 @@ def test_strict_load_round_trip_and_refusals(tmp_path):
     save_file(other, str(tmp_path / "c.safetensors"))
     with pytest.raises(CheckpointMismatchError, match="conv_in takes 9 channels"):
         load_unet_file(tmp_path / "c.safetensors", "latentsync-1.6", config=TINY_UNET)
+
+
+def test_full_size_flops_per_frame_match_the_reference_count():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = build_unet(device="meta").eval()
+    x = torch.randn(1, 13, 16, 32, 32, device="meta")
+    audio = torch.randn(16, 50, 384, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(x, torch.tensor(501, device="meta"), encoder_hidden_states=audio)
+    # latentsync.md §11: 0.253 TFLOP per frame at 256 px, counted on the upstream model
+    assert abs(counter.get_total_flops() / 16 / 1e12 - 0.2532) < 0.0005
