@@ -34,7 +34,7 @@ from pipelines.speech.track import Speech
 DEFAULT_SIZE = (512, 512)
 FADE_FRAMES = 4
 HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
-PREPARE_VERSION = "preview-prepare-1"
+PREPARE_VERSION = "preview-prepare-2"
 _IDX = {name: i for i, name in enumerate(PARAMS)}
 
 
@@ -247,7 +247,7 @@ def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]
         raise InputError(source, "source", "no face found in the persona image")
     face = faces[0]  # largest: the persona in a portrait
     margin = margin_for(size)
-    matrix = portrait_matrix(face.points.astype(np.float64), size, margin)
+    matrix = portrait_matrix(face.points.astype(np.float64), size, margin, (image.shape[1], image.shape[0]))
     canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
     frame = cv2.warpAffine(image, matrix, canvas, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
     # Landmarks found again on the crop are more precise than the portrait's mapped through the matrix

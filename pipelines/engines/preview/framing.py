@@ -20,12 +20,31 @@ def margin_for(size: tuple[int, int]) -> int:
     return int(round(MARGIN * max(size)))
 
 
-def portrait_matrix(points: np.ndarray, size: tuple[int, int], margin: int) -> np.ndarray:
-    """(2, 3) matrix taking the portrait onto a (w + 2 margin, h + 2 margin) face-centred canvas."""
+def portrait_matrix(
+    points: np.ndarray, size: tuple[int, int], margin: int, image_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """(2, 3) matrix taking the portrait onto a (w + 2 margin, h + 2 margin) face-centred canvas.
+
+    With `image_size` (the portrait's (width, height)) the canvas never reaches past the picture: it is moved
+    (the face leaves the centre a little), and zoomed in only if the picture is too small for it, rather than
+    showing mirrored or smeared borders."""
     w, h = size
     side = min(w, h)
     matrix = face_centred_crop_matrix(points, side, EYE_DISTANCE, EYE_HEIGHT)
     # the helper centres the eyes in a side x side square; move them to their place on the wider canvas
     matrix[0, 2] += w / 2 + margin - side / 2
     matrix[1, 2] += EYE_HEIGHT * h + margin - EYE_HEIGHT * side
+    if image_size is None:
+        return matrix
+    canvas = np.array([w + 2 * margin, h + 2 * margin], np.float64)
+    picture = np.asarray(image_size, np.float64)
+    scale = matrix[0, 0]
+    needed = float(np.max(canvas / picture))
+    if scale < needed:  # zoom about the eyes' target point
+        anchor = np.array([w / 2 + margin, EYE_HEIGHT * h + margin])
+        source_anchor = (anchor - matrix[:, 2]) / scale
+        scale = needed
+        matrix[:, :2] = np.eye(2) * scale
+        matrix[:, 2] = anchor - scale * source_anchor
+    matrix[:, 2] = np.clip(matrix[:, 2], canvas - scale * picture, 0.0)
     return matrix
