@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
 import torch
-from latentsync_helpers import tiny_components
+from latentsync_helpers import one_torch_thread, tiny_components
 
 from pipelines.engines.latentsync.pipeline import LatentSyncPipeline, make_scheduler
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
 
 RES = 64
 
@@ -126,3 +133,12 @@ def test_bad_inputs_are_refused():
     faces, audio, mask = _inputs(n=3)
     with pytest.raises(ValueError, match="3 faces but 2 audio windows"):
         pipe(faces, audio[:2], mask, num_inference_steps=1)
+
+
+def test_sequential_guidance_halves_equal_the_batched_call():
+    pipe = _pipe(4)
+    faces, audio, mask = _inputs(n=3)
+    kw = dict(num_inference_steps=2, output_type="pt", guidance_scale=2.0)
+    a = pipe(faces, audio, mask, generator=torch.Generator().manual_seed(2), **kw)
+    b = pipe(faces, audio, mask, generator=torch.Generator().manual_seed(2), sequential_cfg=True, **kw)
+    assert torch.allclose(a, b, atol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import UNetMotionModel
-from latentsync_helpers import TINY_UNET
+from latentsync_helpers import TINY_UNET, one_torch_thread
 from safetensors.torch import save_file
 
 from pipelines.engines.latentsync.unet import (
@@ -22,6 +22,13 @@ from pipelines.engines.latentsync.unet import (
     official_state_dict,
     official_to_diffusers,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
 
 REFERENCE_TSV = (
     Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "latentsync_unet_keys.tsv"

@@ -363,6 +363,9 @@ class LatentSyncEngine:
         # the engine's own device option wins over the settings' default
         device = self.device if settings.device in (None, "cpu") else settings.device
         pipe = self.pipeline(getattr(opts, "dtype", "auto"), device)
+        low_vram = bool(getattr(opts, "low_vram", False))
+        # low-VRAM: VAE one image at a time and the two guidance halves one after the other (same results)
+        pipe.vae.use_slicing = low_vram
         n = speech.n_frames
         if expression.n_frames != n:
             raise RenderError(f"expression track has {expression.n_frames} frames, speech {n}")
@@ -411,6 +414,7 @@ class LatentSyncEngine:
                 latents=noise,
                 chunk_frames=ch,
                 deep_cache_interval=deep,
+                sequential_cfg=low_vram,
             )
             if getattr(opts, "color_match", False):
                 faces = color_match(faces, crops, keep)

@@ -150,12 +150,14 @@ class LatentSyncPipeline(DiffusionPipeline):
         deep_cache_interval: int | None = None,
         output_type: str = "np",
         callback: Any = None,
+        sequential_cfg: bool = False,
     ):
         """Regenerate the masked region of aligned face crops.
 
         faces: (F, R, R, 3) uint8 RGB crops (or (F, 3, R, R) floats in [-1, 1]); audio_windows: (F, 50, C);
         mask: (R, R) with 1 = keep, 0 = regenerate; latents: the shared noise (1, 4, 1, R/8, R/8), drawn from
-        `generator` when not given. Returns (F, R, R, 3) uint8 (output_type "np") or (F, 3, R, R) in [-1, 1] ("pt").
+        `generator` when not given. `sequential_cfg` runs the two guidance halves one after the other (half the
+        activation memory, same result: no statistic crosses batch elements). Returns (F, R, R, 3) uint8 (output_type "np") or (F, 3, R, R) in [-1, 1] ("pt").
         """
         pixels = self._pixels(faces)
         n, _, res, _ = pixels.shape
@@ -175,7 +177,7 @@ class LatentSyncPipeline(DiffusionPipeline):
             stop = min(start + chunk_frames, n)
             out = self._chunk(
                 pixels[start:stop], audio_windows[start:stop], keep, latents, guidance_scale, cfg, generator,
-                deep_cache_interval, device, dtype, callback,
+                deep_cache_interval, device, dtype, callback, sequential_cfg,
             )  # fmt: skip
             outputs.append(out)
         result = torch.cat(outputs)
@@ -191,7 +193,9 @@ class LatentSyncPipeline(DiffusionPipeline):
             return arr.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return faces.float()
 
-    def _chunk(self, pixels, audio, keep, noise, g, cfg, generator, interval, device, dtype, callback):
+    def _chunk(
+        self, pixels, audio, keep, noise, g, cfg, generator, interval, device, dtype, callback, sequential
+    ):
         f = pixels.shape[0]
         res = pixels.shape[-1]
         side = res // self.vae_scale_factor
@@ -213,14 +217,19 @@ class LatentSyncPipeline(DiffusionPipeline):
             cond = torch.cat([cond, cond])
             audio = torch.cat([torch.zeros_like(audio), audio])
         x = noise.to(device, dtype).repeat(1, 1, f, 1, 1)
-        cache = _DeepCache(interval) if interval else None
+        halves = 2 if cfg and sequential else 1
+        caches = [_DeepCache(interval) if interval else None for _ in range(halves)]
         for j, t in enumerate(self.scheduler.timesteps):
             model_in = torch.cat([x, x]) if cfg else x
             model_in = torch.cat([self.scheduler.scale_model_input(model_in, t), cond], dim=1)
-            if cache is not None and j % cache.interval != 0 and cache.hidden is not None:
-                eps = self._unet_shallow(model_in, t, audio, cache)
-            else:
-                eps = self._unet_full(model_in, t, audio, cache)
+            parts = []
+            for cache, inp, aud in zip(caches, model_in.chunk(halves), audio.chunk(halves), strict=True):
+                if cache is not None and j % cache.interval != 0 and cache.hidden is not None:
+                    parts.append(self._unet_shallow(inp, t, aud, cache))
+                else:
+                    parts.append(self._unet_full(inp, t, aud, cache))
+            eps = torch.cat(parts)
+            cache = caches[-1]
             if cfg:
                 eps_u, eps_c = eps.chunk(2)
                 eps = eps_u + g * (eps_c - eps_u)
