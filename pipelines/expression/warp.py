@@ -401,18 +401,24 @@ class _Patch:
     def _cells_of(self, pts: np.ndarray) -> np.ndarray:
         return (pts - self.origin) / self.stride
 
-    def lower_mask(self, coef) -> np.ndarray | None:
-        """1 where an output pixel belongs to the lower lip/jaw side (below the displaced lower inner lip)."""
+    def lower_mask(self, coef) -> tuple[np.ndarray, int, int] | None:
+        """Where output pixels take the lower lip/jaw side's field (below the displaced lower inner lip), as the
+        soft mask of the rows [top, bottom) around that line: rows above are all upper side, rows below all lower."""
         if self.split is None:
             return None
         pts = self._split_points(coef)
         h, w = self.shape
-        p = pts - np.array([self.x0, self.y0])
-        poly = np.concatenate([[[0, p[0, 1]]], p, [[w, p[-1, 1]], [w, h + 1], [0, h + 1]]])
-        mask = np.zeros((h, w), np.float32)
-        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
         k = max(3, int(self.rig.unit * 0.05) | 1)
-        return cv2.GaussianBlur(mask, (k, k), 0)
+        p = pts - np.array([self.x0, self.y0])
+        top = int(np.clip(np.floor(p[:, 1].min()) - k, 0, h))
+        bottom = int(np.clip(np.ceil(p[:, 1].max()) + k + 1, top, h))
+        p = p - [0, top]
+        band = bottom - top
+        poly = np.concatenate([[[0, p[0, 1]]], p, [[w, p[-1, 1]], [w, band + k + 1], [0, band + k + 1]]])
+        # drawn k rows taller than the band so the blur sees the filled area continue below it
+        mask = np.zeros((band + k + 1, w), np.float32)
+        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+        return cv2.GaussianBlur(mask, (k, k), 0, borderType=cv2.BORDER_REPLICATE)[:band], top, bottom
 
     def gap_lines(self, coef) -> tuple[np.ndarray, np.ndarray]:
         """The opening the mouth uncovers: the resting lower inner lip carried by the upper side's field (top)
@@ -478,8 +484,9 @@ class _Patch:
         back = self._dense(self._inverse(fu if fu is not None else zero))
         if self.lower is not None:
             back_low = self._dense(self._inverse(fl if fl is not None else zero))
-            m = self.lower_mask(coef)[..., None]
-            back += m * (back_low - back)
+            m, top, bottom = self.lower_mask(coef)
+            back[bottom:] = back_low[bottom:]
+            back[top:bottom] += m[..., None] * (back_low[top:bottom] - back[top:bottom])
         maps = self.pixels + back
         patch = cv2.remap(src, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         out[self.y0 : self.y1, self.x0 : self.x1] = patch
