@@ -193,6 +193,11 @@ def test_strict_load_round_trip_and_refusals(tmp_path):
         assert torch.equal(loaded(sample, 11, audio).sample, src(sample, 11, audio).sample)
     with pytest.raises(CheckpointMismatchError, match="holds latentsync-1.6 weights"):
         load_unet_file(path, "latentsync-1.5", config=TINY_UNET)
+    # what the weights converter records: the hub repo the file came from
+    _save_official(src, tmp_path / "v15.safetensors", metadata={"source_repo": "ByteDance/LatentSync-1.5"})
+    with pytest.raises(CheckpointMismatchError, match="holds latentsync-1.5 weights"):
+        load_unet_file(tmp_path / "v15.safetensors", "latentsync-1.6", config=TINY_UNET)
+    assert load_unet_file(tmp_path / "v15.safetensors", "latentsync-1.5", config=TINY_UNET) is not None
     # the original pickle layout {"state_dict": ...} loads the same way (weights_only)
     pt = tmp_path / "latentsync_unet.pt"
     torch.save({"state_dict": sd, "global_step": 7}, pt)
