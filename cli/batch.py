@@ -158,6 +158,8 @@ def run_batch(
                 )
             )
 
+    plans = _check_media_and_faces(plans, batch, result)
+
     if dry_run:
         for plan in plans:
             result.outcomes.append(
@@ -181,6 +183,26 @@ def run_batch(
         )
     hasher.save()
     return result
+
+
+def _check_media_and_faces(plans: list, batch: Any, result: BatchResult) -> list:
+    """`validate`'s face and audio checks, for the jobs that will render (an up-to-date skip stays instant)."""
+    from cli.validate import check_batch_faces, check_batch_media
+    from pipelines.spec.loader import Batch
+
+    pending = [p.loaded for p in plans if not p.up_to_date]
+    if not pending:
+        return plans
+    persona_files = {loaded.persona_file for loaded in pending}
+    sub = Batch(jobs=list(pending), personas=[p for p in batch.personas if p.path in persona_files])
+    check_batch_faces(sub)
+    check_batch_media(sub)
+    for error in sub.errors:
+        result.outcomes.append(
+            Outcome(job=error.file or "?", status=INVALID, error=str(error), exit_code=EXIT_INPUT)
+        )
+    kept = {id(loaded) for loaded in sub.jobs}
+    return [p for p in plans if p.up_to_date or id(p.loaded) in kept]
 
 
 def _create_engine(name: str) -> Any:

@@ -75,16 +75,15 @@ def test_example_jobs_render_to_valid_mp4s(tmp_path, monkeypatch):
 
 def test_broken_job_does_not_stop_the_batch(tmp_path, monkeypatch):
     (tmp_path / "garbage.wav").write_bytes(b"RIFF not really a wav file")
+    tone_wav(tmp_path / "blip.wav", 0.01)  # readable, but shorter than one frame: fails only when rendering
+    text = '{text: "Hello. This is a short summary of the week.", voice: en}'
     jobs = make_project(
         tmp_path,
         {
             "a_good": SUMMARY,
-            "b_missing_audio": SUMMARY.replace(
-                '{text: "Hello. This is a short summary of the week.", voice: en}', "nope.wav"
-            ),
-            "c_bad_media": SUMMARY.replace(
-                '{text: "Hello. This is a short summary of the week.", voice: en}', "../garbage.wav"
-            ),
+            "b_missing_audio": SUMMARY.replace(text, "nope.wav"),
+            "c_bad_media": SUMMARY.replace(text, "../garbage.wav"),
+            "d_too_short": SUMMARY.replace(text, "../blip.wav"),
         },
     )
     monkeypatch.chdir(tmp_path)
@@ -95,10 +94,27 @@ def test_broken_job_does_not_stop_the_batch(tmp_path, monkeypatch):
     assert by_job["b_missing_audio"]["status"] == "invalid"
     assert "b_missing_audio.yaml" in by_job["b_missing_audio"]["error"]
     assert "audio" in by_job["b_missing_audio"]["error"]
-    assert by_job["c_bad_media"]["status"] == "failed"
+    assert by_job["c_bad_media"]["status"] == "invalid"  # probed before anything renders
     assert "garbage.wav" in by_job["c_bad_media"]["error"]
+    assert by_job["d_too_short"]["status"] == "failed"
+    assert "d_too_short.yaml: audio:" in by_job["d_too_short"]["error"]
+    assert "shorter than one frame" in by_job["d_too_short"]["error"]
     check_mp4(tmp_path / "out" / "a_good.mp4")
     assert not (tmp_path / "out" / "c_bad_media.mp4").exists()
+    assert not (tmp_path / "out" / "d_too_short.mp4").exists()
+
+
+def test_persona_without_a_face_is_refused_before_rendering(tmp_path, monkeypatch):
+    from PIL import Image
+
+    jobs = make_project(tmp_path, {"one": SUMMARY})
+    Image.new("RGB", (256, 256), (90, 120, 160)).save(tmp_path / "personas" / "test" / "portrait.png")
+    monkeypatch.chdir(tmp_path)
+    result = render(str(jobs), "--out", "out", "--json")
+    assert result.exit_code == 2, result.output
+    errors = " ".join(j.get("error", "") for j in json.loads(result.stdout)["jobs"])
+    assert "no face" in errors
+    assert not (tmp_path / "out" / "one.mp4").exists()
 
 
 def test_up_to_date_skip_and_selective_rerender(tmp_path, monkeypatch):
