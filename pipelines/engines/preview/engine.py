@@ -33,6 +33,7 @@ from pipelines.speech.track import Speech
 
 DEFAULT_SIZE = (512, 512)
 FADE_FRAMES = 4
+VIDEO_DETAIL = 0.5  # a video persona builds a warp rig per frame: coarser fields make that affordable
 HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
 PREPARE_VERSION = "preview-prepare-2"
 _IDX = {name: i for i, name in enumerate(PARAMS)}
@@ -199,7 +200,7 @@ class PreviewEngine:
             if wgt <= 0.0:
                 yield Frame(original, False)
                 continue
-            image = FaceRig(prep.points[j], original.shape).apply(
+            image = FaceRig(prep.points[j], original.shape, detail=VIDEO_DETAIL).apply(
                 original, self._params(expression, curves, k)
             )
             if wgt < 1.0:
