@@ -129,11 +129,14 @@ def run_batch(
     out_dir = Path(out_dir)
     result = BatchResult()
 
+    def invalid(error: InputError) -> None:
+        outcome = Outcome(job=error.file or "?", status=INVALID, error=str(error), exit_code=EXIT_INPUT)
+        result.outcomes.append(outcome)
+        reporter.job_finished(outcome)
+
     batch = load_batch(list(paths), allow_outside_paths=allow_outside_paths)
     for error in batch.errors:
-        result.outcomes.append(
-            Outcome(job=error.file or "?", status=INVALID, error=str(error), exit_code=EXIT_INPUT)
-        )
+        invalid(error)
 
     jobs = sorted(batch.jobs, key=lambda j: str(j.job_path))
     if shard_kn:
@@ -148,17 +151,10 @@ def run_batch(
     for loaded in jobs:
         try:
             plans.append(plan_job(loaded, out_dir, hasher, force=force))
-        except OSError as exc:
-            result.outcomes.append(
-                Outcome(
-                    job=str(loaded.job_path),
-                    status=INVALID,
-                    error=f"{loaded.job_path}: {exc}",
-                    exit_code=EXIT_INPUT,
-                )
-            )
+        except OSError as exc:  # an input file vanished or became unreadable since loading
+            invalid(InputError(loaded.job_path, None, str(exc)))
 
-    plans = _check_media_and_faces(plans, batch, result)
+    plans = _check_media_and_faces(plans, batch, invalid)
 
     if dry_run:
         for plan in plans:
@@ -185,7 +181,7 @@ def run_batch(
     return result
 
 
-def _check_media_and_faces(plans: list, batch: Any, result: BatchResult) -> list:
+def _check_media_and_faces(plans: list, batch: Any, invalid: Callable[[InputError], None]) -> list:
     """`validate`'s face and audio checks, for the jobs that will render (an up-to-date skip stays instant)."""
     from cli.validate import check_batch_faces, check_batch_media
     from pipelines.spec.loader import Batch
@@ -198,9 +194,7 @@ def _check_media_and_faces(plans: list, batch: Any, result: BatchResult) -> list
     check_batch_faces(sub)
     check_batch_media(sub)
     for error in sub.errors:
-        result.outcomes.append(
-            Outcome(job=error.file or "?", status=INVALID, error=str(error), exit_code=EXIT_INPUT)
-        )
+        invalid(error)
     kept = {id(loaded) for loaded in sub.jobs}
     return [p for p in plans if p.up_to_date or id(p.loaded) in kept]
 
@@ -241,6 +235,7 @@ def _run_one(
             engines[plan.engine_name],
             cache,
             progress=lambda s, d, t: reporter.job_progress(job, s, d, t),
+            qc=qc,
         )
         outcome.status = RENDERED
         outcome.frames = record["frames"]["output"]

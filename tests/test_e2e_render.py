@@ -120,7 +120,8 @@ def test_persona_without_a_face_is_refused_before_rendering(tmp_path, monkeypatc
 def test_up_to_date_skip_and_selective_rerender(tmp_path, monkeypatch):
     jobs = make_project(tmp_path, {"one": SUMMARY, "two": SUMMARY.replace("happy", "sad")})
     monkeypatch.chdir(tmp_path)
-    assert render(str(jobs), "--out", "out", "--quiet").exit_code == 0
+    assert render(str(jobs), "--out", "out", "--quiet", "--no-qc").exit_code == 0
+    assert json.loads((tmp_path / "out" / "one.json").read_text())["qc"] is None
     t0 = time.perf_counter()
     result = render(str(jobs), "--out", "out", "--json")
     skip_seconds = time.perf_counter() - t0
@@ -135,6 +136,12 @@ def test_up_to_date_skip_and_selective_rerender(tmp_path, monkeypatch):
 
     result = render(str(jobs), "--out", "out", "--json", "--force")
     assert {j["status"] for j in json.loads(result.stdout)["jobs"]} == {"rendered"}
+    record = json.loads((tmp_path / "out" / "one.json").read_text())
+    qc = record["qc"]
+    assert qc["frames"] == record["frames"]["output"]
+    assert qc["frames_without_face"] == 0
+    assert qc["mouth_audio_correlation"] > 0.2  # the mouth follows the speech
+    assert (tmp_path / "out" / "one.contact.png").is_file()
 
 
 def test_dry_run_prints_the_plan_without_rendering(tmp_path, monkeypatch):
