@@ -30,6 +30,8 @@ from pipelines.speech.track import Speech, TimedUnit
 RECORD_VERSION = 1
 CHUNK_FRAMES = 100  # frames per resumable checkpoint: a kill loses at most this much engine work
 FEATURE_RATE = 16000
+# Engines whose output is a draft get a fast x264 preset by default (the output.preset field overrides it).
+DRAFT_PRESETS = {"preview": "veryfast"}
 
 StageProgress = Callable[[str, int, int], None]
 """Called with (stage, frames done, frames total) while frames flow."""
@@ -274,6 +276,7 @@ def render_job(
             composition.audio_wav,
             composed,
             crf=job.output.crf,
+            preset=job.output.preset or DRAFT_PRESETS.get(engine.name, "medium"),
         )
 
     with timings.stage("provenance"):

@@ -241,6 +241,14 @@ AUDIO_FORMS = "expected a file path, {file: path}, {segments: [{file: path} | {p
         ({"output": {"fps": 61}}, ("output.fps", "Input should be less than or equal to 60, got 61")),
         ({"output": {"crf": 52}}, ("output.crf", "Input should be less than or equal to 51, got 52")),
         (
+            {"output": {"preset": "warp9"}},
+            (
+                "output.preset",
+                "Input should be 'ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow',"
+                " 'slower' or 'veryslow', got 'warp9'",
+            ),
+        ),
+        (
             {"output": {"size": [513, 512]}},
             ("output.size", "width and height must be even (H.264 yuv420p), got 513x512"),
         ),

@@ -28,6 +28,9 @@ from pipelines.spec.paths import fail, merge_errors, raise_field_errors, resolve
 from pipelines.spec.persona import IMAGE_SUFFIXES
 
 Kind = Literal["intro", "summary", "faq"]
+X264Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
 KINDS: tuple[str, ...] = Kind.__args__
 
 # field -> the one kind that uses it
@@ -50,6 +53,10 @@ class Output(StrictModel):
         None, description="[width, height], even numbers; default: the engine's natural framing"
     )
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better, 18 is visually lossless)")
+    preset: X264Preset | None = Field(
+        None,
+        description="x264 speed/size trade-off; default: veryfast for the preview engine (drafts), medium otherwise",
+    )
 
     @field_validator("path")
     @classmethod
