@@ -260,7 +260,10 @@ def test_pip_layout_places_the_clip_over_the_background(tmp_path):
     frames = _render(plan)
     x, y, w, h = plan.record["layout"]["box"]
     assert x + w <= plan.size[0] and y + h <= plan.size[1] and x > plan.size[0] // 2 - w // 2
-    assert np.abs(frames[0][5, 5].astype(int) - (0x20, 0x40, 0x60)).max() <= 3  # background colour
+    corner = frames[0][:32, :32].reshape(-1, 3).mean(axis=0)
+    assert (
+        np.abs(corner - (0x20, 0x40, 0x60)).max() <= 8
+    )  # the background colour (the watermark moves B a little)
     inner = frames[0][y + h // 4 : y + 3 * h // 4, x + w // 4 : x + 3 * w // 4]
     assert np.abs(inner.astype(float) - (0x20, 0x40, 0x60)).mean() > 30
 

@@ -312,8 +312,9 @@ def plan_composition(
             max_lines=2,
             accent=parse_colour(theme.colours.accent),
         )
-        bottom = margin + (caption_zone if job.captions.burn_in else 0) + caption_bottom - margin
-        overlay = Overlay(rgba, margin, height - bottom - rgba.shape[0] - margin)
+        # Above the burned-in captions' two lines (and the label when it sits at the bottom).
+        bottom = caption_bottom + (caption_zone if job.captions.burn_in else 0) + margin
+        overlay = Overlay(rgba, margin, height - bottom - rgba.shape[0])
         timed.append(TimedOverlay(start, min(start + chapter.duration, clip_end_s), overlay, FADE_SECONDS))
     if kind == "faq":
         banner_style = TextStyle(

@@ -7,15 +7,17 @@ modulo `scale` says the bit (0.25*scale for 0, 0.75*scale for 1), the 48 bits re
 raster order. Frames marked here decode with the package's own decoder:
 `WatermarkDecoder('bytes', 48).decode(bgr, 'dwtDctSvd', scales=[0, 54, 0])` (a test checks that).
 
-Reimplemented in vectorised numpy because the package loops over blocks in Python (~0.2 s per 720p frame) and
-its inverse DWT swaps the horizontal and vertical detail bands (an extra visible change). Reading uses a soft vote
-per block (distance to the two quantisation centres) and averages over frames before the CRC check.
+Differences from the package's encoder, none of which changes what a decoder sees: vectorised numpy (the package
+loops over blocks in Python, ~0.2 s per 720p frame), only the approximation band is changed (its inverse DWT
+swaps the horizontal and vertical detail bands), and each value moves to the NEAREST point of its bit's lattice
+rather than the one in its own cell (half the largest change, no one-way tint on flat colour: +2 dB PSNR and
+better survival in the bench). Reading uses a soft vote per block and averages over frames before the CRC check.
 
-Why U and 54 (bench/compose_speed.py --watermark; figures in docs/compose.md): the luma plane loses the id in the
-final CRF 18 encode itself (ffmpeg's RGB -> yuv420p -> RGB round trip shifts luma by about one level, a quarter
-quantisation step); at 36 the id survived CRF 18 but not a user's CRF 23 re-encode of a real portrait; 54 keeps it
-through that at a PSNR of ~39 dB (all of it in chroma). A downscale destroys it at any strength tried (the block
-grid moves with the pixels): this watermark is a same-size, light-re-encode mark, not a robust one.
+Why U and 54 (bench/compose_speed.py --watermark; figures in docs/compose.md): the luma plane loses the id in
+talkreel's own CRF 18 encode (ffmpeg's RGB -> yuv420p -> RGB round trip shifts luma by about one level); at 36 a
+user's CRF 28 re-encode of a real portrait lost it; 54 keeps it through that at ~41 dB PSNR (all in chroma).
+A downscale destroys it at every strength tried (the block grid moves with the pixels): a same-size,
+light-re-encode mark, not a robust one. On large flat areas (cards) it can show as a faint 8x8 chroma pattern.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 ID_BITS = 32
 CRC_BITS = 16
 PAYLOAD_BITS = ID_BITS + CRC_BITS
-DEFAULT_SCALE = 54.0  # imwatermark's 36 lost the id on a portrait after a CRF 23 re-encode (bench)
+DEFAULT_SCALE = 54.0  # imwatermark's 36 lost the id on a portrait after a CRF 28 re-encode (bench)
 DEFAULT_CHANNEL = "U"
 BLOCK = 4
 METHOD = "dwtDctSvd"
@@ -137,7 +139,12 @@ class Watermarker:
         bits = payload_bits(self.wm_id)[_bit_index(rows, cols)]
         coeffs = _D @ blocks @ _D.T
         s0, u0, v0 = _top_singular(coeffs)
-        target = (np.floor(s0 / self.scale) + 0.25 + 0.5 * bits) * self.scale
+        # The nearest point of the bit's lattice (k + 0.25 + 0.5 * bit) * scale, not the one in s0's own cell as
+        # imwatermark does: half the largest change, and on flat colour the 0- and 1-blocks move in opposite
+        # directions instead of all one way (a visible tint). Reading is unchanged (s0 mod scale).
+        centre = (0.25 + 0.5 * bits) * self.scale
+        target = np.round((s0 - centre) / self.scale) * self.scale + centre
+        target = np.where(target < 0, target + self.scale, target)
         # Moving only the largest singular value is a rank-1 change of the DCT block: (s0' - s0) u0 v0^T.
         marked_coeffs = coeffs + ((target - s0)[..., None, None] * u0[..., :, None] * v0[..., None, :])
         marked = _D.T @ marked_coeffs @ _D
