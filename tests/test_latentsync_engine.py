@@ -194,3 +194,26 @@ def test_color_match_moves_only_the_regenerated_region():
     fixed = color_match(generated, source, keep)
     assert np.array_equal(fixed[:, keep == 1], source[:, keep == 1])
     assert np.abs(fixed.astype(int) - source).max() <= 1
+
+
+def test_reader_decodes_forwards_and_restarts_only_for_earlier_frames(tmp_path, monkeypatch):
+    from pipelines.engines.latentsync.engine import SourceClip, _Reader
+
+    frames = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(8)]
+    video = tmp_path / "ramp.mp4"
+    _write_video(video, frames)
+    clip = SourceClip(
+        video, False, None, np.zeros((8, 478, 2)), np.ones(8, bool), np.ones(8), np.zeros((8, 2, 3))
+    )
+    reader = _Reader(clip, 25)
+    starts = []
+    original = reader.src.frames
+    monkeypatch.setattr(
+        reader.src, "frames", lambda start=0, count=None: starts.append(start) or original(start, count)
+    )
+    assert [int(f[0, 0, 0]) for f in reader.get([0, 1, 2]).values()] == [0, 10, 20]
+    assert sorted(reader.get([5, 3, 4])) == [3, 4, 5]
+    assert int(reader.get([7, 6])[7][0, 0, 0]) == 70
+    assert starts == [0]  # forwards only: one decode pass
+    reader.get([6, 5])  # ping-pong turning back
+    assert starts == [0, 5]

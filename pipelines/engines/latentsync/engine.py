@@ -389,10 +389,11 @@ class LatentSyncEngine:
                 clip = prepared.clips[looks[i]]
                 plan.append((looks[i], clip, pingpong(i, clip.n)))
             frames = []
-            for key in dict.fromkeys(k for k, _, _ in plan):
+            got = {}
+            for key in dict.fromkeys(k for k, _, _ in plan):  # each source once per chunk, in first-use order
                 if key not in readers:
                     readers[key] = _Reader(prepared.clips[key], prepared.fps)
-            got = {key: readers[key].get([s for k, _, s in plan if k == key]) for key, _, _ in plan}
+                got[key] = readers[key].get([s for k, _, s in plan if k == key])
             for (key, clip, s), i in zip(plan, idx, strict=True):
                 frame = got[key][s]
                 frames.append(self._expressive(frame, clip, key, s, expression.values[i], rigs))
