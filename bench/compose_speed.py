@@ -144,6 +144,53 @@ def watermark_survival(
                     print(f"  {name:32s} {_stage(frames, channel, scale)}")
 
 
+def package_survival(n: int, size: tuple[int, int], sources: tuple[str, ...]) -> None:
+    """The invisible-watermark package's own encoder/decoder at its defaults, through the same stages."""
+    import cv2
+    from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+    payload = bytes.fromhex(WM_ID) + bytes.fromhex("13d6")  # the same 48 bits talkreel carries
+    truth = np.unpackbits(np.frombuffer(payload, np.uint8))
+    makers = {"synthetic": synthetic, "astronaut": astronaut}
+    for source_name in sources:
+        clean = makers[source_name](n, size)
+        for method in ("dwtDct", "dwtDctSvd"):
+            encoder = WatermarkEncoder()
+            encoder.set_watermark("bytes", payload)
+            t0 = time.process_time()
+            marked = [
+                cv2.cvtColor(encoder.encode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), method), cv2.COLOR_BGR2RGB)
+                for f in clean
+            ]
+            per_frame = (time.process_time() - t0) / n
+            decoder = WatermarkDecoder("bytes", len(truth))
+
+            def stage(frames, decoder=decoder, method=method) -> str:
+                bits = [
+                    np.unpackbits(
+                        np.frombuffer(decoder.decode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), method), np.uint8)
+                    )
+                    for f in frames
+                ]
+                exact = sum(int((b == truth).all()) for b in bits)
+                voted = (np.mean(bits, axis=0) > 0.5).astype(np.uint8)
+                wrong = np.mean([(b != truth).sum() for b in bits])
+                ok = "yes" if (voted == truth).all() else "no"
+                return f"frames exact {exact:3d}/{len(frames)}  mean wrong bits {wrong:5.1f}/48  vote -> {ok}"
+
+            print(
+                f"\n{source_name} {size[0]}x{size[1]}, package imwatermark {method} defaults, {per_frame * 1000:.0f} ms/frame"
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                final = encode_final(
+                    iter(marked), n, 25.0, size, _silence(folder, n / 25.0), folder / "final.mp4", crf=18
+                )
+                print(f"  {'final encode CRF 18':32s} {stage(list(iter_frames(final)))}")
+                r23 = _reencode(final, folder / "r23.mp4", 23)
+                print(f"  {'+ user re-encode CRF 23':32s} {stage(list(iter_frames(r23)))}")
+
+
 def speed(n: int) -> None:
     from pipelines.compose.plan import plan_composition
     from pipelines.spec.compose import CompositionFields
@@ -197,6 +244,9 @@ def main() -> None:
     )
     parser.add_argument("--watermark", action="store_true")
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument(
+        "--package", action="store_true", help="also the invisible-watermark package's own encoders"
+    )
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--channels", default="U,Y", help="planes to compare (U is talkreel's default)")
@@ -212,6 +262,9 @@ def main() -> None:
         watermark_survival(
             args.frames, (w, h), tuple(args.channels.split(",")), scales, tuple(args.sources.split(","))
         )
+    if args.package:
+        w, h = (int(v) for v in args.size.split("x"))
+        package_survival(args.frames, (w, h), tuple(args.sources.split(",")))
     if args.speed or both:
         print()
         speed(max(args.frames, 50))

@@ -147,3 +147,10 @@ def test_identity_from_environment(identity, monkeypatch):
 def test_verify_missing_file_is_an_input_error(tmp_path):
     result = CliRunner().invoke(app, ["verify", str(tmp_path / "nope.mp4")])
     assert result.exit_code == 2 and "file not found" in result.output
+
+
+def test_verify_a_file_that_is_not_a_video_is_an_input_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video", encoding="utf-8")
+    result = CliRunner().invoke(app, ["verify", str(bad)])
+    assert result.exit_code == 2 and "not a readable video" in result.output

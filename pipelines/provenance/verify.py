@@ -13,9 +13,13 @@ from pipelines.provenance.watermark import sample_frames, vote
 def _frame_count(path: Path) -> int | None:
     import av
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return stream.frames or None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(path, None, "has no video stream")
+            return container.streams.video[0].frames or None
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"not a readable video ({exc})") from None
 
 
 def read_watermark(path: Path, n_frames: int = 24) -> dict[str, Any]:
