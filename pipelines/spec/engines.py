@@ -32,7 +32,7 @@ class LatentSyncSettings(StrictModel):
         False, description="reuse deep UNet features between steps (faster, slightly softer)"
     )
     overlap_windows: bool = Field(
-        False, description="overlap the 16-frame windows and blend them (smoother seams)"
+        False, description="overlap the 30 s audio-feature windows and cross-fade them (no glitch every 30 s)"
     )
     color_match: bool = Field(
         False, description="match the generated mouth region's colours to the source frame"
