@@ -24,7 +24,7 @@ def speech_like_wav(path: Path, seconds: float) -> None:
     """Syllable-rate amplitude-modulated tones with pauses: exercises the mouth like speech, made by ffmpeg."""
     from pipelines.media.ffmpeg import run_ffmpeg
 
-    expr = "0.5*sin(2*PI*180*t)*(0.5+0.5*sin(2*PI*4*t))*gt(sin(2*PI*0.2*t),-0.6)"
+    expr = "0.5*sin(2*PI*180*t)*(0.5+0.5*sin(2*PI*4*t))*gt(sin(2*PI*0.2*t)\\,-0.6)"
     run_ffmpeg(
         ["-f", "lavfi", "-i", f"aevalsrc={expr}:s=16000:d={seconds}", "-ac", "1", "-y", str(path)],
         what="bench audio",
