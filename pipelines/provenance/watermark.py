@@ -10,13 +10,14 @@ raster order. Frames marked here decode with the package's own decoder:
 Differences from the package's encoder, none of which changes what a decoder sees: vectorised numpy (the package
 loops over blocks in Python, ~0.2 s per 720p frame), only the approximation band is changed (its inverse DWT
 swaps the horizontal and vertical detail bands), and each value moves to the NEAREST point of its bit's lattice
-rather than the one in its own cell (half the largest change, no one-way tint on flat colour: +2 dB PSNR and
+rather than the one in its own cell (half the largest change, less tint on flat colour: +2 dB PSNR and
 better survival in the bench). Reading uses a soft vote per block and averages over frames before the CRC check.
 
-Why U and 54 (bench/compose_speed.py --watermark; figures in docs/compose.md): the luma plane loses the id in
-talkreel's own CRF 18 encode (ffmpeg's RGB -> yuv420p -> RGB round trip shifts luma by about one level); at 36 a
-user's CRF 28 re-encode of a real portrait lost it; 54 keeps it through that at ~41 dB PSNR (all in chroma).
-A downscale destroys it at every strength tried (the block grid moves with the pixels): a same-size,
+Why U and 54 (bench/compose_speed.py --watermark --package; figures in docs/compose.md): at the package's 36 a
+user's CRF 28 re-encode of a real portrait lost the id, and luma at 36 does not survive talkreel's own CRF 18
+encode (ffmpeg's RGB -> yuv420p -> RGB round trip shifts luma by about one level); at 54 both planes survive CRF 23
+and CRF 28 re-encodes at the same size; U is kept (the package's plane; chroma changes are less visible). A
+downscale destroys it at every strength tried (the block grid moves with the pixels): a same-size,
 light-re-encode mark, not a robust one. On large flat areas (cards) it can show as a faint 8x8 chroma pattern.
 """
 
