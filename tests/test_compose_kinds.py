@@ -277,3 +277,31 @@ def test_clip_with_the_wrong_number_of_frames_is_an_error(tmp_path):
         list(plan.frames(clip_frames(N_CLIP - 1, small)))
     with pytest.raises(RenderError, match="more than"):
         list(plan.frames(clip_frames(N_CLIP + 1, small)))
+
+
+def test_memory_does_not_grow_with_the_clip_length(tmp_path):
+    import tracemalloc
+
+    from pipelines.speech.track import Speech
+
+    small = (200, 200)  # under the watermark's minimum size: this measures the compositor's own buffers
+    fields = {"title": {"text": "Title", "duration": 0.4}, "captions": {"burn_in": True}}
+
+    def peak(n_clip: int) -> int:
+        folder = tmp_path / str(n_clip)
+        folder.mkdir()
+        wav = write_wav(folder / "clip.wav", tone(n_clip / FPS, OUTPUT_RATE), OUTPUT_RATE)
+        speech = Speech(tone(n_clip / FPS, 16000), 16000, FPS, n_clip)
+        plan = plan_composition(
+            CompositionFields.model_validate(fields), "intro", "Ada", None, small, FPS, speech, wav, folder,
+            wm_id=WM_ID, script_text="word " * (n_clip // 5),
+        )  # fmt: skip
+        tracemalloc.start()
+        for _ in plan.frames(clip_frames(n_clip, small)):
+            pass
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    short, long = peak(20), peak(200)
+    assert long < short * 1.5 + 2_000_000
