@@ -266,7 +266,7 @@ def render_job(
     with timings.stage("encode"):
         from pipelines.media.video_out import encode_final
 
-        composed = work / "composed.mp4"
+        composed = work / plan.out_path.name  # the name the C2PA manifest's title records
         counted = _count_frames(composition.frames(iter_chunk_frames(chunks)), composition.n_frames, report)
         encode_final(
             counted,
@@ -280,7 +280,8 @@ def render_job(
         )
 
     with timings.stage("provenance"):
-        provenance = _sign(composed, plan, engine)
+        disclosure = {k: composition.record.get(k) for k in ("label", "watermark")}
+        provenance = _sign(composed, plan, engine, disclosure)
         move_into_place(composed, plan.out_path)
         sidecars = composition.write_sidecars(plan.out_path, srt=job.captions.srt, vtt=job.captions.vtt)
 
@@ -383,26 +384,20 @@ def _script_text(job: Any) -> str | None:
     return job.audio.text if isinstance(job.audio, TextAudio) else job.script
 
 
-def _sign(mp4: Path, plan: JobPlan, engine: Engine) -> dict[str, Any]:
-    """Embed a signed C2PA manifest when the user configured a signing identity; say what was done."""
-    from pipelines.provenance.c2pa_manifest import build_manifest, embed_manifest
-    from pipelines.provenance.identity import configured_identity
+def _sign(mp4: Path, plan: JobPlan, engine: Engine, applied: dict[str, Any]) -> dict[str, Any]:
+    """A signed C2PA manifest when the user configured a signing identity; the record says what was done."""
+    from pipelines.provenance.c2pa_manifest import sign_output
 
-    identity = configured_identity()
-    if identity is None:
-        return {"c2pa": None, "note": "no signing identity configured (talkreel provenance init)"}
     persona = plan.loaded.persona
-    manifest = build_manifest(
-        title=plan.out_path.name,
+    return sign_output(
+        mp4,
         engine=engine.name,
         weights=_engine_info(engine).get("weights", []),
         persona_name=persona.name,
         persona_is_video=persona.source_kind == "video",
         consent=persona.consent.model_dump(mode="json"),
-        applied={"label": persona.disclosure.model_dump(mode="json")},
+        applied=applied,
     )
-    embed_manifest(mp4, manifest, identity)
-    return {"c2pa": {"signed_by": str(identity.chain), "identity_source": identity.source}}
 
 
 def _engine_info(engine: Engine) -> dict[str, Any]:

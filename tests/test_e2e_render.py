@@ -203,3 +203,35 @@ def test_two_processes_on_the_same_jobs_do_not_clobber(tmp_path):
     # Exactly one rendered; the other waited for the lock and found the output up to date.
     assert statuses == ["rendered", "up to date"]
     check_mp4(tmp_path / "out" / "one.mp4")
+
+
+def test_signed_output_verifies(tmp_path, monkeypatch):
+    """Render with a local test identity; `talkreel verify` reads the watermark id and the C2PA manifest back."""
+    jobs = make_project(tmp_path, {"one": SUMMARY})
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["provenance", "init", "--dir", str(tmp_path / "id")]).exit_code == 0
+    monkeypatch.setenv("TALKREEL_C2PA_DIR", str(tmp_path / "id"))
+    assert render(str(jobs), "--out", "out", "--quiet", "--no-qc").exit_code == 0
+
+    record = json.loads((tmp_path / "out" / "one.json").read_text())
+    assert record["provenance"]["manifest"] is True
+    assert record["provenance"]["test_identity"] is True
+    assert record["provenance"]["digital_source_type"] == "trainedAlgorithmicMedia"  # a photo persona
+
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(tmp_path / "out" / "one.mp4"),
+            "--json",
+            "--trust",
+            str(tmp_path / "id" / "test-ca.pem"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["watermark"]["found"] is True
+    assert report["watermark"]["id"] == record["composition"]["watermark"]["id"]
+    assert report["c2pa"]["verdict"] == "trusted"
+    assert report["c2pa"]["talkreel"]["engine"] == "preview"
