@@ -53,6 +53,7 @@ def test_example_jobs_render_to_valid_mp4s(tmp_path, monkeypatch):
     """The repo's own jobs/ and demo persona, as `make demo` renders them."""
     shutil.copytree(REPO / "jobs", tmp_path / "jobs")
     shutil.copytree(REPO / "personas", tmp_path / "personas")
+    shutil.copytree(REPO / "themes", tmp_path / "themes")
     monkeypatch.chdir(tmp_path)
     from pipelines.engines.preview.demo import ensure_demo_portrait
 
