@@ -69,6 +69,8 @@ class BatchResult:
 class Reporter:
     """What the batch tells the user; the CLI gives a Rich implementation, tests may give a silent one."""
 
+    def batch_planned(self, n_jobs: int) -> None: ...
+
     def job_started(self, job: str, total_frames: int | None) -> None: ...
 
     def job_progress(self, job: str, stage: str, done: int, total: int) -> None: ...
@@ -173,6 +175,7 @@ def run_batch(
     cache = DiskArrayCache(default_cache_root() / "prepared")
     engines: dict[str, Any] = {}
     make_engine = engine_factory or _create_engine
+    reporter.batch_planned(len(plans))
     for plan in plans:
         result.outcomes.append(
             _run_one(plan, out_dir, force, qc, engines, make_engine, cache, hasher, reporter)

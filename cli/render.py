@@ -14,7 +14,7 @@ from cli.output import err_console, print_json
 class RichReporter(Reporter):
     """Overall and per-job progress bars (frames, frames/s, ETA) on stderr; one line per finished job."""
 
-    def __init__(self, total_jobs: int | None = None):
+    def __init__(self) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -32,6 +32,7 @@ class RichReporter(Reporter):
             console=err_console,
             transient=True,
         )
+        self._batch_task = None
         self._job_task = None
         self._stage = None
 
@@ -41,6 +42,9 @@ class RichReporter(Reporter):
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+    def batch_planned(self, n_jobs: int) -> None:
+        self._batch_task = self.progress.add_task("jobs", total=n_jobs, rate="")
 
     def job_started(self, job: str, total_frames: int | None) -> None:
         self._job_task = self.progress.add_task(Path(job).name, total=total_frames, rate="")
@@ -60,6 +64,8 @@ class RichReporter(Reporter):
         if self._job_task is not None:
             self.progress.remove_task(self._job_task)
             self._job_task = None
+        if self._batch_task is not None:
+            self.progress.advance(self._batch_task)
         style = {FAILED: "red", INVALID: "red"}.get(outcome.status, "green")
         where = f" -> {outcome.output}" if outcome.output and outcome.status not in (FAILED, INVALID) else ""
         took = f" ({outcome.seconds:.1f} s)" if outcome.seconds and outcome.seconds > 0.05 else ""
