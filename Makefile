@@ -29,8 +29,8 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
 lint: setup
-	$(BIN)/ruff check cli pipelines tests bench
-	$(BIN)/ruff format --check cli pipelines tests bench
+	$(BIN)/ruff check cli pipelines tests bench docs/make_images.py
+	$(BIN)/ruff format --check cli pipelines tests bench docs/make_images.py
 
 bench: setup
 	$(BIN)/python bench/run_all.py
