@@ -169,8 +169,7 @@ def run_batch(
                     frames=None if plan.up_to_date else estimate_frames(plan.loaded),
                 )
             )
-        hasher.save()
-        return result
+            return result
 
     cache = DiskArrayCache(default_cache_root() / "prepared")
     engines: dict[str, Any] = {}
@@ -180,7 +179,6 @@ def run_batch(
         result.outcomes.append(
             _run_one(plan, out_dir, force, qc, engines, make_engine, cache, hasher, reporter)
         )
-    hasher.save()
     return result
 
 

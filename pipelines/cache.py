@@ -20,7 +20,7 @@ import numpy as np
 
 import pipelines
 
-_CHUNK = 1 << 20
+_CHUNK = 8 << 20
 
 
 def sha256_file(path: str | Path) -> str:
@@ -32,34 +32,52 @@ def sha256_file(path: str | Path) -> str:
 
 
 class FileHasher:
-    """sha256 of files, memoised on (path, size, mtime) in a small JSON file so unchanged inputs are not re-read."""
+    """sha256 of files, memoised on (size, mtime) in a small JSON file so unchanged files are not re-read.
 
-    def __init__(self, memo_path: Path | None = None):
+    Keys are paths relative to `root` when one is given (a weights folder can move), else absolute paths.
+    Every newly learnt digest is written at once (atomically), so a killed process keeps what it hashed.
+    """
+
+    def __init__(self, memo_path: Path | None = None, root: Path | None = None):
         self._memo_path = memo_path
-        self._memo: dict[str, list] = {}
+        self._root = root
+        self._memo: dict[str, dict] = {}
         if memo_path and memo_path.is_file():
             try:
-                self._memo = json.loads(memo_path.read_text())
+                self._memo = json.loads(memo_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 self._memo = {}  # a damaged memo only costs re-hashing
-        self._dirty = False
 
-    def __call__(self, path: str | Path) -> str:
+    def _key(self, path: Path) -> str:
         p = Path(path).resolve()
-        st = p.stat()
-        stamp = [st.st_size, st.st_mtime_ns]
-        hit = self._memo.get(str(p))
-        if hit and hit[:2] == stamp:
-            return hit[2]
-        digest = sha256_file(p)
-        self._memo[str(p)] = [*stamp, digest]
-        self._dirty = True
-        return digest
+        return p.relative_to(self._root.resolve()).as_posix() if self._root else str(p)
 
-    def save(self) -> None:
-        if self._memo_path and self._dirty:
-            atomic_write_text(self._memo_path, json.dumps(self._memo))
-            self._dirty = False
+    def known(self, path: str | Path) -> str | None:
+        """The remembered digest, if the file's size and mtime are still those it was hashed at."""
+        hit = self._memo.get(self._key(Path(path)))
+        if not hit:
+            return None
+        st = Path(path).stat()
+        if hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:
+            return hit.get("sha256")
+        return None
+
+    def put(self, path: str | Path, digest: str) -> None:
+        """Remember `digest` for the file as it is now (e.g. hashed while it was being copied)."""
+        st = Path(path).stat()
+        self._memo[self._key(Path(path))] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        if self._memo_path:
+            atomic_write_text(self._memo_path, json.dumps(self._memo, indent=1, sort_keys=True))
+
+    def forget(self, path: str | Path) -> None:
+        self._memo.pop(self._key(Path(path)), None)
+
+    def __call__(self, path: str | Path, reread: bool = False) -> str:
+        if not reread and (digest := self.known(path)):
+            return digest
+        digest = sha256_file(path)
+        self.put(path, digest)
+        return digest
 
 
 @lru_cache(maxsize=1)

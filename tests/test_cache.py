@@ -22,7 +22,6 @@ def test_file_hasher_memo_follows_content(tmp_path):
     hasher = FileHasher(memo)
     first = hasher(f)
     assert first == sha256_file(f)
-    hasher.save()
     f.write_bytes(b"two!")  # size changes -> the memo must not answer
     assert FileHasher(memo)(f) == sha256_file(f) != first
 
@@ -105,3 +104,17 @@ def test_shard_parses():
 
     assert parse_shard("2/3") == (2, 3)
     assert parse_shard(None) is None
+
+
+def test_file_hasher_keys_relative_to_root_survive_a_move(tmp_path):
+    root = tmp_path / "weights"
+    (root / "repo").mkdir(parents=True)
+    f = root / "repo" / "w.bin"
+    f.write_bytes(b"weights")
+    FileHasher(root / "hashes.json", root=root)(f)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    hasher = FileHasher(moved / "hashes.json", root=moved)
+    assert hasher.known(moved / "repo" / "w.bin") == sha256_file(moved / "repo" / "w.bin")
+    hasher.forget(moved / "repo" / "w.bin")
+    assert hasher.known(moved / "repo" / "w.bin") is None

@@ -135,7 +135,8 @@ def lock_engines(engine_ids: list[str], lock_path: Path | None = None, revision:
     """
     from huggingface_hub import HfApi, hf_hub_download
 
-    from pipelines.weights.store import hub_errors, sha256_file
+    from pipelines.cache import sha256_file
+    from pipelines.weights.store import hub_errors
 
     lock = read_lock(lock_path)
     api = HfApi(endpoint=hub_endpoint())

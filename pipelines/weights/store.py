@@ -10,7 +10,6 @@ Only `download` and `lock` touch the network; `resolve` (what engines call at re
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipelines.cache import FileHasher
 from pipelines.errors import InputError, WeightsMissingError
 from pipelines.weights import convert as conv
 from pipelines.weights.lock import Lock, LockedFile, hub_endpoint, matches, read_lock
@@ -29,62 +29,18 @@ Event = Callable[[str], None]
 ExpectedKeys = Callable[[str, str], "Mapping[str, tuple[int, ...]] | None"]
 """(engine id, role) -> the key/shape set a converted checkpoint must have, or None when no list is known."""
 
+
 _CHUNK = 8 * 1024 * 1024
+
+
+def _hasher(weights_dir: Path) -> FileHasher:
+    """sha256 of the files under the weights dir, trusted while their size and mtime are unchanged."""
+    return FileHasher(weights_dir / ".talkreel" / "hashes.json", root=weights_dir)
 
 
 def default_weights_dir() -> Path:
     env = os.environ.get("TALKREEL_WEIGHTS")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "talkreel" / "weights"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _HashCache:
-    """sha256 of files under the weights dir, trusted while their size and mtime are unchanged."""
-
-    def __init__(self, weights_dir: Path):
-        self.root = weights_dir
-        self.path = weights_dir / ".talkreel" / "hashes.json"
-        try:
-            self.data: dict[str, dict] = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.data = {}
-
-    def _key(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
-
-    def get(self, path: Path) -> str | None:
-        rec = self.data.get(self._key(path))
-        if not rec:
-            return None
-        st = path.stat()
-        if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
-            return rec.get("sha256")
-        return None
-
-    def put(self, path: Path, sha256: str) -> None:
-        st = path.stat()
-        self.data[self._key(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"hashes.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-    def forget(self, path: Path) -> None:
-        self.data.pop(self._key(path), None)
-
-    def hash(self, path: Path, *, reread: bool) -> str:
-        if not reread and (known := self.get(path)):
-            return known
-        digest = sha256_file(path)
-        self.put(path, digest)
-        return digest
 
 
 @dataclass
@@ -174,7 +130,7 @@ def status(
     """The state of every file the engines need; `reread` re-hashes every present file (what `verify` does)."""
     weights_dir = weights_dir or default_weights_dir()
     lock = lock if lock is not None else read_lock()
-    cache = _HashCache(weights_dir)
+    cache = _hasher(weights_dir)
     rows: list[FileStatus] = []
     for engine_id in engine_ids:
         for w in _wanted(engine_id, weights_dir, lock):
@@ -197,7 +153,7 @@ def status(
                 if lf is not None and row.size != lf.size:
                     row.state = "truncated" if row.size < lf.size else "corrupt"
                 else:
-                    row.actual_sha256 = cache.hash(local, reread=True) if reread else cache.get(local)
+                    row.actual_sha256 = cache(local, reread=True) if reread else cache.known(local)
                     if lf is None:
                         row.state = "unlocked"
                     elif row.actual_sha256 is None:
@@ -260,7 +216,7 @@ def convert_engine(
     """Convert every present pickled checkpoint of an engine whose safetensors is missing or stale."""
     weights_dir = weights_dir or default_weights_dir()
     lock = lock if lock is not None else read_lock()
-    cache = _HashCache(weights_dir)
+    cache = _hasher(weights_dir)
     done: list[Path] = []
     for w in _wanted(engine_id, weights_dir, lock):
         if w.entry.convert is None or w.is_pattern or not conv.is_pickle(w.path):
@@ -268,7 +224,7 @@ def convert_engine(
         source = weights_dir / w.entry.repo / w.path
         if not source.is_file():
             continue
-        sha = cache.hash(source, reread=False)
+        sha = cache(source, reread=False)
         if w.locked is not None and sha != w.locked.sha256:
             continue  # a corrupt source is reported by verify/download, never converted
         output = weights_dir / w.entry.repo / conv.output_rel(w.entry.convert, w.path)
@@ -338,7 +294,7 @@ def download(
     weights_dir = weights_dir or default_weights_dir()
     lock = lock if lock is not None else read_lock()
     report = DownloadReport()
-    cache = _HashCache(weights_dir)
+    cache = _hasher(weights_dir)
     say = on_event or (lambda _m: None)
     for engine_id in engine_ids:
         entries(engine_id)  # unknown ids fail before anything is fetched
@@ -361,7 +317,7 @@ def _download_locked(
     engine_id: str,
     locked: list[LockedFile],
     weights_dir: Path,
-    cache: _HashCache,
+    cache: FileHasher,
     report: DownloadReport,
     say: Event,
 ) -> None:
@@ -374,11 +330,7 @@ def _download_locked(
     todo: list[LockedFile] = []
     for lf in locked:
         local = weights_dir / lf.repo / lf.path
-        if (
-            local.is_file()
-            and local.stat().st_size == lf.size
-            and cache.hash(local, reread=False) == lf.sha256
-        ):
+        if local.is_file() and local.stat().st_size == lf.size and cache(local, reread=False) == lf.sha256:
             report.already_present.append(local)
         else:
             todo.append(lf)
@@ -392,7 +344,7 @@ def _download_locked(
         say(f"{engine_id}: {lf.repo}@{lf.revision[:12]} {lf.path} ({human_size(lf.size)})")
         with hub_errors(f"{lf.repo}/{lf.path}", _FIX.format(engine=engine_id)):
             local = _fetch_locked(lf, weights_dir)
-        actual = cache.hash(local, reread=True)
+        actual = cache(local, reread=True)
         if actual != lf.sha256:
             cache.forget(local)
             local.unlink(missing_ok=True)
@@ -467,7 +419,7 @@ def _fetch_locked(lf: LockedFile, weights_dir: Path) -> Path:
 
 
 def _download_unlocked(
-    engine_id: str, weights_dir: Path, cache: _HashCache, report: DownloadReport, say: Event
+    engine_id: str, weights_dir: Path, cache: FileHasher, report: DownloadReport, say: Event
 ) -> None:
     from huggingface_hub import snapshot_download
 
@@ -503,7 +455,7 @@ def _download_unlocked(
         for pattern in set(patterns):
             for p in root.glob(pattern):
                 if p.is_file():
-                    cache.hash(p, reread=False)
+                    cache(p, reread=False)
                     report.downloaded.append(p)
 
 
@@ -570,7 +522,7 @@ def import_files(
     lock = lock if lock is not None else read_lock()
     say = on_event or (lambda _m: None)
     cands = _candidates([Path(s).expanduser() for s in sources])
-    cache = _HashCache(weights_dir)
+    cache = _hasher(weights_dir)
     report = ImportReport()
     locked = lock.files(engine_id)
 
@@ -612,7 +564,7 @@ def import_files(
     for w, repo_path, lf, hits in wanted:
         dest = weights_dir / w.repo / repo_path
         if lf is not None and dest.is_file() and dest.stat().st_size == lf.size:
-            if cache.hash(dest, reread=False) == lf.sha256:
+            if cache(dest, reread=False) == lf.sha256:
                 report.already_present.append(dest)
                 continue
         if not hits:
@@ -625,7 +577,7 @@ def import_files(
     return report
 
 
-def _place(hits: list[Path], dest: Path, lf: LockedFile | None, cache: _HashCache, say: Event) -> Path:
+def _place(hits: list[Path], dest: Path, lf: LockedFile | None, cache: FileHasher, say: Event) -> Path:
     """Copy the first candidate that has the locked bytes (any candidate when unlocked), hashing as it copies."""
     mismatch: tuple[Path, str, str] | None = None
     for src in hits:
@@ -635,7 +587,7 @@ def _place(hits: list[Path], dest: Path, lf: LockedFile | None, cache: _HashCach
             mismatch = mismatch or (src, "size", f"{size} bytes, weights.lock expects {lf.size} ({why})")
             continue
         if src.resolve() == dest.resolve():
-            digest, tmp = cache.hash(dest, reread=True), None
+            digest, tmp = cache(dest, reread=True), None
         else:
             say(f"importing {src} -> {dest}")
             digest, tmp = _copy_hashing(src, dest)
