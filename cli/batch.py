@@ -169,7 +169,7 @@ def run_batch(
                     frames=None if plan.up_to_date else estimate_frames(plan.loaded),
                 )
             )
-            return result
+        return result
 
     cache = DiskArrayCache(default_cache_root() / "prepared")
     engines: dict[str, Any] = {}

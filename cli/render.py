@@ -141,14 +141,16 @@ def render(
 def _print_plan(outcomes: list[Outcome]) -> None:
     from rich.table import Table
 
+    from pipelines.spec.paths import display
+
     table = Table("job", "status", "engine", "frames (est.)", "output")
     for o in outcomes:
         table.add_row(
-            o.job,
+            display(Path(o.job)),
             o.status,
             o.engine or "",
             "" if o.frames is None else str(o.frames),
-            o.output or o.error or "",
+            display(Path(o.output)) if o.output else o.error or "",
         )
     err_console.print(table)
 

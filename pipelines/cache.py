@@ -55,7 +55,7 @@ class FileHasher:
     def known(self, path: str | Path) -> str | None:
         """The remembered digest, if the file's size and mtime are still those it was hashed at."""
         hit = self._memo.get(self._key(Path(path)))
-        if not hit:
+        if not isinstance(hit, dict):
             return None
         st = Path(path).stat()
         if hit.get("size") == st.st_size and hit.get("mtime_ns") == st.st_mtime_ns:

@@ -146,12 +146,14 @@ def test_up_to_date_skip_and_selective_rerender(tmp_path, monkeypatch):
 
 
 def test_dry_run_prints_the_plan_without_rendering(tmp_path, monkeypatch):
-    jobs = make_project(tmp_path, {"one": SUMMARY})
+    jobs = make_project(tmp_path, {"one": SUMMARY, "two": SUMMARY.replace("happy", "sad")})
     monkeypatch.chdir(tmp_path)
     result = render(str(jobs), "--out", "out", "--dry-run", "--json")
     assert result.exit_code == 0
-    (job,) = json.loads(result.stdout)["jobs"]
-    assert job["status"] == "to render" and job["engine"] == "preview" and job["frames"] > 0
+    planned = json.loads(result.stdout)["jobs"]
+    assert [Path(j["job"]).stem for j in planned] == ["one", "two"]
+    for job in planned:
+        assert job["status"] == "to render" and job["engine"] == "preview" and job["frames"] > 0
     assert not (tmp_path / "out" / "one.mp4").exists()
 
 
