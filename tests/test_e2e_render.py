@@ -238,3 +238,16 @@ def test_signed_output_verifies(tmp_path, monkeypatch):
     assert report["watermark"]["id"] == record["composition"]["watermark"]["id"]
     assert report["c2pa"]["verdict"] == "trusted"
     assert report["c2pa"]["talkreel"]["engine"] == "preview"
+
+
+def test_shards_split_the_jobs_without_overlap(tmp_path, monkeypatch):
+    jobs = make_project(tmp_path, {name: SUMMARY for name in ("a", "b", "c")})
+    monkeypatch.chdir(tmp_path)
+    shares = []
+    for k in (1, 2):
+        result = render(str(jobs), "--out", "out", "--dry-run", "--json", "--shard", f"{k}/2")
+        assert result.exit_code == 0
+        shares.append({Path(j["job"]).stem for j in json.loads(result.stdout)["jobs"]})
+    assert shares[0] | shares[1] == {"a", "b", "c"}
+    assert not shares[0] & shares[1]
+    assert render(str(jobs), "--out", "out", "--dry-run", "--shard", "3/2").exit_code == 2
