@@ -58,6 +58,10 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
     assert first.exit_code == 0, first.output
     record = json.loads((tmp_path / "a" / "ls.json").read_text())
     assert record["engine"]["name"] == "latentsync-1.6"
+    weights = {w["role"]: w for w in record["engine"]["weights"]}
+    assert weights["unet"]["repo"] == "ByteDance/LatentSync-1.6"
+    assert weights["unet"]["file"].endswith("latentsync_unet.safetensors")
+    assert weights["unet"]["revision"] is None  # no weights.lock here: the record says the weights are unpinned
     n = record["frames"]["clip"]
     assert n == record["frames"]["output"] == round(record["duration"]["speech"] * 25)
     info = probe(tmp_path / "a" / "ls.mp4")

@@ -39,7 +39,6 @@ class RenderSettings:
     size: tuple[int, int] | None  # (width, height); None = the engine's natural framing
     seed: int
     engine: Any  # the job's engine-specific pydantic settings (pipelines.spec.engines)
-    device: str = "cpu"
 
 
 class ArrayCache(Protocol):
@@ -67,7 +66,8 @@ class Engine(Protocol):
     ) -> Iterator[Frame]: ...
 
 
-# name -> "module:factory"; the factory takes keyword options (device, weights_dir) and returns an Engine.
+# name -> "module:factory"; the factory takes keyword options (e.g. device, weights_dir) and returns an Engine.
+# An engine owns its device: model engines default to CUDA when it is available.
 _REGISTRY: dict[str, str] = {
     "preview": "pipelines.engines.preview.engine:PreviewEngine",
     "latentsync-1.5": "pipelines.engines.latentsync.engine:LatentSyncEngine.v15",

@@ -149,7 +149,7 @@ class _Reader:
 class LatentSyncEngine:
     """LatentSync 1.5 (256 px faces) or 1.6 (512 px faces) on a diffusers pipeline.
 
-    Options: device ("cpu", "cuda", ...), weights_dir / lock_path (where pipelines.weights finds the converted
+    Options: device ("cpu", "cuda", ...; default: cuda when available), weights_dir / lock_path (where pipelines.weights finds the converted
     files), components (a dict of ready modules: unet, vae, audio_encoder; skips the weights folder), chunk_frames,
     resolution (the face crop size; the official weights are trained at 256 for 1.5 and 512 for 1.6 only: other
     sizes are for tests with tiny models and experiments). Without the option, TALKREEL_LATENTSYNC_RESOLUTION sets
@@ -159,7 +159,7 @@ class LatentSyncEngine:
     def __init__(
         self,
         engine_id: str,
-        device: str = "cpu",
+        device: str | None = None,
         weights_dir: str | Path | None = None,
         lock_path: str | Path | None = None,
         components: dict[str, Any] | None = None,
@@ -179,11 +179,16 @@ class LatentSyncEngine:
         self.resolution = int(resolution or RESOLUTIONS[engine_id])
         if self.resolution <= 0 or self.resolution % 64:
             raise ValueError(f"resolution must be a positive multiple of 64, got {self.resolution}")
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.chunk_frames = chunk_frames
         self._components = components
         self._pipe = None
         self._paths: dict[str, Path] = {}
+        self._lock_path = Path(lock_path) if lock_path else None
         if components is None:
             from pipelines.weights.store import resolve
 
@@ -203,12 +208,33 @@ class LatentSyncEngine:
         return cls("latentsync-1.6", **options)
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"resolution": self.resolution, "chunk_frames": self.chunk_frames}
+        info: dict[str, Any] = {
+            "device": self.device,
+            "resolution": self.resolution,
+            "chunk_frames": self.chunk_frames,
+        }
         if self._paths:
-            info["weights"] = {role: str(p) for role, p in self._paths.items()}
+            info["weights"] = self._weights_info()
         if self._pipe is not None:
             info["unet_block_out_channels"] = list(self._pipe.unet.config.block_out_channels)
         return info
+
+    def _weights_info(self) -> list[dict[str, Any]]:
+        """Each weight file with its hub repo and the revision weights.lock pins (None when unlocked)."""
+        from pipelines.weights.manifest import entries
+        from pipelines.weights.store import locked_revisions
+
+        revisions = locked_revisions(self.name, self._lock_path)
+        repos = {w.role: w.repo for w in entries(self.name)}
+        return [
+            {
+                "role": role,
+                "file": str(path),
+                "repo": repos.get(role),
+                "revision": revisions.get(repos.get(role)),
+            }
+            for role, path in self._paths.items()
+        ]
 
     # ---- models -----------------------------------------------------------------------------------------------
     def pipeline(self, dtype_name: str = "auto", device: str | None = None):
@@ -361,7 +387,7 @@ class LatentSyncEngine:
         guidance = float(getattr(opts, "guidance", 1.5))
         deep = DEEP_CACHE_INTERVAL if getattr(opts, "deep_cache", False) else None
         # the engine's own device option wins over the settings' default
-        device = self.device if settings.device in (None, "cpu") else settings.device
+        device = self.device
         pipe = self.pipeline(getattr(opts, "dtype", "auto"), device)
         low_vram = bool(getattr(opts, "low_vram", False))
         # low-VRAM: VAE one image at a time and the two guidance halves one after the other (same results)
