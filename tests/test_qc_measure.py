@@ -34,8 +34,13 @@ def test_figures_from_curves():
 def test_frame_levels():
     sr = 16000
     samples = np.concatenate([np.zeros(sr), 0.5 * np.ones(sr)]).astype(np.float32)
-    levels = frame_levels_db(samples, sr, 25.0, 50)
+    levels, seen = frame_levels_db(samples, sr, 25.0, 50)
+    assert seen == 2 * sr
     assert levels[:25].max() < -100 and levels[25:] == pytest.approx(20 * np.log10(0.5), abs=0.01)
+    # Streamed in uneven blocks (as qc_file decodes the file) the levels are the same.
+    blocks = np.split(samples, [1000, 7777, 20000])
+    streamed, _ = frame_levels_db(iter(blocks), sr, 25.0, 50)
+    np.testing.assert_allclose(streamed, levels)
 
 
 @pytest.fixture(scope="module")

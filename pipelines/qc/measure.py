@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,22 @@ def video_mouth_openings(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return np.array(values, np.float64), fps
 
 
-def frame_levels_db(samples: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """RMS level (dBFS) of the audio over each video frame's interval [k / fps, (k + 1) / fps)."""
+def frame_levels_db(
+    blocks: Iterable[np.ndarray], sample_rate: int, fps: float, n_frames: int
+) -> tuple[np.ndarray, int]:
+    """RMS level (dBFS) of the audio over each video frame's interval [k / fps, (k + 1) / fps), and the number of
+    samples seen. Streams over `blocks` (an array works too, as one block): memory does not grow with the audio."""
     edges = np.round(np.arange(n_frames + 1) * sample_rate / fps).astype(np.int64)
-    edges = np.minimum(edges, len(samples))
-    power = np.concatenate([[0.0], np.cumsum(np.asarray(samples, np.float64) ** 2)])
-    counts = np.maximum(edges[1:] - edges[:-1], 1)
-    mean_power = (power[edges[1:]] - power[edges[:-1]]) / counts
-    return 10 * np.log10(mean_power + 1e-12)
+    power = np.zeros(n_frames)
+    seen = 0
+    for block in blocks if not isinstance(blocks, np.ndarray) else [blocks]:
+        block = np.asarray(block, np.float64).reshape(-1)
+        frame = np.searchsorted(edges, seen + np.arange(len(block)), side="right") - 1
+        inside = frame < n_frames
+        power += np.bincount(frame[inside], weights=block[inside] ** 2, minlength=n_frames)
+        seen += len(block)
+    counts = np.maximum(np.minimum(edges[1:], seen) - np.minimum(edges[:-1], seen), 1)
+    return 10 * np.log10(power / counts + 1e-12), seen
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -126,7 +135,7 @@ def qc_figures(openings: np.ndarray, levels_db: np.ndarray, fps: float = 25.0) -
 
 def qc_file(path: str | os.PathLike) -> dict[str, Any]:
     """Every QC figure of a rendered MP4 (or any video with an audio track), as a JSON-ready dict."""
-    from pipelines.media.audio import load_audio, measure_loudness
+    from pipelines.media.audio import iter_audio_blocks, measure_loudness
     from pipelines.media.probe import probe
 
     path = Path(path)
@@ -146,9 +155,10 @@ def qc_file(path: str | os.PathLike) -> dict[str, Any]:
         "true_peak_dbtp": None,
     }
     if info.has_audio:
-        samples = load_audio(path, ENVELOPE_RATE)
-        levels = frame_levels_db(samples, ENVELOPE_RATE, fps, len(openings))
-        audio_duration = len(samples) / ENVELOPE_RATE
+        levels, n_samples = frame_levels_db(
+            iter_audio_blocks(path, ENVELOPE_RATE), ENVELOPE_RATE, fps, len(openings)
+        )
+        audio_duration = n_samples / ENVELOPE_RATE
         loudness = measure_loudness(path)
         result.update(
             audio_duration=round(audio_duration, 4),

@@ -132,6 +132,9 @@ def _phoneme_targets(speech: Speech, n_grid: int) -> np.ndarray:
     return num / np.maximum(den, 1e-9)[:, None]
 
 
+_FEATURE_CHUNK = 1024  # analysis windows per chunk
+
+
 def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Level (dBFS) and log2 spectral centroid at GRID_HZ, each window centred on its grid point."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -145,19 +148,19 @@ def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple
     band = (freqs >= _CENTROID_BAND[0]) & (freqs <= _CENTROID_BAND[1])
     window = np.hanning(win)
     log_f = np.log2(np.maximum(freqs[band], 1.0))
-    # Chunks keep memory flat for long clips.
-    for c0 in range(0, n_grid, 4096):
-        idx = starts[c0 : c0 + 4096, None] + np.arange(win)[None, :]
+    # Chunks keep memory flat for long clips (about 15 MB of temporaries per chunk).
+    for c0 in range(0, n_grid, _FEATURE_CHUNK):
+        idx = starts[c0 : c0 + _FEATURE_CHUNK, None] + np.arange(win)[None, :]
         # Zeros outside the signal, without a padded copy of it.
         inside = (idx >= 0) & (idx < len(x))
         frames = np.where(inside, x[np.clip(idx, 0, max(len(x) - 1, 0))] if len(x) else 0.0, 0.0).astype(
             np.float64
         )
         rms = np.sqrt(np.mean(frames**2, axis=1))
-        level[c0 : c0 + 4096] = 20.0 * np.log10(np.maximum(rms, 1e-6))
+        level[c0 : c0 + _FEATURE_CHUNK] = 20.0 * np.log10(np.maximum(rms, 1e-6))
         power = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))[:, band] ** 2
         total = power.sum(axis=1)
-        centroid[c0 : c0 + 4096] = np.where(
+        centroid[c0 : c0 + _FEATURE_CHUNK] = np.where(
             total > 0, (power * log_f).sum(axis=1) / np.maximum(total, 1e-20), 0.0
         )
     return level, centroid
