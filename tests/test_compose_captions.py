@@ -103,3 +103,23 @@ def test_webvtt_format_and_escaping(tmp_path):
     assert blocks[1].split("\n")[1] == "a --&gt; b &amp; &lt;c&gt;"
     assert "-->" not in blocks[1].split("\n")[1]
     assert vtt_text([]) == "WEBVTT\n\n"
+
+
+def test_burnt_in_cues_fit_the_panel_and_keep_every_word():
+    from pipelines.compose.captions import line_chars_for
+    from pipelines.compose.fonts import load_font
+
+    font = load_font(None, 23)  # the caption size on a 512 px output
+    width = int(512 * 0.84)
+    text = (
+        "No. The preview engine runs on any laptop, without a graphics card. When you want studio quality, "
+        "switch the engine to latent sync and render on a GPU."
+    )
+    words = text.split()
+    tokens = [TimedUnit(i * 0.3, i * 0.3 + 0.25, w) for i, w in enumerate(words)]
+    cues = group_cues(tokens, len(words) * 0.3, line_chars_for(font, width))
+    assert " ".join(c.text.replace("\n", " ") for c in cues).split() == words
+    for cue in cues:
+        lines = cue.text.split("\n")
+        assert len(lines) <= 2
+        assert all(font.getlength(line) <= width for line in lines), lines

@@ -97,10 +97,10 @@ def timed_tokens(
     return _spread(tokens, regions), "speech-energy"
 
 
-def _lines(text: str) -> list[str]:
+def _lines(text: str, line_chars: int = LINE_CHARS) -> list[str]:
     lines, current = [], ""
     for word in text.split():
-        if current and len(current) + 1 + len(word) > LINE_CHARS:
+        if current and len(current) + 1 + len(word) > line_chars:
             lines.append(current)
             current = word
         else:
@@ -108,17 +108,25 @@ def _lines(text: str) -> list[str]:
     return [*lines, current] if current else lines
 
 
-def group_cues(tokens: Sequence[TimedUnit], duration: float) -> list[Cue]:
-    """Words -> cues of at most two lines / six seconds, broken at sentence ends and pauses."""
+def line_chars_for(font, width: int) -> int:
+    """How many characters of ordinary text fit on one burnt-in caption line of `width` pixels in `font`."""
+    sample = "the quick brown fox jumps over a lazy dog "
+    return max(8, min(LINE_CHARS, int(0.9 * width * len(sample) / font.getlength(sample))))
+
+
+def group_cues(tokens: Sequence[TimedUnit], duration: float, line_chars: int = LINE_CHARS) -> list[Cue]:
+    """Words -> cues of at most two lines of `line_chars` / six seconds, broken at sentence ends and pauses."""
     groups: list[list[TimedUnit]] = []
     for tok in tokens:
         if groups:
             group = groups[-1]
             candidate = " ".join(t.label for t in group) + " " + tok.label
-            too_long = len(_lines(candidate)) > MAX_LINES or tok.end - group[0].start > MAX_CUE_SECONDS
+            too_long = (
+                len(_lines(candidate, line_chars)) > MAX_LINES or tok.end - group[0].start > MAX_CUE_SECONDS
+            )
             paused = tok.start - group[-1].end >= PAUSE_BREAK
             ended = group[-1].label.endswith(SENTENCE_END)
-            comma_break = group[-1].label.endswith((",", ";", ":", "،")) and len(candidate) > LINE_CHARS
+            comma_break = group[-1].label.endswith((",", ";", ":", "،")) and len(candidate) > line_chars
             if not (too_long or paused or ended or comma_break):
                 group.append(tok)
                 continue
@@ -130,7 +138,8 @@ def group_cues(tokens: Sequence[TimedUnit], duration: float) -> list[Cue]:
         end = min(max(group[-1].end, start + MIN_CUE_SECONDS), limit, duration)
         if end <= start:
             continue
-        cues.append(Cue(round(start, 3), round(end, 3), "\n".join(_lines(" ".join(t.label for t in group)))))
+        text = "\n".join(_lines(" ".join(t.label for t in group), line_chars))
+        cues.append(Cue(round(start, 3), round(end, 3), text))
     return cues
 
 

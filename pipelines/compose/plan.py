@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from pipelines.compose.audio_timeline import AudioSegment, write_timeline
-from pipelines.compose.captions import Cue, group_cues, timed_tokens, write_srt, write_vtt
+from pipelines.compose.captions import (
+    LINE_CHARS,
+    Cue,
+    group_cues,
+    line_chars_for,
+    timed_tokens,
+    write_srt,
+    write_vtt,
+)
 from pipelines.compose.cards import CardText, render_card
 from pipelines.compose.fonts import default_font_path, layout_engine_name, load_font
 from pipelines.compose.layout import Placement, background, output_size, plan_placement
@@ -326,13 +334,16 @@ def plan_composition(
 
     # --- captions
     tokens, timing = timed_tokens(script_text, speech.words, speech.samples, speech.sample_rate)
-    cues = [c.shifted(offset_s) for c in group_cues(tokens, speech.duration)]
+    # Burnt-in cues are cut to what fits the caption panel, so no line is ever wrapped again or cut off.
+    caption_width = int(width * 0.84)
+    line_chars = line_chars_for(caption_font, caption_width) if job.captions.burn_in else LINE_CHARS
+    cues = [c.shifted(offset_s) for c in group_cues(tokens, speech.duration, line_chars)]
     caption_style = None
     if job.captions.burn_in and cues:
         caption_style = (
             TextStyle(caption_font, parse_colour(theme.colours.text)),
             panel_fill,
-            int(width * 0.84),
+            caption_width,
             caption_bottom,
         )
 
