@@ -8,6 +8,7 @@ final encode. Nothing holds the whole clip in memory.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import shutil
 import time
@@ -20,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from pipelines.cache import FileHasher, atomic_write_text, code_version, hash_payload
-from pipelines.engines.base import Engine, RenderSettings
+from pipelines.engines.base import Engine, Frame, RenderSettings
 from pipelines.errors import InputError, RenderError
 from pipelines.media.atomic import move_into_place
-from pipelines.spec.audio import FileAudio, TextAudio
+from pipelines.spec.audio import FileAudio, PauseSegment, TextAudio
 from pipelines.spec.loader import LoadedJob
 from pipelines.speech.track import Speech, TimedUnit
 
@@ -98,17 +99,16 @@ def estimate_frames(loaded: LoadedJob) -> int | None:
     fps = job.output.fps
     if isinstance(job.audio, TextAudio):
         return round(len(job.audio.text) / 14.0 * fps)
-    seconds = 0.0
     try:
         if isinstance(job.audio, FileAudio):
             seconds = probe(job.audio.file).duration
         else:
-            for seg in job.audio.segments:
-                seconds += getattr(seg, "pause", 0.0) or (
-                    probe(seg.file).duration if hasattr(seg, "file") else 0
-                )
-    except Exception:
-        return None
+            seconds = sum(
+                seg.pause if isinstance(seg, PauseSegment) else probe(seg.file).duration
+                for seg in job.audio.segments
+            )
+    except (InputError, OSError):
+        return None  # unreadable media is reported by the checks before rendering
     return round(seconds * fps)
 
 
@@ -125,7 +125,7 @@ class Timings:
             self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
 
 
-def _speech_inputs(loaded: LoadedJob, work_dir: Path) -> tuple[Any, list]:
+def _speech_inputs(loaded: LoadedJob) -> tuple[Any, list]:
     """The audio pieces for media.prepare_audio, and the TTS result when the job drafts its speech from text."""
     from pipelines.media.audio import RawAudio
 
@@ -137,7 +137,7 @@ def _speech_inputs(loaded: LoadedJob, work_dir: Path) -> tuple[Any, list]:
         return synthesis, [RawAudio(synthesis.samples, synthesis.sample_rate)]
     if isinstance(audio, FileAudio):
         return None, [audio.file]
-    return None, [seg.file if hasattr(seg, "file") else float(seg.pause) for seg in audio.segments]
+    return None, [seg.pause if isinstance(seg, PauseSegment) else seg.file for seg in audio.segments]
 
 
 def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple[tuple[TimedUnit, ...], ...]:
@@ -183,7 +183,7 @@ def render_job(
     and a contact sheet of its frames is written beside it as `<name>.contact.png`.
     """
     from pipelines.media.audio import prepare_audio
-    from pipelines.media.video_out import ChunkWriter, completed_frames, iter_chunk_frames
+    from pipelines.media.video_out import completed_frames, iter_chunk_frames
 
     loaded = plan.loaded
     job, persona = loaded.job, loaded.persona
@@ -195,7 +195,7 @@ def render_job(
 
     with timings.stage("audio"):
         try:
-            synthesis, pieces = _speech_inputs(loaded, work)
+            synthesis, pieces = _speech_inputs(loaded)
             audio = prepare_audio(pieces, fps, work / "audio")
             phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
         except InputError as exc:
@@ -237,7 +237,7 @@ def render_job(
                 progress=lambda done: report("render", start + done, n_frames),
                 start=start,
             )
-            _write_chunks(frames, chunks, fps, start, n_frames, faces, ChunkWriter, report)
+            _write_chunks(frames, chunks, fps, start, n_frames, faces)
         if completed_frames(chunks) != n_frames:
             raise RenderError(
                 f"engine {engine.name} produced {completed_frames(chunks)} of {n_frames} frames"
@@ -340,16 +340,20 @@ def render_job(
     return record
 
 
-def _write_chunks(frames, chunks, fps, start, n_frames, faces, writer_cls, report) -> None:
+def _write_chunks(
+    frames: Iterator[Frame], chunks: Path, fps: float, start: int, n_frames: int, faces
+) -> None:
     """Stream frames into chunk files; the first frame decides the size (engines choose their framing)."""
+    from pipelines.media.video_out import ChunkWriter
+
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
         return
     size = (first.image.shape[1], first.image.shape[0])
-    with writer_cls(chunks, fps, size, chunk_frames=CHUNK_FRAMES) as writer:
-        index = start
-        for frame in _chain(first, frames):
+    index = start
+    with ChunkWriter(chunks, fps, size, chunk_frames=CHUNK_FRAMES) as writer:
+        for frame in itertools.chain([first], frames):
             if index >= n_frames:
                 raise RenderError(f"engine yielded more than the {n_frames} frames the audio needs")
             writer.write(frame.image)
@@ -357,13 +361,7 @@ def _write_chunks(frames, chunks, fps, start, n_frames, faces, writer_cls, repor
             index += 1
             if (index - start) % CHUNK_FRAMES == 0:
                 faces.save(index)  # the chunk ending here is on disk now
-            report("render", index, n_frames)
     faces.save(index)
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _chunk_size(chunks: Path) -> tuple[int, int]:
