@@ -100,7 +100,7 @@ def _engine_override(name: str | None):
 
     try:
         return engine_settings(name)
-    except Exception:
+    except ValueError:  # pydantic's ValidationError
         from pipelines.engines.base import engine_names
 
         raise InputError(
@@ -119,7 +119,6 @@ def run_batch(
     allow_outside_paths: bool = False,
     qc: bool = True,
     reporter: Reporter | None = None,
-    engine_factory: Callable[[str], Any] | None = None,
 ) -> BatchResult:
     from pipelines.cache import DiskArrayCache, FileHasher, default_cache_root
     from pipelines.render import estimate_frames, plan_job
@@ -173,12 +172,9 @@ def run_batch(
 
     cache = DiskArrayCache(default_cache_root() / "prepared")
     engines: dict[str, Any] = {}
-    make_engine = engine_factory or _create_engine
     reporter.batch_planned(len(plans))
     for plan in plans:
-        result.outcomes.append(
-            _run_one(plan, out_dir, force, qc, engines, make_engine, cache, hasher, reporter)
-        )
+        result.outcomes.append(_run_one(plan, out_dir, force, qc, engines, cache, hasher, reporter))
     return result
 
 
@@ -200,15 +196,10 @@ def _check_media_and_faces(plans: list, batch: Any, invalid: Callable[[InputErro
     return [p for p in plans if p.up_to_date or id(p.loaded) in kept]
 
 
-def _create_engine(name: str) -> Any:
-    from pipelines.engines.base import create_engine
-
-    return create_engine(name)
-
-
 def _run_one(
-    plan, out_dir: Path, force: bool, qc: bool, engines, make_engine, cache, hasher, reporter: Reporter
+    plan, out_dir: Path, force: bool, qc: bool, engines: dict[str, Any], cache, hasher, reporter: Reporter
 ) -> Outcome:
+    from pipelines.engines.base import create_engine
     from pipelines.locks import OutputLock
     from pipelines.render import plan_job, render_job
 
@@ -229,7 +220,7 @@ def _run_one(
         if plan.up_to_date:
             return outcome
         if plan.engine_name not in engines:
-            engines[plan.engine_name] = make_engine(plan.engine_name)
+            engines[plan.engine_name] = create_engine(plan.engine_name)  # once per batch: models load once
         reporter.job_started(job, None)
         record = render_job(
             plan,

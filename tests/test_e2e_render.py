@@ -251,3 +251,14 @@ def test_shards_split_the_jobs_without_overlap(tmp_path, monkeypatch):
     assert shares[0] | shares[1] == {"a", "b", "c"}
     assert not shares[0] & shares[1]
     assert render(str(jobs), "--out", "out", "--dry-run", "--shard", "3/2").exit_code == 2
+
+
+def test_engine_override_applies_to_every_job(tmp_path, monkeypatch):
+    jobs = make_project(tmp_path, {"a": SUMMARY, "b": SUMMARY})
+    monkeypatch.chdir(tmp_path)
+    result = render(str(jobs), "--out", "out", "--dry-run", "--json", "--engine", "latentsync-1.6")
+    assert result.exit_code == 0
+    assert {j["engine"] for j in json.loads(result.stdout)["jobs"]} == {"latentsync-1.6"}
+    result = render(str(jobs), "--out", "out", "--dry-run", "--engine", "warp")
+    assert result.exit_code == 2
+    assert "unknown engine 'warp'; known: latentsync-1.5, latentsync-1.6, preview" in result.output
