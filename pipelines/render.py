@@ -33,6 +33,7 @@ CHUNK_FRAMES = 100  # frames per resumable checkpoint: a kill loses at most this
 FEATURE_RATE = 16000
 # Engines whose output is a draft get a fast x264 preset by default (the output.preset field overrides it).
 DRAFT_PRESETS = {"preview": "veryfast"}
+DRAFT_PAUSE = 0.25  # seconds of silence before and after draft (text) speech
 
 StageProgress = Callable[[str, int, int], None]
 """Called with (stage, frames done, frames total) while frames flow."""
@@ -134,7 +135,10 @@ def _speech_inputs(loaded: LoadedJob) -> tuple[Any, list]:
         from pipelines.speech.tts import synthesize
 
         synthesis = synthesize(audio.text, voice=audio.voice)
-        return synthesis, [RawAudio(synthesis.samples, synthesis.sample_rate)]
+        # A breath of silence around draft speech: the clip opens and ends on a closed mouth (and the card
+        # cross-fades of intro / faq show a face at rest, not one caught mid-word).
+        pieces = [DRAFT_PAUSE, RawAudio(synthesis.samples, synthesis.sample_rate), DRAFT_PAUSE]
+        return synthesis, pieces
     if isinstance(audio, FileAudio):
         return None, [audio.file]
     return None, [seg.pause if isinstance(seg, PauseSegment) else seg.file for seg in audio.segments]
@@ -143,7 +147,7 @@ def _speech_inputs(loaded: LoadedJob) -> tuple[Any, list]:
 def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple[tuple[TimedUnit, ...], ...]:
     """Phoneme and word timing: espeak's own for draft text, DTW alignment of the script for a recording."""
     if synthesis is not None:
-        return tuple(synthesis.phonemes), tuple(synthesis.words)
+        return _shifted(synthesis.phonemes, DRAFT_PAUSE), _shifted(synthesis.words, DRAFT_PAUSE)
     script = loaded.job.script
     if not script:
         return (), ()
@@ -152,6 +156,10 @@ def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple
     # A recording has no voice setting; espeak's English voice is the reference rendition of the script.
     phonemes, words = align_script(samples_16k, FEATURE_RATE, script, voice="en")
     return tuple(phonemes), tuple(words)
+
+
+def _shifted(units, seconds: float) -> tuple[TimedUnit, ...]:
+    return tuple(TimedUnit(u.start + seconds, u.end + seconds, u.label) for u in units)
 
 
 class _FaceFlags:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from pipelines.media.probe import is_faststart, probe
 from pipelines.media.video_in import iter_frames
+from pipelines.render import DRAFT_PAUSE
 from tests.project_helpers import make_project, tone_wav
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,10 @@ def test_example_jobs_render_to_valid_mp4s(tmp_path, monkeypatch):
         speech = record["duration"]["speech"]
         assert record["frames"]["clip"] == round(speech * 25)
         assert record["audio"]["timing"] == "espeak"
+        if record["kind"] == "summary":  # no card before the clip: captions start after the draft lead-in
+            stamp = Path(job["output"]).with_suffix(".srt").read_text().splitlines()[1].split(" --> ")[0]
+            h, m, rest = stamp.split(":")
+            assert int(h) * 3600 + int(m) * 60 + float(rest.replace(",", ".")) >= DRAFT_PAUSE
     assert kinds == {"intro", "summary", "faq"}
 
 
