@@ -19,7 +19,7 @@ from cli.main import app
 from pipelines.media.probe import is_faststart, probe
 from pipelines.media.video_in import iter_frames
 from pipelines.render import DRAFT_PAUSE
-from tests.project_helpers import make_project, tone_wav
+from tests.project_helpers import make_project, portrait, tone_wav
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -267,3 +267,32 @@ def test_engine_override_applies_to_every_job(tmp_path, monkeypatch):
     result = render(str(jobs), "--out", "out", "--dry-run", "--engine", "warp")
     assert result.exit_code == 2
     assert "unknown engine 'warp'; known: latentsync-1.5, latentsync-1.6, preview" in result.output
+
+
+def test_video_persona_at_29_97_fps(tmp_path, monkeypatch):
+    """A persona video at NTSC rate (the portrait drifting slowly) becomes a 25 fps clip of exactly the audio's length."""
+    from PIL import Image
+
+    from pipelines.media.ffmpeg import run_ffmpeg
+
+    jobs = make_project(tmp_path, {"v": SUMMARY.replace("output: {size: [256, 256]}\n", "")})
+    persona = tmp_path / "personas" / "test"
+    Image.fromarray(portrait(320)).save(tmp_path / "big.png")
+    run_ffmpeg(
+        ["-loop", "1", "-framerate", "30000/1001", "-t", "2", "-i", str(tmp_path / "big.png")]
+        + ["-vf", "crop=288:224:16+16*sin(t):48", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+        + ["-y", str(persona / "clip.mp4")],
+        what="test persona video",
+    )
+    (persona / "persona.yaml").write_text(
+        (persona / "persona.yaml").read_text().replace("portrait.png", "clip.mp4")
+    )
+    monkeypatch.chdir(tmp_path)
+    result = render(str(jobs), "--out", "out", "--json")
+    assert result.exit_code == 0, result.output
+    record = check_mp4(tmp_path / "out" / "v.mp4")
+    assert record["frames"]["clip"] == round(record["duration"]["speech"] * 25)  # longer than the 2 s source
+    assert record["frames"]["without_face"] == 0
+    assert record["qc"]["frames_without_face"] == 0
+    info = probe(tmp_path / "out" / "v.mp4")
+    assert (info.width, info.height) == (288, 224)  # a video persona keeps its own framing
