@@ -28,7 +28,14 @@ from pipelines.media.audio import OUTPUT_RATE  # noqa: E402
 from pipelines.media.ffmpeg import run_ffmpeg  # noqa: E402
 from pipelines.media.video_in import iter_frames  # noqa: E402
 from pipelines.media.video_out import encode_final  # noqa: E402
-from pipelines.provenance.watermark import Watermarker, id_from_bits, payload_bits, read_scores, vote  # noqa: E402
+from pipelines.provenance.watermark import (  # noqa: E402
+    DEFAULT_SCALE,
+    Watermarker,
+    id_from_bits,
+    payload_bits,
+    read_scores,
+    vote,
+)
 
 WM_ID = "3fa2c901"
 
@@ -251,7 +258,9 @@ def main() -> None:
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--channels", default="U,Y", help="planes to compare (U is talkreel's default)")
     parser.add_argument(
-        "--scales", default="36", help="quantisation steps to compare (36 is talkreel's default)"
+        "--scales",
+        default=f"{DEFAULT_SCALE:g}",
+        help=f"quantisation steps to compare (talkreel embeds at {DEFAULT_SCALE:g}; imwatermark's own is 36)",
     )
     parser.add_argument("--sources", default="synthetic,astronaut")
     args = parser.parse_args()
