@@ -61,7 +61,9 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
     weights = {w["role"]: w for w in record["engine"]["weights"]}
     assert weights["unet"]["repo"] == "ByteDance/LatentSync-1.6"
     assert weights["unet"]["file"].endswith("latentsync_unet.safetensors")
-    assert weights["unet"]["revision"] is None  # no weights.lock here: the record says the weights are unpinned
+    assert (
+        weights["unet"]["revision"] is None
+    )  # no weights.lock here: the record says the weights are unpinned
     n = record["frames"]["clip"]
     assert n == record["frames"]["output"] == round(record["duration"]["speech"] * 25)
     info = probe(tmp_path / "a" / "ls.mp4")
