@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
@@ -80,14 +81,6 @@ def pingpong(i: int, n: int) -> int:
         return 0
     k, r = divmod(i, n)
     return r if k % 2 == 0 else n - 1 - r
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _resolve_dtype(name: str, device: str):
@@ -314,7 +307,7 @@ class LatentSyncEngine:
             scale = min(1.0, MAX_STILL_SIDE / max(w, h))
             size = (int(w * scale) // 2 * 2, int(h * scale) // 2 * 2)
         key = hashlib.sha256(
-            f"{PREPARE_VERSION}|{_digest(path)}|{size}|{settings.fps}|{self.resolution}".encode()
+            f"{PREPARE_VERSION}|{sha256_file(path)}|{size}|{settings.fps}|{self.resolution}".encode()
         ).hexdigest()[:32]
 
         def compute() -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
@@ -56,14 +57,6 @@ class PreviewPrepared:
         return int(self.found.shape[0])
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pingpong_index(k: int, n: int) -> int:
     """Source frame shown at output frame k when a source of n frames plays forwards, backwards, forwards..."""
     if n <= 1:
@@ -89,7 +82,7 @@ class PreviewEngine:
         kind = getattr(persona, "source_kind", None) or _kind_of(source)
         size = tuple(settings.size) if settings.size else None
         key = hashlib.sha256(
-            f"{PREPARE_VERSION}|{_file_digest(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}".encode()
+            f"{PREPARE_VERSION}|{sha256_file(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}".encode()
         ).hexdigest()[:32]
         if kind == "image":
             out_size = size or DEFAULT_SIZE
