@@ -14,11 +14,10 @@ from typing import Literal
 import numpy as np
 
 from pipelines.face.landmarks import FaceLandmarks, detect_faces
+from pipelines.media.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, media_kind
 
 Severity = Literal["error", "warning"]
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 
 MIN_FACE_PX = 96
 """Forehead-to-chin height below which a warning is given: LatentSync's 256 crop maps about 70 template units of face
@@ -70,26 +69,6 @@ class SourceReport:
         d = asdict(self)
         d["ok"] = self.ok
         return d
-
-
-def source_kind(path: str | os.PathLike) -> Literal["image", "video", "unknown"]:
-    suffix = Path(path).suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    return "unknown"
-
-
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray | None:
-    """RGB uint8 image (EXIF orientation applied, alpha dropped), or None when it cannot be decoded."""
-    import cv2
-
-    data = np.fromfile(os.fspath(path), dtype=np.uint8)  # cv2.imread cannot open non-ASCII paths on every OS
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        return None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def sample_video_frames(path: str | os.PathLike, n: int = VIDEO_SAMPLES) -> Iterator[np.ndarray]:
@@ -216,21 +195,25 @@ def _support(candidate: FaceLandmarks, per_frame: list[list[FaceLandmarks]]) -> 
 def inspect_source(path: str | os.PathLike) -> SourceReport:
     """Check a persona's face image or video; never raises for bad media (an unreadable file is an error Problem)."""
     p = Path(path)
-    kind = source_kind(p)
+    kind = media_kind(p) or "unknown"
     if not p.is_file():
         report = SourceReport(path=str(p), kind=kind)
         report.problems.append(Problem("error", "unreadable", "file not found"))
         return report
     if kind == "unknown":
         report = SourceReport(path=str(p), kind=kind)
-        allowed = ", ".join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+        allowed = ", ".join(sorted(IMAGE_SUFFIXES + VIDEO_SUFFIXES))
         report.problems.append(
             Problem("error", "unreadable", f"unsupported file type; expected one of {allowed}")
         )
         return report
     if kind == "image":
-        image = read_image_rgb(p)
-        if image is None:
+        from pipelines.errors import InputError
+        from pipelines.media.video_in import read_image
+
+        try:
+            image = read_image(p)
+        except InputError:
             report = SourceReport(path=str(p), kind=kind)
             report.problems.append(Problem("error", "unreadable", "not a readable image"))
             return report

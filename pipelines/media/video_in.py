@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import InputError
+from pipelines.media.formats import media_kind
 from pipelines.media.probe import normalise_rotation
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def _open_container(path: Path):
@@ -45,6 +44,24 @@ def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A still image as RGB uint8 in display orientation (EXIF applied, alpha dropped), optionally resized."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, f"image file {path.name!r} not found")
+    try:
+        with Image.open(path) as img:
+            # Phone photos carry their orientation in EXIF instead of in the pixels.
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            if size is not None and img.size != tuple(size):
+                img = img.resize(tuple(size), Image.Resampling.LANCZOS)
+            return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(path, None, f"{path.name!r} is not a readable image ({exc})") from None
+
+
 def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Every frame of the first video stream of `path`, in presentation order, as displayed (RGB uint8)."""
     path = Path(path)
@@ -70,7 +87,7 @@ class FrameSource:
         self.path = Path(path)
         self.fps = float(fps)
         self.size = size
-        self.is_still = self.path.suffix.lower() in IMAGE_SUFFIXES
+        self.is_still = media_kind(self.path) == "image"
         self._image: np.ndarray | None = None
         self._times: np.ndarray | None = None  # source presentation times (s), from the first frame
         if self.is_still:
@@ -84,19 +101,7 @@ class FrameSource:
 
     # -- still image --------------------------------------------------------------------------------------
     def _load_image(self) -> np.ndarray:
-        from PIL import Image, ImageOps, UnidentifiedImageError
-
-        if not self.path.is_file():
-            raise InputError(self.path, None, f"image file {self.path.name!r} not found")
-        try:
-            with Image.open(self.path) as img:
-                # Phone photos carry their orientation in EXIF instead of in the pixels.
-                img = ImageOps.exif_transpose(img).convert("RGB")
-                if self.size is not None and img.size != tuple(self.size):
-                    img = img.resize(tuple(self.size), Image.Resampling.LANCZOS)
-                return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(self.path, None, f"{self.path.name!r} is not a readable image ({exc})") from None
+        return read_image(self.path, self.size)
 
     # -- video ----------------------------------------------------------------------------------------------
     def _scan_timestamps(self) -> tuple[np.ndarray, float]:

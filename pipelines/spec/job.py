@@ -20,12 +20,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pipelines.media.formats import IMAGE_SUFFIXES
 from pipelines.spec.audio import AudioSpec, TextAudio
 from pipelines.spec.compose import CompositionFields, Layout, StrictModel
 from pipelines.spec.emotion import EmotionEntry, end_before_start
 from pipelines.spec.engines import EngineSettings, PreviewSettings
 from pipelines.spec.paths import fail, merge_errors, raise_field_errors, resolve_input, spec_context
-from pipelines.spec.persona import IMAGE_SUFFIXES
 
 Kind = Literal["intro", "summary", "faq"]
 X264Preset = Literal[

@@ -9,24 +9,21 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pipelines.expression.track import PARAMS
+from pipelines.media.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, media_kind
 from pipelines.spec.compose import StrictModel
 from pipelines.spec.emotion import known_emotions
 from pipelines.spec.engines import EngineSettings
 from pipelines.spec.paths import InputFile, fail, raise_field_errors
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 SourceKind = Literal["image", "video"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 def source_kind(path: Path) -> SourceKind:
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    raise ValueError(path)
+    kind = media_kind(path)
+    if kind is None:
+        raise ValueError(path)
+    return kind
 
 
 def _image_or_video(path: Path) -> Path:

@@ -217,10 +217,10 @@ def pressed_when_quiet(opening: np.ndarray) -> np.ndarray:
 
 
 def _kind_of(path: Path) -> str:
-    from pipelines.face.inspect import source_kind
+    from pipelines.media.formats import media_kind
 
-    kind = source_kind(path)
-    if kind == "unknown":
+    kind = media_kind(path)
+    if kind is None:
         raise InputError(path, "source", "expected an image or a video")
     return kind
 
@@ -230,12 +230,13 @@ def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]
 
     from pipelines.engines.preview.framing import margin_for, portrait_matrix
     from pipelines.face.align import transform_points
-    from pipelines.face.inspect import read_image_rgb
     from pipelines.face.landmarks import detect_faces
+    from pipelines.media.video_in import read_image
 
-    image = read_image_rgb(source)
-    if image is None:
-        raise InputError(source, "source", "not a readable image")
+    try:
+        image = read_image(source)
+    except InputError as exc:
+        raise InputError(source, "source", exc.message) from None
     faces = detect_faces(image)
     if not faces:
         raise InputError(source, "source", "no face found in the persona image")
