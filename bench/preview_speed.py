@@ -1,13 +1,15 @@
-"""Frames per second of the preview engine on the demo portrait at 512x512, and its ratio to encoding alone.
+"""Frames per second of a whole preview job on the demo portrait at 512x512, and its ratio to encoding alone.
 
-Prints figures, asserts nothing. The persona is prepared first (not timed: it is cached per persona). Speech is
-espeak-ng draft speech repeated to N frames with an emotion track, so the mouth, expressions and blinks all move.
-Figures:
-- render: the engine alone (frames produced and dropped);
-- render + encode: frames piped into pipelines.media encode_final (H.264 + AAC mux, the job's final encode);
-- job path: render -> lossless chunks (stage A) -> chunk decode -> encode_final (stage B), as render.py does;
-- encode alone: the same number of frames (the rendered ones, held in memory) through encode_final only, the floor;
-- ratios of the two pipelines' times to that floor.
+Prints figures, asserts nothing. A throwaway project holds the demo persona and one job whose audio is a WAV of
+espeak-ng speech repeated to N frames, with an emotion track, so the mouth, expressions and blinks all move. The
+persona is prepared first (not timed: it is cached per persona). Figures:
+- whole job: pipelines.render.render_job as `talkreel render` runs it (audio preparation, expression track,
+  engine, compositor with label and watermark, H.264 segments, mux with the audio, record), QC off; its stage
+  timings from the job record;
+- render alone: the engine's frames produced and dropped;
+- encode alone (the floor): the same number of frames, cycled from a pool of the job's own output frames held
+  in memory, through pipelines.media encode_final at the job's preset;
+- the ratio of the whole job's time to that floor.
 Usage: python bench/preview_speed.py [N_FRAMES] [--preset P]
 """
 
@@ -20,7 +22,6 @@ import tempfile
 import time
 import wave
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -41,14 +42,6 @@ TEXT = (
     "Welcome back. Today we look at three things: what changed, why it matters, and what comes next. "
     "Pauses close the mouth; words open it again."
 )
-
-
-class MemoryCache:
-    def __init__(self):
-        self.store = {}
-
-    def get_or_compute(self, namespace, key, compute):
-        return self.store.setdefault((namespace, key), compute())
 
 
 def make_speech(n_frames: int) -> Speech:
@@ -86,74 +79,102 @@ def write_wav(path: Path, speech: Speech) -> Path:
     return path
 
 
+JOB = """\
+kind: summary
+persona: demo
+audio: ../speech.wav
+emotion:
+  - {start: 0, emotion: happy, intensity: 0.7}
+  - {start: 6, emotion: thinking, intensity: 0.6}
+  - {start: 12, emotion: surprised, intensity: 0.8}
+  - {start: 18, emotion: neutral}
+output: {size: [512, 512]%s}
+seed: 1
+"""
+
+
+def make_project(root: Path, speech: Speech, preset: str | None) -> Path:
+    """personas/demo (the repository's demo persona file, its portrait generated) and jobs/bench.yaml."""
+    persona = root / "personas" / "demo"
+    persona.mkdir(parents=True)
+    (persona / "persona.yaml").write_text((REPO / "personas" / "demo" / "persona.yaml").read_text())
+    ensure_demo_portrait(persona)
+    write_wav(root / "speech.wav", speech)
+    jobs = root / "jobs"
+    jobs.mkdir()
+    (jobs / "bench.yaml").write_text(JOB % (f", preset: {preset}" if preset else ""))
+    return jobs
+
+
 def main() -> None:
-    from pipelines.media.video_out import ChunkWriter, encode_final, iter_chunk_frames
+    from pipelines.cache import DiskArrayCache, FileHasher
+    from pipelines.media.video_in import iter_frames
+    from pipelines.media.video_out import encode_final
+    from pipelines.render import DRAFT_PRESETS, plan_job, render_job
+    from pipelines.spec.loader import load_batch
 
     ap = argparse.ArgumentParser()
     ap.add_argument("n_frames", nargs="?", type=int, default=750)
-    ap.add_argument(
-        "--preset", default="medium", help="x264 preset of the final encode (the job default: medium)"
-    )
+    ap.add_argument("--preset", default=None, help="x264 preset (default: the preview engine's draft preset)")
     args = ap.parse_args()
     n = args.n_frames
+    preset = args.preset or DRAFT_PRESETS["preview"]
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        portrait = ensure_demo_portrait(tmp / "demo")
+        speech = make_speech(n)
+        jobs = make_project(tmp, speech, args.preset)
+        batch = load_batch([jobs])
+        if batch.errors:
+            raise SystemExit("; ".join(str(e) for e in batch.errors))
+        loaded = batch.jobs[0]
+        cache = DiskArrayCache(tmp / "cache")
         settings = RenderSettings(fps=FPS, size=SIZE, seed=0, engine=PreviewSettings())
         engine = PreviewEngine()
         t = time.perf_counter()
-        prep = engine.prepare(SimpleNamespace(source=portrait, source_kind="image"), settings, MemoryCache())
+        prep = engine.prepare(loaded.persona, settings, cache)
         t_prepare = time.perf_counter() - t
-        speech = make_speech(n)
-        wav = write_wav(tmp / "speech.wav", speech)
-        entries = [
-            (0, None, "happy", 0.7),
-            (6, None, "thinking", 0.6),
-            (12, None, "surprised", 0.8),
-            (18, None, "neutral", 1),
-        ]
-        expression = build_expression_track(entries, n, FPS, seed=1)
 
-        def frames():
-            return (f.image for f in engine.render(prep, speech, expression, settings))
-
-        # warm-up: the first frames of a persona compute its warp bases
-        for _ in zip(range(30), frames(), strict=False):
-            pass
-
+        plan = plan_job(loaded, tmp / "out", FileHasher(), force=True)
         t, c = time.perf_counter(), time.process_time()
-        held = [f.copy() for f in frames()]
-        t_render, c_render = time.perf_counter() - t, time.process_time() - c
+        record = render_job(plan, engine, cache, qc=False)
+        t_job, c_job = time.perf_counter() - t, time.process_time() - c
+        out_frames = record["frames"]["output"]
 
+        expression = build_expression_track([(0, None, "happy", 0.7)], n, FPS, seed=1)
         t = time.perf_counter()
-        encode_final(frames(), n, FPS, SIZE, wav, tmp / "a.mp4", preset=args.preset)
-        t_render_encode = time.perf_counter() - t
+        for _ in engine.render(prep, speech, expression, settings):
+            pass
+        t_render = time.perf_counter() - t
 
+        pool = [f for _, f in zip(range(50), iter_frames(plan.out_path), strict=False)]
         t = time.perf_counter()
-        with ChunkWriter(tmp / "chunks", FPS, SIZE) as writer:
-            for image in frames():
-                writer.write(image)
-        encode_final(iter_chunk_frames(tmp / "chunks"), n, FPS, SIZE, wav, tmp / "b.mp4", preset=args.preset)
-        t_job = time.perf_counter() - t
-
-        t = time.perf_counter()
-        encode_final(iter(held), n, FPS, SIZE, wav, tmp / "c.mp4", preset=args.preset)
+        encode_final(
+            (pool[i % len(pool)] for i in range(out_frames)),
+            out_frames,
+            FPS,
+            SIZE,
+            tmp / "speech.wav",
+            tmp / "floor.mp4",
+            preset=preset,
+        )
         t_encode = time.perf_counter() - t
 
     print(
-        f"preview engine, {SIZE[0]}x{SIZE[1]}, {n} frames ({n / FPS:.0f} s at {FPS:g} fps), x264 preset {args.preset}"
+        f"preview job, {SIZE[0]}x{SIZE[1]}, {out_frames} frames ({out_frames / FPS:.0f} s at {FPS:g} fps), x264 preset {preset}"
     )
     print(f"  prepare (once per persona, cached):  {t_prepare:8.2f} s")
-    print(f"  render alone:                        {n / t_render:8.1f} frames/s")
-    # CPU time says what the render costs even when other processes share the cores (wall figures then drop)
-    print(f"  render CPU time per frame:           {1000 * c_render / n:8.2f} ms (all threads)")
-    print(f"  render + final encode/mux:           {n / t_render_encode:8.1f} frames/s")
-    print(f"  job path (render, chunks, encode):   {n / t_job:8.1f} frames/s")
-    print(f"  final encode alone (the floor):      {n / t_encode:8.1f} frames/s")
-    print(f"  ratio render+encode / floor:         {t_render_encode / t_encode:8.2f} x the floor's time")
-    print(f"  ratio job path / floor:              {t_job / t_encode:8.2f} x the floor's time")
-    print(f"  real time factor (render + encode):  {n / FPS / t_render_encode:8.1f} x")
+    print(
+        f"  whole job (talkreel render path):    {out_frames / t_job:8.1f} frames/s  ({out_frames / FPS / t_job:.1f} x real time)"
+    )
+    print(
+        f"  whole job, this process's CPU:       {1000 * c_job / out_frames:8.2f} ms/frame (ffmpeg not included)"
+    )
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in record["timings"].items())
+    print(f"  job stages (s):                      {stages}")
+    print(f"  render alone (engine):               {n / t_render:8.1f} frames/s")
+    print(f"  encode alone (the floor):            {out_frames / t_encode:8.1f} frames/s")
+    print(f"  ratio whole job / floor:             {t_job / t_encode:8.2f} x the floor's time")
     print(
         f"  load average at the end:             {' '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} cores)"
     )

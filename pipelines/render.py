@@ -1,14 +1,14 @@
-"""One job, end to end: plan (is it up to date?), audio, expression, engine frames, compose, mux, record.
+"""One job, end to end: plan (is it up to date?), audio, expression, engine frames, compose, encode, mux, record.
 
-Stage A streams the engine's frames into lossless chunk files in the job's work folder; a render killed at any
-point resumes at the first missing chunk. Stage B streams those frames through the compositor into the one
-final encode. Nothing holds the whole clip in memory.
+One pass: the engine's frames flow through the compositor straight into the H.264 segments of the job's work
+folder (pipelines.media.video_out.SegmentWriter), then the segments are joined with the audio. A render killed at
+any point resumes at the first missing segment: the compositor and the engine both start at any frame and give
+the frames a full run gives there. Nothing holds the whole clip in memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import shutil
 import time
@@ -22,14 +22,14 @@ import numpy as np
 
 from pipelines.cache import FileHasher, atomic_write_text, code_version, hash_payload
 from pipelines.engines.base import Engine, Frame, RenderSettings
-from pipelines.errors import InputError, RenderError
+from pipelines.errors import InputError
 from pipelines.media.atomic import move_into_place
 from pipelines.spec.audio import FileAudio, PauseSegment, TextAudio
 from pipelines.spec.loader import LoadedJob
 from pipelines.speech.track import Speech, TimedUnit
 
 RECORD_VERSION = 1
-CHUNK_FRAMES = 100  # frames per resumable checkpoint: a kill loses at most this much engine work
+SEGMENT_FRAMES = 250  # output frames per resumable segment: a kill loses at most this much work
 FEATURE_RATE = 16000
 # Engines whose output is a draft get a fast x264 preset by default (the output.preset field overrides it).
 DRAFT_PRESETS = {"preview": "veryfast"}
@@ -163,19 +163,51 @@ def _shifted(units, seconds: float) -> tuple[TimedUnit, ...]:
 
 
 class _FaceFlags:
-    """Per-frame face-found flags, saved beside the chunks so a resumed render still counts every frame."""
+    """Per-clip-frame face-found flags, saved beside the segments so a resumed render still counts every frame."""
 
-    def __init__(self, path: Path, n_frames: int, done: int):
+    def __init__(self, path: Path, n_frames: int):
         self.path = path
         self.flags = np.ones(n_frames, dtype=bool)
-        if done and path.is_file():
-            saved = np.load(path, allow_pickle=False)
-            self.flags[: min(done, len(saved))] = saved[:done]
+        self.known = 0  # flags[:known] are set (from the engine, or from the saved file)
 
-    def save(self, upto: int) -> None:
+    def load(self, upto: int) -> None:
+        """Flags of clip frames before `upto` from an earlier, interrupted run."""
+        if upto and self.path.is_file():
+            saved = np.load(self.path, allow_pickle=False)[:upto]
+            self.flags[: len(saved)] = saved
+        self.known = upto
+
+    def images(self, frames: Iterator[Frame], first: int) -> Iterator[np.ndarray]:
+        """The engine's images, noting each frame's flag on the way."""
+        for k, frame in enumerate(frames, first):
+            self.flags[k] = frame.face_found
+            self.known = k + 1
+            yield frame.image
+
+    def save(self) -> None:
         tmp = self.path.with_suffix(".tmp.npy")
-        np.save(tmp, self.flags[:upto])
+        np.save(tmp, self.flags[: self.known])
         tmp.replace(self.path)
+
+
+class _Stopwatch:
+    """Time spent inside an iterator's next(): what producing its items cost."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def around(self, items: Iterator) -> Iterator:
+        items = iter(items)
+        while True:
+            t = time.perf_counter()
+            item = next(items, _END)
+            self.seconds += time.perf_counter() - t
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
 
 
 def render_job(
@@ -191,7 +223,6 @@ def render_job(
     and a contact sheet of its frames is written beside it as `<name>.contact.png`.
     """
     from pipelines.media.audio import prepare_audio
-    from pipelines.media.video_out import completed_frames, iter_chunk_frames
 
     loaded = plan.loaded
     job, persona = loaded.job, loaded.persona
@@ -232,26 +263,6 @@ def render_job(
     with timings.stage("prepare"):
         prepared = engine.prepare(persona, settings, cache)
 
-    chunks = work / "chunks"
-    start = completed_frames(chunks) if chunks.is_dir() else 0
-    faces = _FaceFlags(work / "face_found.npy", n_frames, start)
-    with timings.stage("engine"):
-        if start < n_frames:
-            frames = engine.render(
-                prepared,
-                speech,
-                expression,
-                settings,
-                progress=lambda done: report("render", start + done, n_frames),
-                start=start,
-            )
-            _write_chunks(frames, chunks, fps, start, n_frames, faces)
-        if completed_frames(chunks) != n_frames:
-            raise RenderError(
-                f"engine {engine.name} produced {completed_frames(chunks)} of {n_frames} frames"
-            )
-    clip_size = _chunk_size(chunks)
-
     with timings.stage("compose"):
         from pipelines.compose.plan import plan_composition
         from pipelines.provenance.watermark import output_id
@@ -261,7 +272,7 @@ def render_job(
             job.kind,
             persona.name,
             persona.disclosure,
-            clip_size,
+            engine.frame_size(prepared),
             fps,
             speech,
             audio.wav_48k,
@@ -271,21 +282,42 @@ def render_job(
             size=job.output.size,
         )
 
-    with timings.stage("encode"):
-        from pipelines.media.video_out import encode_final
+    from pipelines.media.video_out import SegmentWriter, mux_segments
 
-        composed = work / plan.out_path.name  # the name the C2PA manifest's title records
-        counted = _count_frames(composition.frames(iter_chunk_frames(chunks)), composition.n_frames, report)
-        encode_final(
-            counted,
-            composition.n_frames,
-            fps,
-            composition.size,
-            composition.audio_wav,
-            composed,
-            crf=job.output.crf,
-            preset=job.output.preset or DRAFT_PRESETS.get(engine.name, "medium"),
+    faces = _FaceFlags(work / "face_found.npy", n_frames)
+    writer = SegmentWriter(
+        work / "segments",
+        fps,
+        composition.size,
+        crf=job.output.crf,
+        preset=job.output.preset or DRAFT_PRESETS.get(engine.name, "medium"),
+        segment_frames=SEGMENT_FRAMES,
+        before_commit=lambda _end: faces.save(),
+    )
+    total = composition.n_frames
+    if writer.start < total:
+        first_clip = composition.clip_start(writer.start)
+        faces.load(first_clip)
+        clip = engine.render(prepared, speech, expression, settings, start=first_clip)
+        engine_time = _Stopwatch()
+        frames = composition.frames(faces.images(engine_time.around(clip), first_clip), writer.start)
+        compose_time = _Stopwatch()
+        t0 = time.perf_counter()
+        with writer:
+            for frame in compose_time.around(frames):
+                writer.write(frame)
+                report("render", writer.next_frame, total)
+        # Where the single pass spent its time: engine frames, compositing (label, captions, watermark), and the
+        # rest, waiting on x264 through the pipe and finishing the segments.
+        timings.stages["engine"] = round(engine_time.seconds, 3)
+        timings.stages["compose"] = round(
+            timings.stages["compose"] + compose_time.seconds - engine_time.seconds, 3
         )
+        timings.stages["encode"] = round(time.perf_counter() - t0 - compose_time.seconds, 3)
+
+    with timings.stage("mux"):
+        composed = work / plan.out_path.name  # the name the C2PA manifest's title records
+        mux_segments(work / "segments", total, fps, composition.audio_wav, composed)
 
     with timings.stage("provenance"):
         disclosure = {k: composition.record.get(k) for k in ("label", "watermark")}
@@ -346,44 +378,6 @@ def render_job(
     atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
     shutil.rmtree(work, ignore_errors=True)
     return record
-
-
-def _write_chunks(
-    frames: Iterator[Frame], chunks: Path, fps: float, start: int, n_frames: int, faces
-) -> None:
-    """Stream frames into chunk files; the first frame decides the size (engines choose their framing)."""
-    from pipelines.media.video_out import ChunkWriter
-
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        return
-    size = (first.image.shape[1], first.image.shape[0])
-    index = start
-    with ChunkWriter(chunks, fps, size, chunk_frames=CHUNK_FRAMES) as writer:
-        for frame in itertools.chain([first], frames):
-            if index >= n_frames:
-                raise RenderError(f"engine yielded more than the {n_frames} frames the audio needs")
-            writer.write(frame.image)
-            faces.flags[index] = frame.face_found
-            index += 1
-            if (index - start) % CHUNK_FRAMES == 0:
-                faces.save(index)  # the chunk ending here is on disk now
-    faces.save(index)
-
-
-def _chunk_size(chunks: Path) -> tuple[int, int]:
-    from pipelines.media.probe import probe
-    from pipelines.media.video_out import completed_chunks
-
-    info = probe(completed_chunks(chunks)[0][2])
-    return info.width, info.height
-
-
-def _count_frames(frames: Iterator[np.ndarray], total: int, report: StageProgress) -> Iterator[np.ndarray]:
-    for i, frame in enumerate(frames, 1):
-        yield frame
-        report("encode", i, total)
 
 
 def _script_text(job: Any) -> str | None:

@@ -142,6 +142,17 @@ def test_crossfade_blends_card_into_clip(intro):
     assert plan.record["crossfade_frames"] == 12
 
 
+@pytest.mark.parametrize("start", [0, 3, 24, 25, 40, 64, 65, 70, 84])
+def test_frames_from_any_start_equal_the_full_run(intro, start):
+    # title 0..24 (fading into the clip), clip 25..64, closing 65..84 (fading in from the last clip picture)
+    plan, frames, _ = intro
+    first = plan.clip_start(start)
+    assert first == min(max(start - 25, 0), N_CLIP - 1)
+    tail = list(plan.frames(iter(list(clip_frames(plan.clip_frames))[first:]), start))
+    assert len(tail) == plan.n_frames - start
+    assert all(np.array_equal(a, b) for a, b in zip(tail, frames[start:], strict=True))
+
+
 def test_burned_in_captions_appear_during_the_clip(intro, tmp_path):
     plan, frames, _ = intro
     quiet = _plan(

@@ -175,7 +175,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
 
 
 def test_killed_render_resumes_with_identical_frames(tmp_path, monkeypatch):
-    tone_wav(tmp_path / "long.wav", 10.0)  # 250 frames: two finished chunks and a partial one
+    tone_wav(tmp_path / "long.wav", 40.0)  # 1000 frames: four segments of 250, killed after the first
     job = SUMMARY.replace('{text: "Hello. This is a short summary of the week.", voice: en}', "../long.wav")
     jobs = make_project(tmp_path, {"long": job})
     monkeypatch.chdir(tmp_path)
@@ -183,9 +183,9 @@ def test_killed_render_resumes_with_identical_frames(tmp_path, monkeypatch):
     proc = _cli(tmp_path, str(jobs), "--out", "killed", "--quiet")
     work = tmp_path / "killed" / ".talkreel"
     deadline = time.time() + 120
-    while time.time() < deadline and not list(work.glob("*/chunks/*.mkv")):
+    while time.time() < deadline and not list(work.glob("*/segments/segment_*.mp4")):
         if proc.poll() is not None:
-            pytest.fail(f"render ended before the first chunk: {proc.stderr.read()}")
+            pytest.fail(f"render ended before the first segment: {proc.stderr.read()}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -195,7 +195,7 @@ def test_killed_render_resumes_with_identical_frames(tmp_path, monkeypatch):
 
     resumed = list(iter_frames(tmp_path / "killed" / "long.mp4"))
     clean = list(iter_frames(tmp_path / "clean" / "long.mp4"))
-    assert len(resumed) == len(clean) == 250
+    assert len(resumed) == len(clean) == 1000
     assert all(np.array_equal(a, b) for a, b in zip(resumed, clean, strict=True))
 
 

@@ -14,16 +14,25 @@ from pipelines.media.atomic import temp_path_for
 from pipelines.media.ffmpeg import run_ffmpeg
 from pipelines.media.probe import is_faststart, probe
 from pipelines.media.video_in import iter_frames
-from pipelines.media.video_out import ChunkWriter, completed_frames, encode_final, iter_chunk_frames
+from pipelines.media.video_out import (
+    SegmentWriter,
+    completed_frames,
+    completed_segments,
+    encode_final,
+    mux_segments,
+)
 
 SIZE = (48, 32)
 REPO = Path(__file__).resolve().parents[1]
 
 
 def frame(i: int, size=SIZE) -> np.ndarray:
-    """Frame i: noise seeded by its index, the hardest case for a lossless codec and easy to regenerate."""
+    """Frame i: a smooth gradient moving with i, plus mild noise seeded by i (easy to regenerate)."""
     w, h = size
-    return np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([(4 * x + 3 * i) % 256, (4 * y + 5 * i) % 256, np.full_like(x, 40 + 9 * i)], -1)
+    noise = np.random.default_rng(i).integers(-3, 4, (h, w, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
 def decoded_audio_samples(path: Path) -> int:
@@ -37,96 +46,135 @@ def make_wav(path: Path, seconds: float) -> Path:
     return path
 
 
-def test_chunks_are_lossless_and_complete(tmp_path):
+def segment_frames(work: Path) -> list[np.ndarray]:
+    """Every frame of the finished segments, decoded, in order."""
+    return [f for _, _, path in completed_segments(work) for f in iter_frames(path)]
+
+
+def test_segments_are_complete_and_join_into_one_video(tmp_path):
     work = tmp_path / "work dir"
-    with ChunkWriter(work, fps=25, size=SIZE, chunk_frames=4) as writer:
+    with SegmentWriter(work, fps=25, size=SIZE, preset="ultrafast", segment_frames=4) as writer:
         assert writer.start == 0
         for i in range(10):
             writer.write(frame(i))
     names = sorted(p.name for p in work.iterdir())
-    assert names == ["chunk_00000000_000004.mkv", "chunk_00000004_000004.mkv", "chunk_00000008_000002.mkv"]
+    assert names == [
+        "segment_00000000_000004.mp4",
+        "segment_00000004_000004.mp4",
+        "segment_00000008_000002.mp4",
+    ]
     assert completed_frames(work) == 10
-    back = list(iter_chunk_frames(work))
-    assert len(back) == 10 and all((b == frame(i)).all() for i, b in enumerate(back))
-    assert [(b == frame(i + 6)).all() for i, b in enumerate(iter_chunk_frames(work, start=6))] == [True] * 4
+    assert [probe(p).video_frames for _, _, p in completed_segments(work)] == [4, 4, 2]
+    out = mux_segments(work, 10, 25, make_wav(tmp_path / "a.wav", 0.4), tmp_path / "joined.mp4")
+    joined = list(iter_frames(out))
+    assert len(joined) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(joined, segment_frames(work), strict=True))
+    assert np.abs(joined[7].astype(int) - frame(7)).mean() < 4  # H.264 at CRF 18: close to what went in
+
+
+def test_mux_refuses_missing_frames(tmp_path):
+    with SegmentWriter(tmp_path / "w", fps=25, size=SIZE, preset="ultrafast", segment_frames=4) as writer:
+        for i in range(4):
+            writer.write(frame(i))
+    with pytest.raises(RenderError, match="the segments hold 4 frames, expected 6"):
+        mux_segments(tmp_path / "w", 6, 25, make_wav(tmp_path / "a.wav", 0.4), tmp_path / "x.mp4")
 
 
 def test_wrong_frame_shape_is_rejected(tmp_path):
     with (
-        ChunkWriter(tmp_path, fps=25, size=SIZE) as writer,
+        SegmentWriter(tmp_path, fps=25, size=SIZE) as writer,
         pytest.raises(ValueError, match="frame 0: expected"),
     ):
         writer.write(np.zeros((10, 10, 3), np.uint8))
 
 
-def test_abandoned_writer_leaves_only_complete_chunks(tmp_path):
-    writer = ChunkWriter(tmp_path, fps=25, size=SIZE, chunk_frames=4)
+def test_abandoned_writer_keeps_full_segments_only(tmp_path):
+    writer = SegmentWriter(tmp_path, fps=25, size=SIZE, preset="ultrafast", segment_frames=4)
     for i in range(6):
         writer.write(frame(i))
     writer.abandon()
     assert completed_frames(tmp_path) == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_00000000_000004.mkv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["segment_00000000_000004.mp4"]
 
 
-def test_exception_inside_block_discards_partial_chunk(tmp_path):
-    with pytest.raises(RuntimeError), ChunkWriter(tmp_path, fps=25, size=SIZE, chunk_frames=4) as writer:
+def test_exception_inside_block_discards_partial_segment(tmp_path):
+    with (
+        pytest.raises(RuntimeError),
+        SegmentWriter(tmp_path, fps=25, size=SIZE, preset="ultrafast", segment_frames=4) as writer,
+    ):
         for i in range(7):
             writer.write(frame(i))
         raise RuntimeError("engine failed")
     assert completed_frames(tmp_path) == 4
 
 
+def test_commit_hook_runs_before_each_segment_lands(tmp_path):
+    seen = []
+    with SegmentWriter(
+        tmp_path,
+        fps=25,
+        size=SIZE,
+        preset="ultrafast",
+        segment_frames=4,
+        before_commit=lambda end: seen.append((end, completed_frames(tmp_path))),
+    ) as writer:
+        for i in range(9):
+            writer.write(frame(i))
+    assert seen == [(4, 0), (8, 4), (9, 8)]
+
+
 KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    import numpy as np
-    from pipelines.media.video_out import ChunkWriter
-    work, size, chunk, stop = sys.argv[1], (48, 32), 4, int(sys.argv[2])
-    writer = ChunkWriter(work, fps=25, size=size, chunk_frames=chunk)
+    from pipelines.media.video_out import SegmentWriter, completed_frames
+    from tests.test_media_video_out import frame
+    work, size, seg, stop = sys.argv[1], (48, 32), 4, int(sys.argv[2])
+    writer = SegmentWriter(work, fps=25, size=size, preset="ultrafast", segment_frames=seg)
     for i in range(writer.start, stop):
-        writer.write(np.random.default_rng(i).integers(0, 256, (32, 48, 3), dtype=np.uint8))
-    # ffmpeg opens its output only once it has seen input: wait for the partial chunk to exist
-    while not list(Path(work).glob(".chunk_*.part.mkv")):
+        writer.write(frame(i))
+    # a full segment lands once its encoder exits; ffmpeg opens its output only once it has seen input:
+    # wait for both, then hang mid-segment
+    while completed_frames(work) < stop // seg * seg or not list(Path(work).glob(".segment_*.part.mp4")):
         time.sleep(0.01)
+        writer.poll()
     print("ready", flush=True)
     time.sleep(60)
     """
 )
 
 
-def test_sigkill_mid_chunk_then_resume_gives_identical_frames(tmp_path):
+def test_sigkill_mid_segment_then_resume_gives_identical_video(tmp_path):
     n = 17
     work = tmp_path / "killed run"
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(work), "10"], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert proc.stdout.readline().strip() == "ready"  # 2 chunks done, 2 frames into the third
+        assert proc.stdout.readline().strip() == "ready"  # 2 segments done, 2 frames into the third
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert completed_frames(work) == 8
-    assert all(p.name.startswith("chunk_") or p.name.startswith(".") for p in work.iterdir())
+    assert all(p.name.startswith("segment_") or p.name.startswith(".") for p in work.iterdir())
 
-    with ChunkWriter(work, fps=25, size=SIZE, chunk_frames=4) as writer:
+    with SegmentWriter(work, fps=25, size=SIZE, preset="ultrafast", segment_frames=4) as writer:
         assert writer.start == 8
         for i in range(writer.start, n):
             writer.write(frame(i))
     assert completed_frames(work) == n
     assert not [p for p in work.iterdir() if p.name.startswith(".")], (
-        "the dead writer's partial chunk is gone"
+        "the dead writer's partial segment is gone"
     )
 
     straight = tmp_path / "straight run"
-    with ChunkWriter(straight, fps=25, size=SIZE, chunk_frames=4) as writer:
+    with SegmentWriter(straight, fps=25, size=SIZE, preset="ultrafast", segment_frames=4) as writer:
         for i in range(n):
             writer.write(frame(i))
-    resumed, uninterrupted = list(iter_chunk_frames(work)), list(iter_chunk_frames(straight))
+    resumed, uninterrupted = segment_frames(work), segment_frames(straight)
     assert len(resumed) == len(uninterrupted) == n
-    assert all((a == b).all() for a, b in zip(resumed, uninterrupted, strict=True))
-    assert all((a == frame(i)).all() for i, a in enumerate(resumed))
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, uninterrupted, strict=True))
 
 
 @pytest.mark.parametrize(
@@ -205,13 +253,3 @@ def test_final_colours_survive_and_are_tagged_bt709(tmp_path):
         assert (cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1)  # ITU-R BT.709
     back = next(iter_frames(out))
     assert np.abs(back.astype(int) - skin.astype(int)).max() <= 3
-
-
-def test_chunk_whose_name_lies_is_an_error(tmp_path):
-    with ChunkWriter(tmp_path, fps=25, size=SIZE, chunk_frames=4) as writer:
-        for i in range(3):
-            writer.write(frame(i))
-    (tmp_path / "chunk_00000000_000003.mkv").rename(tmp_path / "chunk_00000000_000005.mkv")
-    assert completed_frames(tmp_path) == 5
-    with pytest.raises(RenderError, match="holds 3 frames, its name says 5"):
-        list(iter_chunk_frames(tmp_path))

@@ -1,7 +1,8 @@
 """One entry point: `plan_composition(...)` turns a job's composition fields into a `CompositionPlan`.
 
 The plan knows the output timeline before any frame exists (cards, clip offset, total frame count), writes the
-output audio for that timeline, and `plan.frames(clip_frames)` streams the final frames one at a time: card
+output audio for that timeline, and `plan.frames(clip_frames, start)` streams the final frames one at a time, from
+any output frame (a resumed render starts mid-way; `plan.clip_start(start)` says which clip frame it needs first): card
 images (rendered once), cross-fades, the clip placed full-frame or picture-in-picture, lower thirds, the FAQ
 question banner, burned-in captions, the visible label and the invisible watermark. Nothing holds more than a
 few frames, so memory does not grow with the clip's length.
@@ -9,8 +10,10 @@ few frames, so memory does not grow with the clip's length.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,7 @@ class CompositionPlan:
     _timed: list[TimedOverlay] = field(repr=False, default_factory=list)  # lower thirds, banner
     _caption_style: tuple | None = field(repr=False, default=None)
     _label: Overlay | None = field(repr=False, default=None)
+    _cached_cue: tuple = field(repr=False, default=(None, None))  # (cue, its rendered panel)
 
     @property
     def duration(self) -> float:
@@ -105,58 +109,66 @@ class CompositionPlan:
         h, w = rgba.shape[:2]
         return Overlay(rgba, (self.size[0] - w) // 2, self.size[1] - bottom - h)
 
-    def frames(self, clip_frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        """Exactly `n_frames` RGB uint8 output frames from exactly `clip_frames` clip frames."""
-        clip_iter = iter(clip_frames)
-        marker = Watermarker(self.wm_id)
-        cards_by_start = {c.first_frame: c for c in self._cards}
-        cue_index, cached_cue = 0, (None, None)
-        prev_picture: np.ndarray | None = None  # the last clip picture, for the closing card's fade-in
-        first_clip: np.ndarray | None = None
-        i = 0
-        while i < self.n_frames:
-            card = cards_by_start.get(i)
-            if card is not None:
-                for j in range(card.n_frames):
-                    frame = card.image.copy()
-                    if j >= card.n_frames - card.fade_out:
-                        if first_clip is None:
-                            first_clip = self._clip_picture(self._next_clip(clip_iter, 0), i + card.n_frames)
-                        a = (j - (card.n_frames - card.fade_out) + 1) / (card.fade_out + 1)
-                        frame = _mix(frame, first_clip, a)
-                    elif j < card.fade_in and prev_picture is not None:
-                        frame = _mix(prev_picture, frame, (j + 1) / (card.fade_in + 1))
-                    yield self._finish(frame, marker)
-                i += card.n_frames
-                continue
-            k = i - self.clip_offset
-            if first_clip is not None and k == 0:
-                picture = first_clip
-            else:
-                picture = self._clip_picture(self._next_clip(clip_iter, k), i)
-            first_clip = picture if k == 0 else first_clip
-            t = i / self.fps
-            while cue_index < len(self.captions) and self.captions[cue_index].end <= t:
-                cue_index += 1
-            if self._caption_style is not None and cue_index < len(self.captions):
-                cue = self.captions[cue_index]
-                if cue.start <= t:
-                    if cached_cue[0] is not cue:
-                        cached_cue = (cue, self._caption_overlay(cue))
-                    picture = picture.copy()
-                    cached_cue[1].blend_onto(picture)
-            prev_picture = picture
-            yield self._finish(picture.copy(), marker)
-            i += 1
-        extra = next(clip_iter, None)
-        if extra is not None:
-            raise RenderError(f"the clip has more than the {self.clip_frames} frames the audio allows")
+    def clip_start(self, start: int) -> int:
+        """The first clip frame `frames(clip, start)` needs: the title card's fade-out shows clip frame 0 and the
+        closing card's fade-in the last clip picture, so a start in a card begins the clip there."""
+        return min(max(start - self.clip_offset, 0), self.clip_frames - 1)
 
-    def _next_clip(self, clip_iter: Iterator[np.ndarray], k: int) -> np.ndarray:
-        frame = next(clip_iter, None)
-        if frame is None:
-            raise RenderError(f"the clip ended after {k} frames; expected {self.clip_frames}")
-        return frame
+    def frames(self, clip_frames: Iterator[np.ndarray], start: int = 0) -> Iterator[np.ndarray]:
+        """Output frames `start`.. `n_frames - 1` (RGB uint8) from the clip frames `clip_start(start)` on.
+
+        Every output frame depends only on its index and the clip frame(s) it shows, so any start gives the
+        same frames as a full run from 0 (a resumed render relies on it)."""
+        if not 0 <= start < self.n_frames:
+            raise ValueError(f"start {start} outside 0..{self.n_frames - 1}")
+        marker = Watermarker(self.wm_id)
+        source = _ClipSource(iter(clip_frames), self.clip_start(start), self.clip_frames, self._clip_output)
+        last_card: tuple[CardSegment | None, np.ndarray | None] = (None, None)
+        for i in range(start, self.n_frames):
+            k = i - self.clip_offset
+            if 0 <= k < self.clip_frames:
+                yield self._finish(source.picture(k), marker)
+                continue
+            card = self._card_at(i)
+            j = i - card.first_frame
+            if j >= card.n_frames - card.fade_out:
+                a = (j - (card.n_frames - card.fade_out) + 1) / (card.fade_out + 1)
+                yield self._finish(_mix(card.image, source.picture(0), a), marker)
+            elif j < card.fade_in:
+                last = source.picture(self.clip_frames - 1)
+                yield self._finish(_mix(last, card.image, (j + 1) / (card.fade_in + 1)), marker)
+            else:
+                if last_card[0] is not card:  # a still card is labelled and marked once
+                    last_card = (card, self._finish(card.image.copy(), marker))
+                yield last_card[1].copy()
+        source.finish(start >= self.clip_offset + self.clip_frames)
+
+    @cached_property
+    def _cue_ends(self) -> list[float]:
+        return [cue.end for cue in self.captions]
+
+    def _card_at(self, i: int) -> CardSegment:
+        for card in self._cards:
+            if card.first_frame <= i < card.first_frame + card.n_frames:
+                return card
+        raise RenderError(f"output frame {i} is in neither the clip nor a card")
+
+    def _clip_output(self, clip_frame: np.ndarray, k: int) -> np.ndarray:
+        """Clip frame k as it appears in the output: placed, with its overlays and burned-in caption."""
+        i = self.clip_offset + k
+        picture = self._clip_picture(clip_frame, i)
+        cue = self._cue_at(i / self.fps)
+        if cue is not None:
+            if self._cached_cue[0] is not cue:
+                self._cached_cue = (cue, self._caption_overlay(cue))
+            self._cached_cue[1].blend_onto(picture)
+        return picture
+
+    def _cue_at(self, t: float) -> Cue | None:
+        if self._caption_style is None:
+            return None
+        i = bisect.bisect_right(self._cue_ends, t)  # the first cue still running at t (cues are in order)
+        return self.captions[i] if i < len(self.captions) and self.captions[i].start <= t else None
 
     def _clip_picture(self, clip_frame: np.ndarray, i: int) -> np.ndarray:
         """The clip frame placed in the output, with the overlays active at output frame `i` (not the label)."""
@@ -174,6 +186,42 @@ class CompositionPlan:
         if self._label is not None:
             self._label.blend_onto(frame)
         return marker.embed(frame)
+
+
+class _ClipSource:
+    """Clip frames taken in order from `first`, turned into output pictures; the first and last pictures are
+    kept, because the cards' cross-fades show them again."""
+
+    def __init__(self, frames: Iterator[np.ndarray], first: int, total: int, to_picture):
+        self.frames, self.next, self.total, self.to_picture = frames, first, total, to_picture
+        self.first = first
+        self.kept: dict[int, np.ndarray] = {}
+
+    def picture(self, k: int) -> np.ndarray:
+        """Clip frame k's output picture, the caller's to modify."""
+        if k in self.kept:
+            return self.kept[k].copy()
+        if k != self.next:
+            raise RenderError(f"clip frame {k} asked for out of order (next is {self.next})")
+        frame = next(self.frames, None)
+        if frame is None:
+            raise RenderError(f"the clip ended after {k} frames; expected {self.total}")
+        self.next += 1
+        picture = self.to_picture(frame, k)
+        if k in (0, self.total - 1):
+            self.kept[k] = picture.copy()
+        return picture
+
+    def finish(self, only_last: bool) -> None:
+        """Every clip frame from `first` was used (a start past the clip needs only the last one), no more."""
+        if only_last and self.next == self.first:
+            self.picture(
+                self.total - 1
+            )  # a closing card without a fade-in still consumes what clip_start asked
+        if self.next != self.total:
+            raise RenderError(f"the compositor used clip frames up to {self.next}, the clip has {self.total}")
+        if next(self.frames, None) is not None:
+            raise RenderError(f"the clip has more than the {self.total} frames the audio allows")
 
 
 def _mix(a: np.ndarray, b: np.ndarray, weight_b: float) -> np.ndarray:

@@ -55,6 +55,10 @@ class Engine(Protocol):
 
     def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> Any: ...
 
+    def frame_size(self, prepared: Any) -> tuple[int, int]:
+        """(width, height) of the frames `render` yields: the output is laid out before the first frame exists."""
+        ...
+
     def render(
         self,
         prepared: Any,

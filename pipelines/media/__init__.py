@@ -1,10 +1,10 @@
-"""Everything ffmpeg: binary discovery, probing, audio prep, persona frames in, chunk checkpoints and the final MP4.
+"""Everything ffmpeg: binary discovery, probing, audio prep, persona frames in, resumable segments and the final MP4.
 
 - ffmpeg.py: ffmpeg_exe(), run_ffmpeg(), FFmpegPipe, FFmpegError
 - probe.py: probe() -> MediaInfo, is_faststart()
 - audio.py: load_audio(), measure_loudness(), loudnorm(), join_segments(), pad_or_trim(), frame_count(),
   prepare_audio() -> PreparedAudio
 - video_in.py: open_source() -> FrameSource, iter_frames()
-- video_out.py: ChunkWriter, completed_frames(), iter_chunk_frames(), encode_final()
+- video_out.py: SegmentWriter, completed_frames(), mux_segments(), encode_final()
 - atomic.py: temp_path_for(), move_into_place()
 """

@@ -1,17 +1,21 @@
-"""Frames out: lossless chunk checkpoints (stage A) and the one final H.264/AAC encode (stage B).
+"""Frames out: the job's H.264 video as resumable segments, then one mux with the audio.
 
-Stage A writes frames, as they come, into lossless chunk files of `chunk_frames` frames each. A chunk is
-encoded under a temporary name and renamed into place only after its ffmpeg exited cleanly, so whatever
-kills the process (SIGKILL included), the files named `chunk_<first>_<count>.mkv` are complete, and
-`completed_frames()` is where a resumed render starts. Stage B streams those frames back, through the
-compositor, into a single final encode with the audio track cut to exactly n_frames / fps.
+Frames are encoded as they come into segments of `segment_frames` frames, each a complete H.264 stream (it opens
+on a keyframe) with the final codec settings. A segment is encoded under a temporary name and renamed into place
+only after its ffmpeg exited cleanly, so whatever kills the process (SIGKILL included), the files named
+`segment_<first>_<count>.mp4` are complete, and `completed_frames()` is where a resumed render starts. Every
+segment is a fresh encoder fed the same frames, so a resumed render writes the same bytes as an uninterrupted one.
+`mux_segments` then joins them without re-encoding (ffmpeg's concat demuxer) and adds the audio, cut to exactly
+n_frames / fps. One pass, no intermediate lossless copy: the frames go from the compositor to x264 once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,13 +24,18 @@ import numpy as np
 from pipelines.errors import InputError, RenderError
 from pipelines.media.atomic import move_into_place, pid_alive, pid_of_temp, temp_path_for
 from pipelines.media.audio import OUTPUT_RATE, sample_count
-from pipelines.media.ffmpeg import FFmpegPipe
+from pipelines.media.ffmpeg import FFmpegPipe, run_ffmpeg
 
-DEFAULT_CHUNK_FRAMES = 100
-_CHUNK_RE = re.compile(r"^chunk_(\d{8})_(\d{6})\.mkv$")
-# libx264rgb at -qp 0 is mathematically lossless on RGB24 (no chroma subsampling, no YUV round trip) and
-# the fastest lossless codec in the bundled ffmpeg at preview sizes; decoded frames equal written frames.
-_LOSSLESS_ARGS = ["-c:v", "libx264rgb", "-qp", "0", "-preset", "ultrafast", "-pix_fmt", "rgb24"]
+DEFAULT_SEGMENT_FRAMES = (
+    250  # x264's own default keyframe interval: segments add no keyframes it would not place
+)
+_SEGMENT_RE = re.compile(r"^segment_(\d{8})_(\d{6})\.mp4$")
+# RGB -> YUV with the BT.709 matrix and say so in the stream: untagged video is guessed at by players (BT.601
+# for small frames, BT.709 for HD) and faces drift in hue when the guess differs from the encode.
+_TO_YUV = (
+    "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
+    "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
+)
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -49,32 +58,32 @@ def _check_frame(frame: np.ndarray, size: tuple[int, int], index: int) -> np.nda
     return np.ascontiguousarray(frame)
 
 
-def chunk_name(first: int, count: int) -> str:
-    return f"chunk_{first:08d}_{count:06d}.mkv"
+def segment_name(first: int, count: int) -> str:
+    return f"segment_{first:08d}_{count:06d}.mp4"
 
 
-def completed_chunks(work_dir: str | os.PathLike) -> list[tuple[int, int, Path]]:
-    """(first frame, frame count, path) of the finished chunks that run contiguously from frame 0."""
+def completed_segments(work_dir: str | os.PathLike) -> list[tuple[int, int, Path]]:
+    """(first frame, frame count, path) of the finished segments that run contiguously from frame 0."""
     work_dir = Path(work_dir)
     found: dict[int, tuple[int, Path]] = {}
     if work_dir.is_dir():
         for entry in work_dir.iterdir():
-            m = _CHUNK_RE.match(entry.name)
+            m = _SEGMENT_RE.match(entry.name)
             if m:
                 found[int(m.group(1))] = (int(m.group(2)), entry)
-    chunks = []
+    segments = []
     expected = 0
     while expected in found:
         count, path = found[expected]
-        chunks.append((expected, count, path))
+        segments.append((expected, count, path))
         expected += count
-    return chunks
+    return segments
 
 
 def completed_frames(work_dir: str | os.PathLike) -> int:
-    """How many frames, from frame 0 on, are safely on disk in finished chunks: the frame to resume at."""
-    chunks = completed_chunks(work_dir)
-    return chunks[-1][0] + chunks[-1][1] if chunks else 0
+    """How many frames, from frame 0 on, are safely on disk in finished segments: the frame to resume at."""
+    segments = completed_segments(work_dir)
+    return segments[-1][0] + segments[-1][1] if segments else 0
 
 
 def remove_stale_temps(work_dir: Path) -> None:
@@ -85,12 +94,60 @@ def remove_stale_temps(work_dir: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-class ChunkWriter:
-    """Frames -> lossless chunk files in `work_dir`, continuing after the chunks already there.
+class _Segment:
+    """One segment's encoder: frames in through a pipe, the file under a temporary name until it is finished."""
+
+    def __init__(self, work_dir: Path, first: int, fps: float, size: tuple[int, int], codec: list[str]):
+        self.first = first
+        self.count = 0
+        self.final = work_dir / segment_name(first, 0)
+        self.temp = temp_path_for(self.final)
+        self.pipe = FFmpegPipe(
+            [*_rawvideo_input(fps, size), "-i", "pipe:0", *codec, "-an", "-f", "mp4", "-y", self.temp],
+            what=f"video segment at frame {first}",
+            stdin=True,
+        )
+
+    def write(self, frame: np.ndarray) -> None:
+        assert self.pipe.proc.stdin is not None
+        try:
+            self.pipe.proc.stdin.write(memoryview(frame).cast("B"))
+        except BrokenPipeError:
+            raise self.pipe.failure() from None
+        self.count += 1
+
+    def end_input(self) -> None:
+        """No more frames: ffmpeg drains its queue in the background while the next segment starts."""
+        assert self.pipe.proc.stdin is not None
+        try:
+            self.pipe.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def commit(self) -> None:
+        try:
+            self.pipe.finish()
+            move_into_place(self.temp, self.final.with_name(segment_name(self.first, self.count)))
+        finally:
+            self.temp.unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        self.pipe.abort()
+        self.temp.unlink(missing_ok=True)
+
+
+class SegmentWriter:
+    """Frames -> H.264 segment files in `work_dir`, continuing after the segments already there.
 
     Use as a context manager; `write()` frames `start, start + 1, ...` where `start == writer.start`
     (= completed_frames(work_dir) when the writer was made). Leaving the block normally finishes the last,
-    possibly shorter, chunk; leaving it by an exception throws the unfinished chunk away.
+    possibly shorter, segment; leaving it by an exception throws the unfinished ones away. `before_commit(end)`
+    is called just before a segment ending at frame `end` is renamed into place (a caller's own per-frame state
+    saved then is never behind the segments on disk).
+
+    A full segment's encoder finishes in the background while frames already flow into the next one (so the
+    pipeline does not stall on x264's lookahead at every boundary); it is renamed into place by the first
+    `write` (or `poll`) after its ffmpeg exited, or when the next segment is full, or on close / abandon.
     """
 
     def __init__(
@@ -98,81 +155,83 @@ class ChunkWriter:
         work_dir: str | os.PathLike,
         fps: float,
         size: tuple[int, int],
-        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        crf: int = 18,
+        preset: str = "medium",
+        segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+        before_commit: Callable[[int], None] | None = None,
     ):
-        if chunk_frames < 1:
-            raise ValueError("chunk_frames must be >= 1")
+        if segment_frames < 1:
+            raise ValueError("segment_frames must be >= 1")
+        w, h = int(size[0]), int(size[1])
+        if w % 2 or h % 2:
+            raise InputError(None, "output.size", f"H.264 yuv420p needs even width and height, got {w}x{h}")
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.work_dir)
         self.fps = fps
-        self.size = (int(size[0]), int(size[1]))
-        self.chunk_frames = chunk_frames
+        self.size = (w, h)
+        self.codec = [
+            "-c:v",
+            "libx264",
+            "-preset",
+            preset,
+            "-crf",
+            str(crf),
+            "-vf",
+            _TO_YUV,
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        self.segment_frames = segment_frames
+        self.before_commit = before_commit or (lambda _end: None)
         self.start = completed_frames(self.work_dir)
         self.next_frame = self.start
-        self._pipe: FFmpegPipe | None = None
-        self._temp: Path | None = None
-        self._chunk_first = self.start
-        self._chunk_count = 0
-
-    def _open_chunk(self) -> None:
-        self._chunk_first = self.next_frame
-        self._chunk_count = 0
-        self._temp = temp_path_for(self.work_dir / chunk_name(self._chunk_first, 0))
-        self._pipe = FFmpegPipe(
-            [
-                *_rawvideo_input(self.fps, self.size),
-                "-i",
-                "pipe:0",
-                *_LOSSLESS_ARGS,
-                "-f",
-                "matroska",
-                "-y",
-                self._temp,
-            ],
-            what=f"chunk at frame {self._chunk_first}",
-            stdin=True,
-        )
-
-    def _close_chunk(self) -> None:
-        assert self._pipe is not None and self._temp is not None
-        pipe, temp = self._pipe, self._temp
-        self._pipe, self._temp = None, None
-        try:
-            pipe.finish()
-            move_into_place(temp, self.work_dir / chunk_name(self._chunk_first, self._chunk_count))
-        finally:
-            temp.unlink(missing_ok=True)
+        self._open: _Segment | None = None
+        self._draining: _Segment | None = None
 
     def write(self, frame: np.ndarray) -> None:
         frame = _check_frame(frame, self.size, self.next_frame)
-        if self._pipe is None:
-            self._open_chunk()
-        assert self._pipe is not None and self._pipe.proc.stdin is not None
-        try:
-            self._pipe.proc.stdin.write(memoryview(frame).cast("B"))
-        except BrokenPipeError:
-            raise self._pipe.failure() from None
-        self._chunk_count += 1
+        self.poll()
+        if self._open is None:
+            self._open = _Segment(self.work_dir, self.next_frame, self.fps, self.size, self.codec)
+        self._open.write(frame)
         self.next_frame += 1
-        if self._chunk_count == self.chunk_frames:
-            self._close_chunk()
+        if self._open.count == self.segment_frames:
+            self._rotate()
+
+    def poll(self) -> None:
+        """Rename the segment finishing in the background into place if its encoder has exited."""
+        if self._draining is not None and self._draining.pipe.proc.poll() is not None:
+            self._commit_draining()
+
+    def _rotate(self) -> None:
+        segment, self._open = self._open, None
+        assert segment is not None
+        segment.end_input()
+        self._commit_draining()
+        self._draining = segment
+
+    def _commit_draining(self) -> None:
+        if self._draining is not None:
+            segment, self._draining = self._draining, None
+            self.before_commit(segment.first + segment.count)
+            segment.commit()
 
     def close(self) -> None:
-        """Finish the current chunk (it becomes the last, shorter one)."""
-        if self._pipe is not None and self._chunk_count > 0:
-            self._close_chunk()
+        """Finish every segment (the open one becomes the last, shorter one)."""
+        if self._open is not None and self._open.count > 0:
+            self._rotate()
+        self._commit_draining()
 
     def abandon(self) -> None:
-        """Throw the unfinished chunk away (the finished ones stay for a resume)."""
-        if self._pipe is not None:
-            self._pipe.abort()
-            self._pipe = None
-        if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
-            self._temp = None
+        """Throw the open segment away; one that already has all its frames is still finished for a resume."""
+        if self._open is not None:
+            self._open.abandon()
+            self._open = None
+        with contextlib.suppress(RenderError):  # the caller is already failing; a resume redoes this segment
+            self._commit_draining()
 
-    def __enter__(self) -> ChunkWriter:
+    def __enter__(self) -> SegmentWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -182,23 +241,48 @@ class ChunkWriter:
             self.abandon()
 
 
-def iter_chunk_frames(work_dir: str | os.PathLike, start: int = 0) -> Iterator[np.ndarray]:
-    """The frames of the finished chunks in order, from frame `start`, decoded one at a time (RGB uint8)."""
-    import av
+def mux_segments(
+    work_dir: str | os.PathLike,
+    n_frames: int,
+    fps: float,
+    audio_wav: str | os.PathLike,
+    out_path: str | os.PathLike,
+) -> Path:
+    """The finished segments joined (no re-encode) with AAC (48 kHz, 192 kb/s) audio, +faststart, into out_path.
 
-    for first, count, path in completed_chunks(work_dir):
-        if first + count <= start:
-            continue
-        produced = 0
-        with av.open(os.fspath(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                if first + produced >= start:
-                    yield frame.to_ndarray(format="rgb24")
-                produced += 1
-        if produced != count:
-            raise RenderError(f"{path}: chunk holds {produced} frames, its name says {count}")
+    The audio is padded with silence or trimmed to exactly n_frames / fps inside the filter graph (not by
+    -shortest, which cuts at packet boundaries). Written to a unique temp name, then moved into place.
+    """
+    work_dir, out_path = Path(work_dir), Path(out_path)
+    segments = completed_segments(work_dir)
+    have = completed_frames(work_dir)
+    if have != n_frames:
+        raise RenderError(f"{out_path}: the segments hold {have} frames, expected {n_frames}")
+    listing = work_dir / "segments.txt"
+    # concat demuxer syntax: one `file '<path>'` line per segment, quotes escaped as '\''
+    listing.write_text(
+        "".join("file '{}'\n".format(os.fspath(p.resolve()).replace("'", "'\\''")) for _, _, p in segments)
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    audio_samples = sample_count(n_frames, fps, OUTPUT_RATE)
+    temp = temp_path_for(out_path)
+    try:
+        run_ffmpeg(
+            [
+                *("-f", "concat", "-safe", "0", "-i", listing),
+                *("-i", os.fspath(audio_wav)),
+                *("-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"),
+                "-af",
+                f"aresample={OUTPUT_RATE},apad=whole_len={audio_samples},atrim=end_sample={audio_samples}",
+                *("-c:a", "aac", "-b:a", "192k", "-ar", str(OUTPUT_RATE)),
+                *("-movflags", "+faststart", "-f", "mp4", "-y", temp),
+            ],
+            what=f"mux of {out_path.name}",
+        )
+        move_into_place(temp, out_path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return out_path
 
 
 def encode_final(
@@ -211,79 +295,18 @@ def encode_final(
     crf: int = 18,
     preset: str = "medium",
 ) -> Path:
-    """One H.264 (yuv420p) + AAC (48 kHz, 192 kb/s) MP4 with +faststart from exactly `n_frames` frames.
-
-    The audio is padded with silence or trimmed to exactly n_frames / fps inside the filter graph (not by
-    -shortest, which cuts at packet boundaries). Written to a unique temp name beside `out_path`, then moved
-    into place; frames are piped as they come. Returns `out_path`.
-    """
-    w, h = int(size[0]), int(size[1])
-    if w % 2 or h % 2:
-        raise InputError(None, "output.size", f"H.264 yuv420p needs even width and height, got {w}x{h}")
+    """One H.264 (yuv420p) + AAC MP4 from exactly `n_frames` frames held or streamed: SegmentWriter then
+    mux_segments in a scratch folder beside `out_path`. Returns `out_path`."""
     if n_frames < 1:
         raise ValueError("n_frames must be >= 1")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    audio_samples = sample_count(n_frames, fps, OUTPUT_RATE)
-    temp = temp_path_for(out_path)
-    args = [
-        *_rawvideo_input(fps, (w, h)),
-        "-i",
-        "pipe:0",
-        "-i",
-        os.fspath(audio_wav),
-        "-map",
-        "0:v:0",
-        "-map",
-        "1:a:0",
-        "-c:v",
-        "libx264",
-        "-preset",
-        preset,
-        "-crf",
-        str(crf),
-        # RGB -> YUV with the BT.709 matrix and say so in the stream: untagged video is guessed at by players
-        # (BT.601 for small frames, BT.709 for HD) and faces drift in hue when the guess differs from the encode.
-        "-vf",
-        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-        "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
-        "-pix_fmt",
-        "yuv420p",
-        "-af",
-        f"aresample={OUTPUT_RATE},apad=whole_len={audio_samples},atrim=end_sample={audio_samples}",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
-        "-ar",
-        str(OUTPUT_RATE),
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
-        "-y",
-        temp,
-    ]
-    pipe = FFmpegPipe(args, what=f"final encode of {out_path.name}", stdin=True)
-    written = 0
-    try:
-        assert pipe.proc.stdin is not None
-        for frame in frames:
-            if written == n_frames:
-                raise RenderError(f"{out_path}: more than the {n_frames} frames the audio allows")
-            frame = _check_frame(frame, (w, h), written)
-            try:
-                pipe.proc.stdin.write(memoryview(frame).cast("B"))
-            except BrokenPipeError:
-                raise pipe.failure() from None
-            written += 1
-        if written != n_frames:
-            raise RenderError(f"{out_path}: got {written} frames, expected {n_frames}")
-        pipe.finish()
-        move_into_place(temp, out_path)
-    except BaseException:
-        pipe.abort()
-        raise
-    finally:
-        temp.unlink(missing_ok=True)
-    return out_path
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".encode-") as scratch:
+        with SegmentWriter(scratch, fps, size, crf, preset, segment_frames=n_frames) as writer:
+            for frame in frames:
+                if writer.next_frame == n_frames:
+                    raise RenderError(f"{out_path}: more than the {n_frames} frames the audio allows")
+                writer.write(frame)
+        if writer.next_frame != n_frames:
+            raise RenderError(f"{out_path}: got {writer.next_frame} frames, expected {n_frames}")
+        return mux_segments(scratch, n_frames, fps, audio_wav, out_path)

@@ -345,6 +345,16 @@ class LatentSyncEngine:
             matrices=arrays["matrices"],
         )
 
+    def frame_size(self, prepared: LatentSyncPrepared) -> tuple[int, int]:
+        """The persona source's frame size: rendered frames are its frames with the mouth region regenerated."""
+        clip = prepared.clips[""]
+        if clip.size is not None:
+            return (int(clip.size[0]), int(clip.size[1]))
+        from pipelines.media.video_in import open_source
+
+        src = open_source(clip.path, prepared.fps)
+        return (src.width, src.height)
+
     # ---- render -----------------------------------------------------------------------------------------------
     def look_for_frames(self, prepared: LatentSyncPrepared, values: np.ndarray) -> list[str]:
         """Per frame, the look whose emotion dominates the expression rows ("" = the persona's own source)."""

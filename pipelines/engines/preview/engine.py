@@ -106,6 +106,9 @@ class PreviewEngine:
             fps=settings.fps,
         )
 
+    def frame_size(self, prepared: PreviewPrepared) -> tuple[int, int]:
+        return prepared.size
+
     # ---- render ---------------------------------------------------------------------------------------------
     def render(
         self,
