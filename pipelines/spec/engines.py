@@ -38,7 +38,19 @@ class LatentSyncSettings(StrictModel):
         False, description="match the generated mouth region's colours to the source frame"
     )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    low_vram: bool = Field(False, description="offload idle modules to the CPU to fit small GPUs")
+    low_vram: bool = Field(
+        False,
+        description="fit small GPUs: idle models wait on the CPU, the VAE works one image at a time and the two "
+        "guidance halves run one after the other (`talkreel render --low-vram` sets it)",
+    )
+    vae_tiling: bool = Field(
+        False,
+        description="VAE in overlapping tiles (less memory at 512 px; tile seams are blended, not exact)",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the UNet (minutes of compiling first; pays on long renders on a GPU)",
+    )
 
 
 _SETTINGS = (PreviewSettings, LatentSyncSettings)

@@ -5,13 +5,16 @@ is resampled by timestamps; a still is one frame), the face track (MediaPipe lan
 face are flagged), LatentSync's anchors and the per-frame similarity alignment to its template (with upstream's
 nose-bias smoothing). Frames are decoded again at render time: nothing per frame is held in memory.
 
-render: the output is cut into 16-frame chunks on a fixed grid from frame 0. Per chunk: read the chunk's source
-frames (ping-pong through the source when the speech is longer), pre-condition them with the emotion track's
-upper-face warps, align and crop the faces, compute that chunk's audio windows, run the pipeline (one shared noise
-draw for the whole video from the job seed; the VAE encode samples use a generator seeded by (seed, chunk), so a
-chunk's frames do not depend on the chunks before it and `render(start=k)` reproduces a full render), optionally
-match colours, and paste back with the feathered blend. Source frames without a face pass through, with the face
-helper's cross-fade weights around them. Only one chunk of frames is in memory at a time.
+render: the output is cut into 16-frame chunks on a fixed grid from frame 0. Per chunk, prepared by one background
+thread while the pipeline runs the previous chunk (`prefetch`): read the chunk's source frames (ping-pong through
+the source when the speech is longer), pre-condition them with the emotion track's upper-face warps, compute that
+chunk's audio windows, upload the face region of the frames once and crop the aligned faces on the device
+(pipelines.face.batch_warp), with a content key per crop. Then, in the caller's thread: the pipeline (one shared
+noise draw for the whole video from the job seed; the VAE encode samples use a generator seeded by (seed, chunk), so
+a chunk's frames do not depend on the chunks before it and `render(start=k)` reproduces a full render; crops seen
+before reuse their VAE encodings from a bounded cache), the optional colour match, the feathered paste-back on the
+device, and one download of the face region. Source frames without a face pass through, with the face helper's
+cross-fade weights around them. At most two chunks of frames (the one rendering, the one prefetched) are in memory.
 
 Emotion: brows, eyes, blinks and the cheek lift of a smile come from the expression warps applied to the source
 frames before LatentSync sees them (they are its reference, and everything outside the mouth region is kept from
@@ -21,8 +24,11 @@ that emotion dominates the track. Head-motion parameters are not used (the sourc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,24 +97,55 @@ def _resolve_dtype(name: str, device: str):
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
 
-def color_match(generated: np.ndarray, source: np.ndarray, keep: np.ndarray, band: int = 6) -> np.ndarray:
-    """Shift the regenerated region's colour so that, along the inside of its border, it matches the source face.
-
-    generated, source: (F, R, R, 3) uint8 crops; keep: (R, R) mask (1 keep). The per-channel mean offset is measured
-    on a `band`-pixel ring just inside the regenerated region (skin in both images) and applied to the regenerated
-    region only, weighted by 1 - keep, so kept pixels are untouched.
-    """
+def color_ring(keep: np.ndarray, band: int = 6) -> np.ndarray:
+    """(R, R) bool: the `band`-pixel ring just inside the regenerated region (keep < 0.5) of the mask."""
     import cv2
 
-    regen = (keep < 0.5).astype(np.uint8)
-    inner = regen & (1 - cv2.erode(regen, np.ones((2 * band + 1,) * 2, np.uint8)))
-    ring = inner.astype(bool)
-    if not ring.any():
+    regen = (np.asarray(keep) < 0.5).astype(np.uint8)
+    return (regen & (1 - cv2.erode(regen, np.ones((2 * band + 1,) * 2, np.uint8)))).astype(bool)
+
+
+def color_match(generated, source, keep, ring):
+    """Shift the regenerated region's colour so that, along the inside of its border, it matches the source face.
+
+    generated, source: (F, 3, R, R) float 8-bit levels (torch); keep: (R, R) mask (1 keep); ring: color_ring(keep)
+    as a bool tensor. The per-channel mean offset is measured on the ring (skin in both images) and applied to the
+    regenerated region only, weighted by 1 - keep, so kept pixels are untouched."""
+    if not bool(ring.any()):
         return generated
-    g = generated.astype(np.float32)
-    offset = source[:, ring].astype(np.float32).mean(axis=1) - g[:, ring].mean(axis=1)  # (F, 3)
-    g += offset[:, None, None, :] * (1.0 - keep)[None, :, :, None]
-    return np.clip(np.rint(g), 0, 255).astype(np.uint8)
+    offset = source[:, :, ring].mean(dim=-1) - generated[:, :, ring].mean(dim=-1)  # (F, 3)
+    return (generated + offset[:, :, None, None] * (1 - keep)).round().clamp(0, 255)
+
+
+class StageClock:
+    """Seconds per stage, summed over a render, from any thread. With `sync`, each stage waits for the device's
+    queued work first and last (figures for a bench; it serialises the GPU)."""
+
+    def __init__(self, sync: bool = False):
+        self.sync = sync
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self._wait()
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._wait()
+            self.add(stage, time.perf_counter() - t)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def _wait(self) -> None:
+        if self.sync:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.current_stream().synchronize()
 
 
 class _Reader:
@@ -147,6 +184,9 @@ class LatentSyncEngine:
     resolution (the face crop size; the official weights are trained at 256 for 1.5 and 512 for 1.6 only: other
     sizes are for tests with tiny models and experiments). Without the option, TALKREEL_LATENTSYNC_RESOLUTION sets
     it, so a test can reach the engine through `talkreel render`, which creates engines by name alone.
+    prefetch (True): prepare the next chunk in a background thread while the pipeline runs (same frames either
+    way). latent_cache_size (256): crops whose VAE encodings are kept for reuse (0: none kept across chunks).
+    profile (False): time stages with device synchronisation (`stats` after a render; for bench/).
     """
 
     def __init__(
@@ -158,6 +198,9 @@ class LatentSyncEngine:
         components: dict[str, Any] | None = None,
         chunk_frames: int = CHUNK_FRAMES,
         resolution: int | None = None,
+        prefetch: bool = True,
+        latent_cache_size: int = 256,
+        profile: bool = False,
     ):
         from pipelines.engines.latentsync.unet import MAX_FRAMES, RESOLUTIONS
 
@@ -178,6 +221,13 @@ class LatentSyncEngine:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.chunk_frames = chunk_frames
+        self.prefetch = bool(prefetch)
+        self.profile = bool(profile)
+        self.stats: dict[str, Any] = {}
+        self._latent_cache_size = int(latent_cache_size)
+        self._latents = None  # pipeline.LatentCache, made with the pipeline
+        self._latents_for: tuple[str, str] | None = None  # (device, dtype) the cached latents were made on
+        self._warp = None  # face.batch_warp.FaceWarp for this engine's crop and device
         self._components = components
         self._pipe = None
         self._paths: dict[str, Path] = {}
@@ -205,11 +255,17 @@ class LatentSyncEngine:
             "device": self.device,
             "resolution": self.resolution,
             "chunk_frames": self.chunk_frames,
+            "prefetch": self.prefetch,
+            "latent_cache_size": self._latent_cache_size,
         }
         if self._paths:
             info["weights"] = self._weights_info()
         if self._pipe is not None:
             info["unet_block_out_channels"] = list(self._pipe.unet.config.block_out_channels)
+            info["unet_compiled"] = self._pipe.unet_compiled
+            info["offload_idle_modules"] = self._pipe._offload_device is not None
+        if "reference_latents" in self.stats:
+            info["reference_latents"] = dict(self.stats["reference_latents"])
         return info
 
     def _weights_info(self) -> list[dict[str, Any]]:
@@ -230,11 +286,12 @@ class LatentSyncEngine:
         ]
 
     # ---- models -----------------------------------------------------------------------------------------------
-    def pipeline(self, dtype_name: str = "auto", device: str | None = None):
-        """The LatentSyncPipeline with this engine's weights (loaded once, then moved/cast as asked)."""
+    def pipeline(self, dtype_name: str = "auto", device: str | None = None, offload: bool = False):
+        """The LatentSyncPipeline with this engine's weights (loaded once, then moved/cast as asked). With
+        `offload`, the modules stay on the CPU and visit `device` only while used (pipeline.offload_idle_modules)."""
         import torch
 
-        from pipelines.engines.latentsync.pipeline import LatentSyncPipeline, make_scheduler
+        from pipelines.engines.latentsync.pipeline import LatentCache, LatentSyncPipeline, make_scheduler
 
         device = device or self.device
         dtype = _resolve_dtype(dtype_name, device)
@@ -247,10 +304,16 @@ class LatentSyncEngine:
                 audio_encoder=comps["audio_encoder"],
             )
         pipe = self._pipe
+        home = torch.device("cpu") if offload else torch.device(device)
+        pipe.offload_idle_modules(device if offload else None)
         for module in (pipe.unet, pipe.vae, pipe.audio_encoder):
             p = next(module.parameters())
-            if p.device != torch.device(device) or p.dtype != dtype:
-                module.to(device=device, dtype=dtype)
+            if p.device != home or p.dtype != dtype:
+                module.to(device=home, dtype=dtype)
+        made_for = (str(torch.device(device)), str(dtype))
+        if self._latents is None or self._latents_for != made_for:
+            self._latents = LatentCache(self._latent_cache_size)  # encodings from another device/dtype differ
+            self._latents_for = made_for
         return pipe
 
     def _load_components(self) -> dict[str, Any]:
@@ -380,83 +443,90 @@ class LatentSyncEngine:
         import torch
 
         from pipelines.audio_features.features import SpeechFeatures
-        from pipelines.engines.latentsync.pipeline import DEFAULT_SEED
-        from pipelines.face.align import latentsync_template, warp_to_crop
-        from pipelines.face.blend import paste_back
+        from pipelines.engines.latentsync.pipeline import DEFAULT_SEED, pixel_levels
+        from pipelines.face.align import latentsync_template
+        from pipelines.face.batch_warp import FaceWarp
         from pipelines.face.mask import latentsync_mask
 
         opts = settings.engine
-        steps = int(getattr(opts, "steps", 20))
-        guidance = float(getattr(opts, "guidance", 1.5))
-        deep = DEEP_CACHE_INTERVAL if getattr(opts, "deep_cache", False) else None
-        # the engine's own device option wins over the settings' default
-        device = self.device
-        pipe = self.pipeline(getattr(opts, "dtype", "auto"), device)
-        low_vram = bool(getattr(opts, "low_vram", False))
-        # low-VRAM: VAE one image at a time and the two guidance halves one after the other (same results)
-        pipe.vae.use_slicing = low_vram
         n = speech.n_frames
         if expression.n_frames != n:
             raise RenderError(f"expression track has {expression.n_frames} frames, speech {n}")
-        samples = _at_16k(speech.samples, speech.sample_rate)
-        feats = SpeechFeatures(
-            pipe.audio_encoder, samples, overlap_windows=bool(getattr(opts, "overlap_windows", False))
-        )
+        steps = int(getattr(opts, "steps", 20))
+        guidance = float(getattr(opts, "guidance", 1.5))
+        deep = DEEP_CACHE_INTERVAL if getattr(opts, "deep_cache", False) else None
+        low_vram = bool(getattr(opts, "low_vram", False))
+        device = torch.device(self.device)
+        pipe = self.pipeline(getattr(opts, "dtype", "auto"), self.device, offload=low_vram)
+        # low-VRAM: idle modules on the CPU (above), VAE one image at a time, the guidance halves one after the other
+        pipe.vae.use_slicing = low_vram
+        pipe.vae.use_tiling = bool(getattr(opts, "vae_tiling", False))
+        if bool(getattr(opts, "compile", False)) != pipe.unet_compiled:
+            pipe.compile_unet(bool(getattr(opts, "compile", False)), dynamic=False)
+        clock = StageClock(sync=self.profile)
+        pipe.stage_timer = clock
         template = latentsync_template(self.resolution)
-        keep = latentsync_mask(self.resolution)
+        if self._warp is None or self._warp.device != device:
+            self._warp = FaceWarp(template.crop_size, self.resolution, device)
+        keep_np = latentsync_mask(self.resolution)
+        keep = torch.as_tensor(keep_np, device=device)
+        ring = torch.as_tensor(color_ring(keep_np), device=device)
+        with pipe.placed("audio_encoder"):  # the features record the device their encoder runs on
+            feats = SpeechFeatures(
+                pipe.audio_encoder,
+                _at_16k(speech.samples, speech.sample_rate),
+                overlap_windows=bool(getattr(opts, "overlap_windows", False)),
+            )
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
         noise = pipe.prepare_noise(self.resolution, torch.Generator().manual_seed(seed))
-        looks = self.look_for_frames(prepared, expression.values)
-        readers: dict[str, _Reader] = {}
-        rigs: dict[tuple[str, int], Any] = {}
-        done = 0
+        latents = self._latents
+        before = (latents.encoded, latents.reused)
+        source = _ChunkSource(
+            self, prepared, expression, feats, pipe, clock, settings.fps, str(pipe.unet.dtype), device
+        )
         ch = self.chunk_frames
-        for c in range(start // ch, (n + ch - 1) // ch):
-            idx = list(range(c * ch, min((c + 1) * ch, n)))
-            plan = []
-            for i in idx:
-                clip = prepared.clips[looks[i]]
-                plan.append((looks[i], clip, pingpong(i, clip.n)))
-            frames = []
-            got = {}
-            for key in dict.fromkeys(k for k, _, _ in plan):  # each source once per chunk, in first-use order
-                if key not in readers:
-                    readers[key] = _Reader(prepared.clips[key], prepared.fps)
-                got[key] = readers[key].get([s for k, _, s in plan if k == key])
-            for (key, clip, s), i in zip(plan, idx, strict=True):
-                frame = got[key][s]
-                frames.append(self._expressive(frame, clip, key, s, expression.values[i], rigs))
-            crops = np.stack(
-                [
-                    warp_to_crop(f, clip.matrices[s], template)
-                    for f, (_, clip, s) in zip(frames, plan, strict=True)
-                ]
-            )
-            windows = feats.frame_windows(idx, settings.fps)
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + c + 1)
+        waits = [0.0]
+        self.stats = {"stages": clock.seconds}
+        done = 0
+        for chunk in _ahead(source.prepare, range(start // ch, (n + ch - 1) // ch), self.prefetch, waits):
+            chunk.adopt()
             faces = pipe(
-                crops,
-                windows,
+                chunk.crops / 127.5 - 1.0,
+                chunk.windows,
                 keep,
                 num_inference_steps=steps,
                 guidance_scale=guidance,
-                generator=generator,
+                generator=torch.Generator().manual_seed(seed * 1_000_003 + chunk.index + 1),
                 latents=noise,
                 chunk_frames=ch,
                 deep_cache_interval=deep,
+                output_type="pt",
                 sequential_cfg=low_vram,
+                reference_keys=chunk.keys,
+                latent_cache=latents,
             )
-            if getattr(opts, "color_match", False):
-                faces = color_match(faces, crops, keep)
-            for j, i in enumerate(idx):
-                _, clip, s = plan[j]
-                weight = float(clip.weights[s])
-                image = paste_back(frames[j], faces[j], clip.matrices[s], template.crop_size, weight)
+            with clock("paste-back"):
+                faces = pixel_levels(faces).to(device)
+                if getattr(opts, "color_match", False):
+                    faces = color_match(faces, chunk.crops, keep, ring)
+                images = chunk.paste(self._warp, faces)
+            for j, i in enumerate(chunk.frame_indices):
                 if i >= start:
                     done += 1
-                    yield Frame(image=image, face_found=bool(clip.found[s]))
+                    yield Frame(image=images[j], face_found=bool(chunk.found[j]))
             if progress is not None:
                 progress(done)
+        self.stats.update(
+            {
+                "prefetch": self.prefetch,
+                "prefetch_wait_s": waits[0],
+                "reference_latents": {
+                    "encoded": latents.encoded - before[0],
+                    "reused": latents.reused - before[1],
+                    "held": len(latents),
+                },
+            }
+        )
 
     @staticmethod
     def _expressive(frame, clip: SourceClip, key: str, s: int, row: np.ndarray, rigs: dict) -> np.ndarray:
@@ -476,6 +546,184 @@ class LatentSyncEngine:
                 rigs.pop(next(iter(rigs)))
             rigs[rig_key] = rig
         return rig.apply(frame, params)
+
+
+def _ahead(
+    make: Callable[[int], Any], items: Iterable[int], enabled: bool, waits: list[float]
+) -> Iterator[Any]:
+    """make(item) for each item, in order; with `enabled`, one background thread makes the next item while the
+    caller works on the current one. waits[0] sums the seconds the caller spent waiting for the thread."""
+    if not enabled:
+        for item in items:
+            yield make(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="latentsync-prefetch") as pool:
+        nxt = next(it, None)
+        future = pool.submit(make, nxt) if nxt is not None else None
+        try:
+            while future is not None:
+                t = time.perf_counter()
+                current = future.result()
+                waits[0] += time.perf_counter() - t
+                nxt = next(it, None)
+                future = pool.submit(make, nxt) if nxt is not None else None
+                yield current
+        finally:
+            if future is not None:  # the caller stopped early: let the thread finish, drop its work
+                future.cancel()
+
+
+@dataclass
+class _Group:
+    """The frames of a chunk that share one size: their output copies (CPU) and face region (device)."""
+
+    members: list[int]  # positions in the chunk
+    frame_hw: tuple[int, int]
+    box: tuple[int, int, int, int]
+    images: np.ndarray  # (G, h, w, 3) uint8: the source frames, becoming the output frames
+    region: Any  # (G, 3, y1 - y0, x1 - x0) float32 tensor on the device
+
+
+@dataclass
+class _Chunk:
+    index: int
+    frame_indices: list[int]
+    found: np.ndarray  # (F,) bool
+    weights: np.ndarray  # (F,) blend weights
+    matrices: np.ndarray  # (F, 2, 3)
+    groups: list[_Group]
+    crops: Any  # (F, 3, R, R) float 8-bit levels on the device
+    windows: Any  # (F, 50, C) on the device
+    keys: list[tuple]
+    stream: Any = None  # the CUDA stream the tensors were made on (prefetch thread)
+
+    def adopt(self) -> None:
+        """Hand tensors made on the prefetch thread's stream to the current stream (allocator bookkeeping)."""
+        if self.stream is None:
+            return
+        import torch
+
+        current = torch.cuda.current_stream()
+        for t in (self.crops, self.windows, *(g.region for g in self.groups)):
+            t.record_stream(current)
+
+    def paste(self, warp: Any, faces: Any) -> list[np.ndarray]:
+        """The output frames: each group's faces pasted on the device, its region downloaded once."""
+        out: list[np.ndarray] = [None] * len(self.frame_indices)  # type: ignore[list-item]
+        for g in self.groups:
+            members = g.members
+            if self.weights[members].max(initial=0.0) > 0 and g.region.numel():
+                x0, y0, x1, y1 = g.box
+                pasted = warp.paste(
+                    g.region, g.box, faces[members], self.matrices[members], self.weights[members]
+                )
+                # levels are whole numbers in 0..255: the uint8 conversion is exact; one download per group
+                g.images[:, y0:y1, x0:x1] = pasted.byte().permute(0, 2, 3, 1).cpu().numpy()
+            for k, j in enumerate(members):
+                out[j] = g.images[k]
+        return out
+
+
+class _ChunkSource:
+    """Everything a chunk needs before the pipeline: source frames, expression warps, audio windows, crops and
+    content keys. Used by one thread at a time, in chunk order (its readers and rigs hold decoding state)."""
+
+    def __init__(self, engine, prepared, expression, feats, pipe, clock, fps, dtype_name, device):
+        self.engine = engine
+        self.prepared = prepared
+        self.values = expression.values
+        self.looks = engine.look_for_frames(prepared, expression.values)
+        self.feats = feats
+        self.pipe = pipe
+        self.clock = clock
+        self.fps = fps
+        self.device = device
+        self.n = expression.n_frames
+        self.readers: dict[str, _Reader] = {}
+        self.rigs: dict[tuple[str, int], Any] = {}
+        self.key_prefix = (str(device), dtype_name, engine.resolution)
+        self._stream = None
+
+    def prepare(self, c: int) -> _Chunk:
+        import torch
+
+        if self.device.type == "cuda" and threading.current_thread() is not threading.main_thread():
+            if self._stream is None:
+                self._stream = torch.cuda.Stream(self.device)
+            with torch.cuda.stream(self._stream):
+                chunk = self._prepare(c)
+            self._stream.synchronize()
+            chunk.stream = self._stream
+            return chunk
+        return self._prepare(c)
+
+    def _prepare(self, c: int) -> _Chunk:
+        import torch
+
+        ch = self.engine.chunk_frames
+        idx = list(range(c * ch, min((c + 1) * ch, self.n)))
+        prepared = self.prepared
+        plan = [(self.looks[i], prepared.clips[self.looks[i]]) for i in idx]
+        plan = [(key, clip, pingpong(i, clip.n)) for (key, clip), i in zip(plan, idx, strict=True)]
+        with self.clock("read"):
+            got = {}
+            for key in dict.fromkeys(k for k, _, _ in plan):  # each source once per chunk, in first-use order
+                if key not in self.readers:
+                    self.readers[key] = _Reader(prepared.clips[key], prepared.fps)
+                got[key] = self.readers[key].get([s for k, _, s in plan if k == key])
+        with self.clock("expression"):
+            frames = [
+                self.engine._expressive(got[key][s], clip, key, s, self.values[i], self.rigs)
+                for (key, clip, s), i in zip(plan, idx, strict=True)
+            ]
+        with self.clock("features"), self.pipe.placed("audio_encoder"):
+            windows = self.feats.frame_windows(idx, self.fps)
+        matrices = np.stack([clip.matrices[s] for _, clip, s in plan]).astype(np.float64)
+        found = np.array([bool(clip.found[s]) for _, clip, s in plan])
+        weights = np.array([float(clip.weights[s]) for _, clip, s in plan])
+        warp = self.engine._warp
+        cuda = self.device.type == "cuda"
+        with self.clock("preprocessing"):
+            shapes: dict[tuple[int, int], list[int]] = {}
+            for j, f in enumerate(frames):
+                shapes.setdefault(f.shape[:2], []).append(j)
+            r = self.engine.resolution
+            crops = torch.empty((len(idx), 3, r, r), dtype=torch.float32, device=self.device)
+            keys: list[tuple] = [()] * len(idx)
+            groups = []
+            for hw, members in shapes.items():
+                box = warp.box(matrices[members], hw)
+                x0, y0, x1, y1 = box
+                images = np.stack([frames[j] for j in members])
+                host = torch.from_numpy(np.ascontiguousarray(images[:, y0:y1, x0:x1]))
+                if cuda:
+                    host = host.pin_memory()
+                region = host.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2).float()
+                crops[members] = warp.crops(region, box, hw, matrices[members])
+                groups.append(_Group(members, hw, box, images, region))
+                for j in members:
+                    keys[j] = self.key_prefix + (_crop_key(frames[j], matrices[j], warp),)
+            windows = windows.to(self.device, non_blocking=cuda)
+        return _Chunk(c, idx, found, weights, matrices, groups, crops, windows, keys)
+
+
+def _crop_key(frame: np.ndarray, matrix: np.ndarray, warp: Any) -> str:
+    """Content key of one crop: what it is computed from (the pixels under its footprint, the matrix, the frame's
+    size); the crop itself does not depend on anything else (pipelines.face.batch_warp)."""
+    h = hashlib.blake2b(digest_size=16)
+    m = np.ascontiguousarray(matrix, np.float64)
+    h.update(np.array(frame.shape, np.int64).tobytes())
+    h.update(m.tobytes())
+    from pipelines.face.batch_warp import valid_matrices
+
+    if valid_matrices(m[None])[0]:
+        x0, y0, x1, y1 = warp.footprint(m, frame.shape[:2])
+        h.update(np.array([x0, y0, x1, y1], np.int64).tobytes())
+        h.update(np.ascontiguousarray(frame[y0:y1, x0:x1]).tobytes())
+    return h.hexdigest()
 
 
 def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:
