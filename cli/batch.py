@@ -118,6 +118,7 @@ def run_batch(
     shard: str | None = None,
     allow_outside_paths: bool = False,
     qc: bool = True,
+    low_vram: bool = False,
     reporter: Reporter | None = None,
 ) -> BatchResult:
     from pipelines.cache import DiskArrayCache, FileHasher, default_cache_root
@@ -146,6 +147,10 @@ def run_batch(
     if override is not None:
         for loaded in jobs:
             loaded.job.engine = override
+    if low_vram:  # a setting of the LatentSync engines: it reaches the plan's hash and the job record
+        for loaded in jobs:
+            if "low_vram" in type(loaded.job.engine).model_fields:
+                loaded.job.engine = loaded.job.engine.model_copy(update={"low_vram": True})
 
     hasher = FileHasher(out_dir / ".talkreel" / "file-hashes.json")
     plans = []

@@ -111,6 +111,11 @@ def render(
         "--qc/--no-qc",
         help="Measure each output (talkreel qc) into its record and write a contact sheet.",
     ),
+    low_vram: bool = typer.Option(
+        False,
+        "--low-vram",
+        help="LatentSync jobs: keep idle models on the CPU, VAE one image at a time (for small GPUs).",
+    ),
 ) -> None:
     """Render every job into a finished MP4 (with a .json record beside it)."""
     kwargs = dict(
@@ -120,6 +125,7 @@ def render(
         shard=shard,
         allow_outside_paths=allow_outside_paths,
         qc=qc,
+        low_vram=low_vram,
     )
     if quiet or as_json or dry_run:
         result = run_batch(paths, out, reporter=QuietReporter(), **kwargs)

@@ -87,3 +87,16 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
     assert np.abs(frame - source)[outside].mean() < 4.0
     mouth = (slice(64, 84), slice(98, 128))
     assert np.abs(frame - source)[mouth].mean() > 4.0
+
+    # --low-vram: recorded in the job's engine settings (so the content hash, and with it the invisible watermark's
+    # payload, differs: frames are compared with the normal path's in tests/test_latentsync_engine.py)
+    low = render(str(project), "--out", "c", "--low-vram")
+    assert low.exit_code == 0, low.output
+    low_record = json.loads((tmp_path / "c" / "ls.json").read_text())
+    assert low_record["engine"]["settings"]["low_vram"] is True
+    assert record["engine"]["settings"]["low_vram"] is False
+    assert low_record["engine"]["offload_idle_modules"] is True
+    assert low_record["content_hash"] != record["content_hash"]
+    c = list(iter_frames(tmp_path / "c" / "ls.mp4"))
+    assert len(c) == len(a)
+    assert np.abs(c[len(c) // 2].astype(np.int16) - source)[outside].mean() < 4.0

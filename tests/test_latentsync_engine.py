@@ -310,3 +310,27 @@ def test_low_vram_gives_the_same_frames_and_keeps_one_model_on_the_device(weight
     # chunk 0: encode, denoise, decode; chunk 1: the VAE is still there for the encode, then denoise, decode
     assert [m for m in names if m != "audio_encoder"] == ["vae", "unet", "vae", "unet", "vae"]
     assert names.count("audio_encoder") >= 3  # the features' set-up and each chunk's windows
+
+
+def test_compile_option_is_accepted_and_recorded(weights):
+    settings = _settings(compile=True)
+    assert settings.engine.compile and not _settings().engine.compile
+    engine = _engine(weights)
+    pipe = engine.configure(settings.engine)
+    assert pipe.unet_compiled and engine.describe()["unet_compiled"]
+    engine.configure(_settings().engine)
+    assert not pipe.unet_compiled and not engine.describe()["unet_compiled"]
+
+
+@pytest.mark.slow
+def test_compiled_unet_renders_the_same_frames(weights, portrait, tmp_path):
+    """Through dynamo with the eager backend (inductor's C++ build takes minutes on a CPU): the graph capture,
+    including the deep-feature hook, gives the frames of the plain UNet."""
+    settings = _settings(deep_cache=True, steps=4)
+    plain = _engine(weights)
+    prepared = _prepared(plain, portrait, tmp_path, settings)
+    reference = _render(plain, prepared, 18, settings)
+    compiled = _engine(weights, compile_options={"backend": "eager", "dynamic": False})
+    frames = _render(compiled, prepared, 18, _settings(deep_cache=True, steps=4, compile=True))
+    assert compiled.describe()["unet_compiled"]
+    assert _same(frames, reference)

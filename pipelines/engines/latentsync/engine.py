@@ -187,6 +187,7 @@ class LatentSyncEngine:
     prefetch (True): prepare the next chunk in a background thread while the pipeline runs (same frames either
     way). latent_cache_size (256): crops whose VAE encodings are kept for reuse (0: none kept across chunks).
     profile (False): time stages with device synchronisation (`stats` after a render; for bench/).
+    compile_options ({"dynamic": False}): keyword arguments of torch.compile when a job sets `compile: true`.
     """
 
     def __init__(
@@ -201,6 +202,7 @@ class LatentSyncEngine:
         prefetch: bool = True,
         latent_cache_size: int = 256,
         profile: bool = False,
+        compile_options: dict[str, Any] | None = None,
     ):
         from pipelines.engines.latentsync.unet import MAX_FRAMES, RESOLUTIONS
 
@@ -223,6 +225,7 @@ class LatentSyncEngine:
         self.chunk_frames = chunk_frames
         self.prefetch = bool(prefetch)
         self.profile = bool(profile)
+        self.compile_options = dict(compile_options) if compile_options is not None else {"dynamic": False}
         self.stats: dict[str, Any] = {}
         self._latent_cache_size = int(latent_cache_size)
         self._latents = None  # pipeline.LatentCache, made with the pipeline
@@ -419,6 +422,19 @@ class LatentSyncEngine:
         return (src.width, src.height)
 
     # ---- render -----------------------------------------------------------------------------------------------
+    def configure(self, opts: Any):
+        """The pipeline set up as a job's engine settings ask: dtype, low-VRAM (idle modules on the CPU, VAE one
+        image at a time; the guidance halves one after the other are the render's part), VAE tiling, compiled
+        UNet."""
+        low_vram = bool(getattr(opts, "low_vram", False))
+        pipe = self.pipeline(getattr(opts, "dtype", "auto"), self.device, offload=low_vram)
+        pipe.vae.use_slicing = low_vram
+        pipe.vae.use_tiling = bool(getattr(opts, "vae_tiling", False))
+        compile_unet = bool(getattr(opts, "compile", False))
+        if compile_unet != pipe.unet_compiled:
+            pipe.compile_unet(compile_unet, **self.compile_options)
+        return pipe
+
     def look_for_frames(self, prepared: LatentSyncPrepared, values: np.ndarray) -> list[str]:
         """Per frame, the look whose emotion dominates the expression rows ("" = the persona's own source)."""
         if not prepared.look_vectors:
@@ -457,12 +473,7 @@ class LatentSyncEngine:
         deep = DEEP_CACHE_INTERVAL if getattr(opts, "deep_cache", False) else None
         low_vram = bool(getattr(opts, "low_vram", False))
         device = torch.device(self.device)
-        pipe = self.pipeline(getattr(opts, "dtype", "auto"), self.device, offload=low_vram)
-        # low-VRAM: idle modules on the CPU (above), VAE one image at a time, the guidance halves one after the other
-        pipe.vae.use_slicing = low_vram
-        pipe.vae.use_tiling = bool(getattr(opts, "vae_tiling", False))
-        if bool(getattr(opts, "compile", False)) != pipe.unet_compiled:
-            pipe.compile_unet(bool(getattr(opts, "compile", False)), dynamic=False)
+        pipe = self.configure(opts)
         clock = StageClock(sync=self.profile)
         pipe.stage_timer = clock
         template = latentsync_template(self.resolution)

@@ -102,6 +102,12 @@ class LatentCache:
 
 
 @dataclass
+class _Capture:
+    enabled: bool = False
+    hidden: torch.Tensor | None = None
+
+
+@dataclass
 class _DeepCache:
     interval: int
     hidden: torch.Tensor | None = None
@@ -130,7 +136,7 @@ class LatentSyncPipeline(DiffusionPipeline):
         self._placement_lock = threading.Lock()
         self.module_moves: list[tuple[str, str]] = []  # (module, "on" / "off" the device) while offloading
         self._unet_call: Callable[..., Any] | None = None  # the compiled UNet, when compiled
-        self._deep_capture: _DeepCache | None = None
+        self._deep_capture = _Capture()
         self._capture_hook = None
 
     # --- where modules run -----------------------------------------------------------------------------------------
@@ -185,6 +191,7 @@ class LatentSyncPipeline(DiffusionPipeline):
     def compile_unet(self, enabled: bool = True, **options: Any) -> None:
         """Run full UNet steps through `torch.compile(unet, **options)` (the module and its weights are shared;
         cached deep-feature steps stay eager). `enabled=False` goes back to eager."""
+        self._install_capture_hook()
         self._unet_call = torch.compile(self.unet, **options) if enabled else None
 
     @property
@@ -267,23 +274,30 @@ class LatentSyncPipeline(DiffusionPipeline):
     # --- UNet with the optional deep-feature cache -----------------------------------------------------------------
 
     def _keep_deep_features(self, _module, _args, kwargs) -> None:
-        cache = self._deep_capture
-        if cache is not None:
+        capture = self._deep_capture
+        if capture.enabled:
             inp = kwargs["input_tensor"]
-            cache.hidden = inp[:, : inp.shape[1] - self.unet.config.block_out_channels[0]]
+            capture.hidden = inp[:, : inp.shape[1] - self.unet.config.block_out_channels[0]]
 
-    def _unet_full(self, x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, cache: _DeepCache | None):
-        if cache is not None and self._capture_hook is None:
-            # installed once and switched by `_deep_capture`, so a compiled UNet is not re-traced every step
+    def _install_capture_hook(self) -> None:
+        # Installed once, before any compile (torch.compile does not notice hooks added later), and switched by a
+        # flag on one long-lived object, so a compiled UNet keeps two graphs (capturing or not) instead of
+        # re-tracing for every chunk.
+        if self._capture_hook is None:
             target = self.unet.up_blocks[-1].resnets[-1]
             self._capture_hook = target.register_forward_pre_hook(self._keep_deep_features, with_kwargs=True)
-        unet = self._unet_call or self.unet
-        self._deep_capture = cache
+
+    def _unet_full(self, x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, cache: _DeepCache | None):
+        self._install_capture_hook()
+        unet = self._unet_call if self._unet_call is not None else self.unet
+        capture = self._deep_capture
+        capture.enabled = cache is not None
         try:
             out = unet(x, t, encoder_hidden_states=audio).sample
         finally:
-            self._deep_capture = None
+            capture.enabled = False
         if cache is not None:
+            cache.hidden, capture.hidden = capture.hidden, None
             cache.full_steps += 1
         return out
 
