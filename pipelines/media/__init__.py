@@ -2,9 +2,10 @@
 
 - ffmpeg.py: ffmpeg_exe(), run_ffmpeg(), FFmpegPipe, FFmpegError
 - probe.py: probe() -> MediaInfo, is_faststart()
-- audio.py: load_audio(), measure_loudness(), loudnorm(), join_segments(), pad_or_trim(), frame_count(),
+- audio.py: load_audio(), measure_loudness(), normalise(), join_segments(), pad_or_trim(), frame_count(),
   prepare_audio() -> PreparedAudio
 - video_in.py: open_source() -> FrameSource, iter_frames()
 - video_out.py: SegmentWriter, completed_frames(), mux_segments(), encode_final()
+- loudness.py: LoudnessMeter (EBU R128 in numpy, measured while the audio streams)
 - atomic.py: temp_path_for(), move_into_place()
 """

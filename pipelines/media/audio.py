@@ -7,6 +7,7 @@ n_frames / fps. Long audio is streamed to disk in blocks, so memory does not gro
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -76,7 +77,7 @@ class PreparedAudio:
     loudness_in: Loudness
     loudness_out: Loudness | None  # None when the input was silent and left as is
     # "linear"; "dynamic" (loudnorm fell back: peaks did not allow a plain gain); "short-clip gain" (under 0.4 s,
-    # see loudnorm()); "none" (silence)
+    # see normalise()); "none" (silence)
     normalisation: str
 
 
@@ -276,51 +277,124 @@ def measure_loudness(
     return _loudness_from(_loudnorm_json(proc.stderr.decode("utf-8", "replace"), "loudness"), "input")
 
 
-def loudnorm(
-    input_args: list[str] | str | os.PathLike,
+def _raw_blocks(raw: Path) -> Iterator[np.ndarray]:
+    with open(raw, "rb") as f:
+        while block := f.read(_BLOCK_BYTES):
+            yield np.frombuffer(block, "<f4")
+
+
+def _write_wav(blocks: Iterable[np.ndarray], out_wav: Path, n_samples: int, meter=None) -> None:
+    """Mono 48 kHz pcm_s16le of exactly `n_samples` (the blocks cut, or padded with silence), written to a temp
+    name and moved into place; `meter` (a LoudnessMeter) is fed what is written."""
+    import wave
+
+    temp = temp_path_for(out_wav)
+    try:
+        with wave.open(str(temp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(OUTPUT_RATE)
+            left = n_samples
+            for block in itertools.chain(blocks, _silence(n_samples)):
+                block = block[:left]
+                if not len(block):
+                    break
+                # ffmpeg's float -> s16 conversion: scale by 2^15, round to nearest, saturate
+                w.writeframes(np.clip(np.rint(block * 32768.0), -32768, 32767).astype("<i2").tobytes())
+                if meter is not None:
+                    meter.feed(block)
+                left -= len(block)
+        move_into_place(temp, out_wav)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _silence(n: int) -> Iterator[np.ndarray]:
+    while n > 0:
+        block = min(n, _BLOCK_BYTES // 4)
+        yield np.zeros(block, np.float32)
+        n -= block
+
+
+def _gained(blocks: Iterable[np.ndarray], gain_db: float) -> Iterator[np.ndarray]:
+    gain = np.float32(10.0 ** (gain_db / 20.0))
+    return (block * gain for block in blocks)
+
+
+def normalise(
+    raw: Path,
+    measured: Loudness,
     out_wav: str | os.PathLike,
-    n_samples: int | None = None,
+    n_samples: int,
     target_lufs: float = DEFAULT_TARGET_LUFS,
     true_peak: float = DEFAULT_TRUE_PEAK,
     lra: float = DEFAULT_LRA,
-    measured: Loudness | None = None,
 ) -> tuple[Loudness, Loudness | None, str]:
-    """Two-pass EBU R128 normalisation into a mono 48 kHz pcm_s16le wav, optionally exactly `n_samples` long.
+    """EBU R128 normalisation of the raw mono 48 kHz float32 file `raw` (measured: its loudness) into a mono
+    48 kHz pcm_s16le wav of exactly `n_samples`.
 
-    Returns (input loudness, output loudness, normalisation type). Silent input is copied without gain
-    (returns output None, "none"). The wav is written to a temp name and moved into place.
+    Returns (input loudness, output loudness, normalisation type), as ffmpeg's two-pass loudnorm decides it:
+    a plain gain to the target ("linear") when the peaks and loudness range allow one, which is done here in
+    numpy and measured on the way out; otherwise ffmpeg's loudnorm as the second pass with these measurements
+    ("dynamic"). Silent input is copied without gain (output None, "none").
     """
-    args = ["-i", os.fspath(input_args)] if isinstance(input_args, (str, os.PathLike)) else list(input_args)
-    measured = measured or measure_loudness(args, target_lufs, true_peak, lra)
-    filters: list[str] = []
-    kind = "none"
-    if measured.gated_out:
-        # loudnorm cannot measure (nor, in our tests, correctly gain) a clip shorter than 0.4 s. Measure it
-        # looped, which has the same mean-square loudness, and apply the plain gain that loudnorm's linear mode
-        # would: up to the target, but never past the true-peak ceiling.
-        looped = measure_loudness(
-            ["-stream_loop", str(_SHORT_CLIP_LOOPS), *args], target_lufs, true_peak, lra
-        )
-        gain = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
-        filters.append(f"volume={gain:.2f}dB")
-        measured = replace(looped, true_peak=measured.true_peak)
-        kind = "short-clip gain"
-    elif not measured.silent:
-        filters.append(
-            _loudnorm_target(target_lufs, true_peak, lra)
-            + f":measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}"
-            + f":measured_LRA={measured.lra:.2f}:measured_thresh={measured.threshold:.2f}"
-            + f":offset={measured.offset:.2f}:linear=true:print_format=json"
-        )
-    # loudnorm works (and outputs) at 192 kHz; come back to the output rate before fixing the length.
-    filters.append(f"aresample={OUTPUT_RATE}")
-    if n_samples is not None:
-        filters.append(f"apad=whole_len={n_samples},atrim=end_sample={n_samples}")
+    from pipelines.media.loudness import LoudnessMeter, measure
+
     out_wav = Path(out_wav)
+    if measured.silent:
+        _write_wav(_raw_blocks(raw), out_wav, n_samples)
+        return measured, None, "none"
+    if measured.gated_out:
+        # R128 cannot measure a clip shorter than 0.4 s (nor, in our tests, could loudnorm gain it). Measured
+        # looped it has the same mean-square loudness; the plain gain that loudnorm's linear mode would apply:
+        # up to the target, but never past the true-peak ceiling.
+        clip = np.fromfile(raw, "<f4")
+        looped = measure(np.tile(clip, _SHORT_CLIP_LOOPS + 1))
+        gain_db = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
+        _write_wav(_gained([clip], gain_db), out_wav, n_samples)
+        out = measure(np.tile(clip * np.float32(10.0 ** (gain_db / 20.0)), _SHORT_CLIP_LOOPS + 1))
+        return replace(looped, true_peak=measured.true_peak), out, "short-clip gain"
+    gain_db = target_lufs - measured.integrated
+    if measured.true_peak + gain_db <= true_peak and measured.lra <= lra:
+        meter = LoudnessMeter()
+        _write_wav(_gained(_raw_blocks(raw), gain_db), out_wav, n_samples, meter)
+        return measured, meter.result(), "linear"
+    return measured, *_loudnorm_dynamic(raw, measured, out_wav, n_samples, target_lufs, true_peak, lra)
+
+
+def _loudnorm_dynamic(
+    raw: Path,
+    measured: Loudness,
+    out_wav: Path,
+    n_samples: int,
+    target_lufs: float,
+    true_peak: float,
+    lra: float,
+) -> tuple[Loudness, str]:
+    """ffmpeg's loudnorm given our first-pass figures (it falls back to dynamic mode itself when it must)."""
+    filters = [
+        _loudnorm_target(target_lufs, true_peak, lra)
+        + f":measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}"
+        + f":measured_LRA={measured.lra:.2f}:measured_thresh={measured.threshold:.2f}"
+        + f":offset={measured.offset:.2f}:linear=true:print_format=json",
+        # loudnorm works (and outputs) at 192 kHz; come back to the output rate before fixing the length.
+        f"aresample={OUTPUT_RATE}",
+        f"apad=whole_len={n_samples},atrim=end_sample={n_samples}",
+    ]
     temp = temp_path_for(out_wav)
     try:
         proc = run_ffmpeg(
-            [*args, "-map", "0:a:0", "-af", ",".join(filters), "-ac", "1", "-ar", str(OUTPUT_RATE)]
+            [
+                *_raw_input_args(raw),
+                "-map",
+                "0:a:0",
+                "-af",
+                ",".join(filters),
+                "-ac",
+                "1",
+                "-ar",
+                str(OUTPUT_RATE),
+            ]
             + ["-c:a", "pcm_s16le", "-f", "wav", "-y", str(temp)],
             what="loudness normalisation",
             loglevel="info",
@@ -328,14 +402,8 @@ def loudnorm(
         move_into_place(temp, out_wav)
     finally:
         temp.unlink(missing_ok=True)
-    if measured.silent:
-        return measured, None, kind
-    if kind != "none":
-        looped_out = measure_loudness(["-stream_loop", str(_SHORT_CLIP_LOOPS), "-i", str(out_wav)])
-        return measured, looped_out, kind
     figures = _loudnorm_json(proc.stderr.decode("utf-8", "replace"), "loudness normalisation")
-    kind = str(figures.get("normalization_type", "linear")).lower()
-    return measured, _loudness_from(figures, "output"), kind
+    return _loudness_from(figures, "output"), str(figures.get("normalization_type", "dynamic")).lower()
 
 
 def prepare_audio(
@@ -356,10 +424,14 @@ def prepare_audio(
     work_dir.mkdir(parents=True, exist_ok=True)
     raw = temp_path_for(work_dir / "joined.f32")
     try:
+        from pipelines.media.loudness import LoudnessMeter
+
+        meter = LoudnessMeter()  # measured as the join is written: no separate measuring pass
         total = 0
         with open(raw, "wb") as f:
             for block in iter_joined(sources, OUTPUT_RATE):
                 f.write(block.astype("<f4").tobytes())
+                meter.feed(block)
                 total += len(block)
         if total == 0:
             raise InputError(None, "audio", "the audio is empty (no samples in any segment)")
@@ -372,10 +444,11 @@ def prepare_audio(
                 f"the audio lasts {source_duration:.3f} s, shorter than one frame at {fps:g} fps",
             )
         wav = work_dir / "audio_48k.wav"
-        loud_in, loud_out, kind = loudnorm(
-            _raw_input_args(raw),
+        loud_in, loud_out, kind = normalise(
+            raw,
+            meter.result(),
             wav,
-            n_samples=sample_count(n_frames, fps, OUTPUT_RATE),
+            sample_count(n_frames, fps, OUTPUT_RATE),
             target_lufs=target_lufs,
             true_peak=true_peak,
             lra=lra,

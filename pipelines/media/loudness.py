@@ -1,0 +1,136 @@
+"""EBU R128 loudness of mono 48 kHz audio, measured in numpy as the blocks stream past (no extra decode pass).
+
+ITU-R BS.1770-4 / EBU Tech 3341-3342: K-weighting (the two published 48 kHz biquads), mean square over 400 ms
+blocks every 100 ms, integrated loudness with the -70 LUFS absolute and -10 LU relative gates, loudness range
+from 3 s short-term blocks (absolute -70, relative -20 LU gates, 10th to 95th percentile), and true peak from a
+4x oversampled signal. Memory is one 100 ms energy per 100 ms of audio plus the current block.
+
+prepare_audio measures with this while it joins the job's audio, so the common case (a plain gain reaches the
+target) never runs ffmpeg's loudnorm, which works at 192 kHz and costs a decode pass per use. ffmpeg's own
+measurement (`audio.measure_loudness`) stays the independent reference the tests and QC compare against.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+RATE = 48_000
+_HOP = RATE // 10  # 100 ms: the gating blocks' step
+# K-weighting at 48 kHz (BS.1770-4 table 1 and 2): a high shelf for the head, then the RLB high-pass.
+_SHELF = (
+    np.array([1.53512485958697, -2.69169618940638, 1.19839281085285]),
+    np.array([1.0, -1.69065929318241, 0.73248077421585]),
+)
+_HIGHPASS = (np.array([1.0, -2.0, 1.0]), np.array([1.0, -1.99004745483398, 0.99007225036621]))
+_OVERSAMPLE = 4
+_PEAK_CONTEXT = 32  # samples of the previous block each block is upsampled with
+_EDGE = (
+    16  # input samples at a block's end whose upsampled values wait for the next block (the FIR reaches 10)
+)
+
+
+def _upsample(x: np.ndarray) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    return resample_poly(x, _OVERSAMPLE, 1)
+
+
+def _lufs(mean_square: np.ndarray | float) -> np.ndarray | float:
+    return -0.691 + 10.0 * np.log10(np.maximum(mean_square, 1e-30))
+
+
+class LoudnessMeter:
+    """Feed mono 48 kHz float blocks of any length in order; `result()` any time after."""
+
+    def __init__(self) -> None:
+        from scipy.signal import lfilter_zi
+
+        self._zi = [lfilter_zi(*_SHELF) * 0.0, lfilter_zi(*_HIGHPASS) * 0.0]
+        self._energy: list[float] = []  # sum of squares of each complete 100 ms hop
+        self._partial = np.zeros(0)  # K-weighted samples of the unfinished hop
+        self._tail = np.zeros(0)  # last samples seen, context for the next block's upsampling
+        self._peak = 0.0
+        self.samples = 0
+
+    def feed(self, block: np.ndarray) -> None:
+        from scipy.signal import lfilter
+
+        x = np.asarray(block, np.float64).ravel()
+        if not len(x):
+            return
+        self.samples += len(x)
+        y, self._zi[0] = lfilter(*_SHELF, x, zi=self._zi[0])
+        y, self._zi[1] = lfilter(*_HIGHPASS, y, zi=self._zi[1])
+        y = np.concatenate([self._partial, y])
+        whole = len(y) // _HOP * _HOP
+        if whole:
+            self._energy.extend((y[:whole].reshape(-1, _HOP) ** 2).sum(axis=1).tolist())
+        self._partial = y[whole:]
+        self._true_peak(x)
+
+    def _true_peak(self, x: np.ndarray) -> None:
+        # Upsample with the previous block's last samples in front. The last _EDGE samples of a block are
+        # counted only on the next call, once samples after them exist: the FIR would otherwise see zeros there
+        # and ring past the real peak. result() counts the final ones, where the audio does end.
+        joined = np.concatenate([self._tail, x])
+        up = _upsample(joined)
+        start = max(len(self._tail) - _EDGE, 0) * _OVERSAMPLE
+        stop = max(len(joined) - _EDGE, 0) * _OVERSAMPLE
+        if stop > start:
+            self._peak = max(self._peak, float(np.abs(up[start:stop]).max()))
+        self._tail = joined[-_PEAK_CONTEXT:]
+
+    def result(self):
+        """A pipelines.media.audio.Loudness: integrated LUFS, true peak dBTP, LRA LU, relative-gate threshold."""
+        from pipelines.media.audio import Loudness
+
+        energy = np.asarray(self._energy)
+        integrated, threshold = _integrated(energy)
+        peak = self._peak
+        if len(self._tail):
+            last = _upsample(self._tail)[max(len(self._tail) - _EDGE, 0) * _OVERSAMPLE :]
+            peak = max(peak, float(np.abs(last).max()))
+        true_peak = 20.0 * math.log10(peak) if peak > 0 else -math.inf
+        return Loudness(integrated, true_peak, _range(energy), threshold)
+
+
+def _blocks(energy: np.ndarray, hops: int) -> np.ndarray:
+    """Mean square of every window of `hops` consecutive 100 ms hops (step one hop)."""
+    if len(energy) < hops:
+        return np.zeros(0)
+    sums = np.convolve(energy, np.ones(hops), mode="valid")
+    return sums / (hops * _HOP)
+
+
+def _integrated(energy: np.ndarray) -> tuple[float, float]:
+    z = _blocks(energy, 4)  # 400 ms, 75 % overlap
+    if not len(z):
+        return -math.inf, -70.0  # shorter than one gating block: no integrated loudness (as ffmpeg reports)
+    z = z[_lufs(z) > -70.0]
+    if not len(z):
+        return -70.0, -70.0  # loudnorm's figures for audio with nothing above the absolute gate
+    threshold = float(_lufs(z.mean())) - 10.0
+    gated = z[_lufs(z) > threshold]
+    return float(_lufs(gated.mean())), threshold
+
+
+def _range(energy: np.ndarray) -> float:
+    short = _lufs(_blocks(energy, 30))  # 3 s short-term loudness, every 100 ms
+    short = short[short > -70.0]
+    if not len(short):
+        return 0.0
+    relative = float(_lufs(np.mean(10.0 ** ((short + 0.691) / 10.0)))) - 20.0
+    short = short[short > relative]
+    if not len(short):
+        return 0.0
+    low, high = np.percentile(short, [10, 95])
+    return float(high - low)
+
+
+def measure(samples: np.ndarray):
+    """Loudness of samples held in memory (short clips; long audio goes through LoudnessMeter block by block)."""
+    meter = LoudnessMeter()
+    meter.feed(samples)
+    return meter.result()
