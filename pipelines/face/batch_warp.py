@@ -71,52 +71,58 @@ class _Taps:
         self.w = [torch.as_tensor(w[:, k], dtype=torch.float32, device=device) for k in range(w.shape[1])]
 
     def __call__(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        last = dim in (-1, x.ndim - 1)
+        if last:  # gather whole rows, not single floats: resize along the rows of the transposed image
+            x = x.transpose(-1, -2).contiguous()
+            dim = x.ndim - 2
         shape = [1] * x.ndim
         shape[dim] = -1
-        out = None
+        out = term = None
         for idx, w in zip(self.idx, self.w, strict=True):
-            term = x.index_select(dim, idx) * w.view(shape)
-            out = term if out is None else out + term
-        return out
+            term = torch.index_select(x, dim, idx, out=term)
+            term.mul_(w.view(shape))
+            out = term.clone() if out is None else out.add_(term)
+        return out.transpose(-1, -2).contiguous() if last else out
 
 
 def _round_levels(x: torch.Tensor) -> torch.Tensor:
     return x.round().clamp_(0, 255)
 
 
-def _bilinear(
-    images: torch.Tensor,
-    xs: torch.Tensor,
-    ys: torch.Tensor,
-    origin: tuple[int, int],
-    bounds: tuple[int, int],
-    fill: float,
-) -> torch.Tensor:
-    """Sample (F, C, h, w) `images` at (F, N) float64 coordinates given in a larger image's pixels.
+def _bilinear(images: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, fill: float) -> torch.Tensor:
+    """Sample (B, C, h, w) `images` at (F, N) float64 pixel coordinates, bilinearly; taps outside the image read
+    `fill` (cv2's constant border). B is F, or 1 for one image shared by all rows. Returns (F, C, N) float32.
 
-    images[..., v, u] is the larger image's pixel (origin[0] + u, origin[1] + v); taps outside `bounds` = (width,
-    height) of the larger image read `fill` (cv2's constant border). Returns (F, C, N) float32."""
-    f, c, h, w = images.shape
-    x0 = torch.floor(xs)
-    y0 = torch.floor(ys)
-    fx = (xs - x0).to(torch.float32)[:, None]
-    fy = (ys - y0).to(torch.float32)[:, None]
+    The image is framed by one pixel of `fill` and the coordinates clamped into that frame, so no tap needs a
+    bounds test (a tap that falls outside reads the frame, and past it the clamped sample reads only the frame)."""
+    b, c, h, w = images.shape
+    f, n = xs.shape
+    framed = torch.nn.functional.pad(images, (1, 1, 1, 1), value=fill)
+    hp, wp = h + 2, w + 2
+    px = (xs + 1).clamp(0, wp - 1)
+    py = (ys + 1).clamp(0, hp - 1)
+    x0 = torch.floor(px)
+    y0 = torch.floor(py)
+    fx = (px - x0).to(torch.float32)[:, None]
+    fy = (py - y0).to(torch.float32)[:, None]
     x0 = x0.to(torch.int64)
     y0 = y0.to(torch.int64)
-    flat = images.reshape(f, c, h * w)
-    width, height = bounds
+    x1 = (x0 + 1).clamp(max=wp - 1)
+    y1 = (y0 + 1).clamp(max=hp - 1)
+    flat = framed.reshape(b, c, hp * wp)
 
     def tap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-        u = (x - origin[0]).clamp(0, w - 1)
-        v = (y - origin[1]).clamp(0, h - 1)
-        index = (v * w + u)[:, None].expand(f, c, -1)
-        values = torch.gather(flat, 2, index)
-        return torch.where(inside[:, None], values, torch.full_like(values, fill))
+        index = y * wp + x
+        if b == f:
+            return torch.gather(flat, 2, index[:, None].expand(f, c, n))
+        values = torch.gather(flat, 2, index.reshape(1, 1, f * n).expand(1, c, f * n))
+        return values.reshape(c, f, n).transpose(0, 1)
 
-    top = tap(x0, y0) * (1 - fx) + tap(x0 + 1, y0) * fx
-    bottom = tap(x0, y0 + 1) * (1 - fx) + tap(x0 + 1, y0 + 1) * fx
-    return top * (1 - fy) + bottom * fy
+    top = tap(x0, y0)
+    top.add_((tap(x1, y0) - top).mul_(fx))
+    bottom = tap(x0, y1)
+    bottom.add_((tap(x1, y1) - bottom).mul_(fx))
+    return top.add_((bottom - top).mul_(fy))
 
 
 def _apply(matrices: torch.Tensor, us: torch.Tensor, vs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,7 +247,8 @@ class FaceWarp:
         xs, ys = _apply(torch.as_tensor(inv, device=self.device), self._crop_u, self._crop_v)
         if region.numel() == 0:
             region = torch.zeros((n, 3, 1, 1), dtype=torch.float32, device=self.device)
-        crop = _bilinear(region, xs, ys, (box[0], box[1]), (frame_hw[1], frame_hw[0]), float(FILL_VALUE))
+        # the region covers every tap inside the frame (footprints are padded); taps past it are outside the frame
+        crop = _bilinear(region, xs - box[0], ys - box[1], float(FILL_VALUE))
         crop = _round_levels(crop.reshape(n, 3, h, w))  # cv2 warps uint8 into uint8
         crop = self._down_y(self._down_x(crop, 3), 2)
         return _round_levels(crop)
@@ -274,11 +281,10 @@ class FaceWarp:
             indexing="ij",
         )
         xs, ys = _apply(torch.as_tensor(m, device=self.device), us.reshape(-1), vs.reshape(-1))
-        warped = _bilinear(face, xs, ys, (0, 0), (w, h), 0.0).reshape(n, 3, rh, rw)
+        warped = _bilinear(face, xs, ys, 0.0).reshape(n, 3, rh, rw)
         k = self._mask_k
-        mh, mw = self.mask.shape
         mx = (xs + 0.5) * k - 0.5
         my = (ys + 0.5) * k - 0.5
-        alpha = _bilinear(self.mask.expand(n, 1, mh, mw), mx, my, (0, 0), (mw, mh), 0.0).reshape(n, 1, rh, rw)
+        alpha = _bilinear(self.mask[None, None], mx, my, 0.0).reshape(n, 1, rh, rw)
         alpha = alpha * torch.as_tensor(weights, dtype=torch.float32, device=self.device).view(n, 1, 1, 1)
         return _round_levels(alpha * warped + (1 - alpha) * region)
