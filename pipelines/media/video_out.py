@@ -274,7 +274,9 @@ def mux_segments(
                 *("-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"),
                 "-af",
                 f"aresample={OUTPUT_RATE},apad=whole_len={audio_samples},atrim=end_sample={audio_samples}",
-                *("-c:a", "aac", "-b:a", "192k", "-ar", str(OUTPUT_RATE)),
+                # the native encoder's "fast" coder: a third less CPU than its default two-loop search, and at
+                # 192 kb/s speech has bits to spare
+                *("-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k", "-ar", str(OUTPUT_RATE)),
                 *("-movflags", "+faststart", "-f", "mp4", "-y", temp),
             ],
             what=f"mux of {out_path.name}",
