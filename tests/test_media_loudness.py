@@ -15,7 +15,7 @@ from tests.compose_helpers import write_wav
 RATE = 48_000
 
 
-def speechlike(seconds, level=0.3, seed=0):
+def speechlike(seconds, level=0.12, seed=0):
     """Noise bursts with syllable-rate envelope and pauses: a loudness range like speech's."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * RATE)) / RATE
