@@ -195,7 +195,7 @@ def test_color_match_moves_only_the_regenerated_region():
     source = torch.from_numpy(rng.integers(60, 200, size=(2, 3, 64, 64)).astype(np.float32))
     generated = source.clone()
     generated[:, :, 30:60, 10:54] += 25  # a colour cast in the regenerated region
-    fixed = color_match(generated, source, torch.from_numpy(keep), torch.from_numpy(ring))
+    fixed = color_match(generated, source, torch.from_numpy(keep), torch.from_numpy(np.flatnonzero(ring)))
     assert torch.equal(fixed[:, :, keep == 1], source[:, :, keep == 1])
     assert (fixed - source).abs().max() <= 1
 
@@ -334,3 +334,17 @@ def test_compiled_unet_renders_the_same_frames(weights, portrait, tmp_path):
     frames = _render(compiled, prepared, 18, _settings(deep_cache=True, steps=4, compile=True))
     assert compiled.describe()["unet_compiled"]
     assert _same(frames, reference)
+
+
+def test_color_match_option_changes_only_the_face_region(weights, portrait, tmp_path):
+    settings = _settings()
+    engine = _engine(weights)
+    prepared = _prepared(engine, portrait, tmp_path, settings)
+    plain = _render(engine, prepared, 3, settings)
+    matched = _render(engine, prepared, 3, _settings(color_match=True))
+    clip = prepared.clips[""]
+    _, _, (x0, y0, x1, y1) = feathered_mask(clip.matrices[0], latentsync_template(RES).crop_size, (384, 384))
+    for a, b in zip(plain, matched, strict=True):
+        assert not np.array_equal(a.image[y0:y1, x0:x1], b.image[y0:y1, x0:x1])
+        a.image[y0:y1, x0:x1] = b.image[y0:y1, x0:x1]
+        assert np.array_equal(a.image, b.image)

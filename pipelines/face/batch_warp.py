@@ -246,7 +246,7 @@ class FaceWarp:
             inv[ok] = invert_affine(np.asarray(matrices, np.float64)[ok])
         xs, ys = _apply(torch.as_tensor(inv, device=self.device), self._crop_u, self._crop_v)
         if region.numel() == 0:
-            region = torch.zeros((n, 3, 1, 1), dtype=torch.float32, device=self.device)
+            region = torch.full((n, 3, 1, 1), float(FILL_VALUE), device=self.device)
         # the region covers every tap inside the frame (footprints are padded); taps past it are outside the frame
         crop = _bilinear(region, xs - box[0], ys - box[1], float(FILL_VALUE))
         crop = _round_levels(crop.reshape(n, 3, h, w))  # cv2 warps uint8 into uint8

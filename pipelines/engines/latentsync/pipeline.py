@@ -142,6 +142,10 @@ class LatentSyncPipeline(DiffusionPipeline):
     # --- where modules run -----------------------------------------------------------------------------------------
 
     @property
+    def offloading(self) -> bool:
+        return self._offload_device is not None
+
+    @property
     def execution_device(self) -> torch.device:
         return self._offload_device or self.unet.device
 
