@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +116,13 @@ def estimate_frames(loaded: LoadedJob) -> int | None:
 
 @dataclass
 class Timings:
+    """Seconds per stage, from blocks (`stage`) and from the time an iterator spends producing its items
+    (`around`); stages with the same name add up."""
+
     stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + seconds
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -124,7 +130,24 @@ class Timings:
         try:
             yield
         finally:
-            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+            self.add(name, time.perf_counter() - t0)
+
+    def around(self, items: Iterable, name: str) -> Iterator:
+        """`items`, with the time spent in their next() added to stage `name`."""
+        items = iter(items)
+        while True:
+            t0 = time.perf_counter()
+            item = next(items, _END)
+            self.add(name, time.perf_counter() - t0)
+            if item is _END:
+                return
+            yield item
+
+    def rounded(self) -> dict[str, float]:
+        return {name: round(seconds, 3) for name, seconds in self.stages.items()}
+
+
+_END = object()
 
 
 def _speech_inputs(loaded: LoadedJob) -> tuple[Any, list]:
@@ -189,26 +212,6 @@ class _FaceFlags:
         tmp = self.path.with_suffix(".tmp.npy")
         np.save(tmp, self.flags[: self.known])
         tmp.replace(self.path)
-
-
-class _Stopwatch:
-    """Time spent inside an iterator's next(): what producing its items cost."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def around(self, items: Iterator) -> Iterator:
-        items = iter(items)
-        while True:
-            t = time.perf_counter()
-            item = next(items, _END)
-            self.seconds += time.perf_counter() - t
-            if item is _END:
-                return
-            yield item
-
-
-_END = object()
 
 
 def render_job(
@@ -299,22 +302,19 @@ def render_job(
     if writer.start < total:
         first_clip = composition.clip_start(writer.start)
         faces.load(first_clip)
-        clip = engine.render(prepared, speech, expression, settings, start=first_clip)
-        engine_time = _Stopwatch()
-        frames = composition.frames(faces.images(engine_time.around(clip), first_clip), writer.start)
-        compose_time = _Stopwatch()
-        t0 = time.perf_counter()
-        with writer:
-            for frame in compose_time.around(frames):
+        clip = timings.around(
+            engine.render(prepared, speech, expression, settings, start=first_clip), "engine"
+        )
+        frames = composition.frames(faces.images(clip, first_clip), writer.start)
+        # One pass, three stages: engine frames, compositing (label, captions, watermark) and the rest, x264
+        # through the pipe and the segments. Each nested measure includes the one inside it: subtract it.
+        planned = timings.stages["compose"]
+        with timings.stage("encode"), writer:
+            for frame in timings.around(frames, "compose"):
                 writer.write(frame)
                 report("render", writer.next_frame, total)
-        # Where the single pass spent its time: engine frames, compositing (label, captions, watermark), and the
-        # rest, waiting on x264 through the pipe and finishing the segments.
-        timings.stages["engine"] = round(engine_time.seconds, 3)
-        timings.stages["compose"] = round(
-            timings.stages["compose"] + compose_time.seconds - engine_time.seconds, 3
-        )
-        timings.stages["encode"] = round(time.perf_counter() - t0 - compose_time.seconds, 3)
+        timings.add("encode", -(timings.stages["compose"] - planned))
+        timings.add("compose", -timings.stages["engine"])
 
     with timings.stage("mux"):
         composed = work / plan.out_path.name  # the name the C2PA manifest's title records
@@ -374,7 +374,7 @@ def render_job(
         "provenance": provenance,
         "sidecars": [str(p) for p in sidecars],
         "qc": figures,
-        "timings": timings.stages,
+        "timings": timings.rounded(),
     }
     atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
     shutil.rmtree(work, ignore_errors=True)
