@@ -141,7 +141,7 @@ class CompositionPlan:
                 if last_card[0] is not card:  # a still card is labelled and marked once
                     last_card = (card, self._finish(card.image.copy(), marker))
                 yield last_card[1].copy()
-        source.finish(start >= self.clip_offset + self.clip_frames)
+        source.finish()
 
     @cached_property
     def _cue_ends(self) -> list[float]:
@@ -212,12 +212,11 @@ class _ClipSource:
             self.kept[k] = picture.copy()
         return picture
 
-    def finish(self, only_last: bool) -> None:
-        """Every clip frame from `first` was used (a start past the clip needs only the last one), no more."""
-        if only_last and self.next == self.first:
-            self.picture(
-                self.total - 1
-            )  # a closing card without a fade-in still consumes what clip_start asked
+    def finish(self) -> None:
+        """Every clip frame from `first` was used, no more. A start in the closing card asks for the last clip
+        frame (clip_start), which only a fade-in shows: without one it is taken here."""
+        if self.next == self.first == self.total - 1:
+            self.picture(self.total - 1)
         if self.next != self.total:
             raise RenderError(f"the compositor used clip frames up to {self.next}, the clip has {self.total}")
         if next(self.frames, None) is not None:

@@ -351,8 +351,9 @@ def normalise(
         clip = np.fromfile(raw, "<f4")
         looped = measure(np.tile(clip, _SHORT_CLIP_LOOPS + 1))
         gain_db = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
-        _write_wav(_gained([clip], gain_db), out_wav, n_samples)
-        out = measure(np.tile(clip * np.float32(10.0 ** (gain_db / 20.0)), _SHORT_CLIP_LOOPS + 1))
+        (gained,) = _gained([clip], gain_db)
+        _write_wav([gained], out_wav, n_samples)
+        out = measure(np.tile(gained, _SHORT_CLIP_LOOPS + 1))
         return replace(looped, true_peak=measured.true_peak), out, "short-clip gain"
     gain_db = target_lufs - measured.integrated
     if measured.true_peak + gain_db <= true_peak and measured.lra <= lra:
