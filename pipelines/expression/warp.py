@@ -160,7 +160,9 @@ class FaceRig:
 
     def displaced_landmarks(self, params) -> np.ndarray:
         """(478, 2) landmark positions after the warp: each point moved by the field where it lies."""
-        coef = self.coefficients(params)
+        return self._moved(self.coefficients(params))
+
+    def _moved(self, coef: dict[str, float]) -> np.ndarray:
         out = self.points.copy()
         for patch in self.patches:
             out += patch.landmark_shift(coef)
@@ -175,18 +177,16 @@ class FaceRig:
         out = image.copy()
         for patch in self.patches:
             patch.apply(image, out, coef, memo=constant_source)
-        if coef["blink"] > 0.5 or self.regions == "all":  # the fills need the displaced landmarks
-            moved = self.displaced_landmarks(params)
-            if coef["blink"] > 0.5:
-                eyelid_fill(out, self.points, moved, self.unit, coef["blink"])
-            if self.regions == "all" and coef["mouth_open"] > 0.02:
-                top, bottom = self.patches[-1].gap_lines(coef)
-                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
-            if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
-                # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
-                # a real closed mouth shows a dark seam there
-                seam = self.patches[-1].split_line(coef)
-                lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2)
+        if coef["blink"] > 0.5:
+            eyelid_fill(out, self.points, self._moved(coef), self.unit, coef["blink"])
+        if self.regions == "all" and coef["mouth_open"] > 0.02:
+            top, bottom = self.patches[-1].gap_lines(coef)
+            mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
+        if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
+            # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
+            # a real closed mouth shows a dark seam there
+            seam = self.patches[-1].split_line(coef)
+            lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2)
         return out
 
     # ---- the two patches --------------------------------------------------------------------------------
@@ -371,6 +371,9 @@ class _Patch:
         )  # (x, y) in coarse cells
         self.all_names = tuple(sorted(set(self.upper.names) | set(self.lower.names if self.lower else ())))
         self._memo = None
+        self._last_fields: tuple | None = None
+        if self.split is not None:
+            self._split_cells = self._cells_of(rig.points[self.split])
 
     def _window(self, gx, gy, w, h):
         # smoothstep ramp over the outer 18% of the patch on each side, exactly 0 on the border;
@@ -386,6 +389,19 @@ class _Patch:
     def _basis(self, movers: dict[str, _Movers], anchors) -> _Basis:
         return _Basis(self, {k: m for k, m in movers.items() if m.idx}, anchors)
 
+    def _key(self, coef: dict[str, float]) -> tuple[float, ...]:
+        return tuple(coef.get(n, 0.0) for n in self.all_names)
+
+    def fields(self, coef: dict[str, float]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The upper and lower sides' forward fields for these amounts (None where zero); the last pair is kept,
+        so the warp, the mouth lines and the landmarks of one frame (and an unchanged next frame) share them."""
+        key = self._key(coef)
+        if self._last_fields is None or self._last_fields[0] != key:
+            fu = self._field(self.upper, coef)
+            fl = self._field(self.lower, coef) if self.lower is not None else None
+            self._last_fields = (key, fu, fl)
+        return self._last_fields[1], self._last_fields[2]
+
     def _field(self, basis: _Basis, coef: dict[str, float]) -> np.ndarray | None:
         f = None
         for name in basis.names:
@@ -397,10 +413,11 @@ class _Patch:
 
     def _inverse(self, forward: np.ndarray) -> np.ndarray:
         """Backward displacement at the coarse samples: B = -F(p + B), a few fixed-point steps."""
-        back = -forward
+        negative = -forward
+        back = negative
         for _ in range(INVERSE_STEPS):
             m = self.cells + back * (1.0 / self.stride)
-            back = -cv2.remap(forward, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            back = cv2.remap(negative, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return back
 
     def _dense(self, back: np.ndarray) -> np.ndarray:
@@ -437,9 +454,8 @@ class _Patch:
         """The opening the mouth uncovers: the resting lower inner lip carried by the upper side's field (top)
         and by the lower side's field (bottom), corner to corner."""
         pts = self.rig.points[self.split]
-        cells = self._cells_of(pts)
-        fu = self._field(self.upper, coef)
-        top = pts + _sample(fu, cells) if fu is not None else pts.copy()
+        fu = self.fields(coef)[0]
+        top = pts + _sample(fu, self._split_cells) if fu is not None else pts.copy()
         bottom = self._split_points(coef)
         top[[0, -1]] = bottom[[0, -1]]  # the corners are shared
         return top, np.maximum(bottom, top * [0, 1] + bottom * [1, 0])
@@ -450,10 +466,10 @@ class _Patch:
 
     def _split_points(self, coef) -> np.ndarray:
         pts = self.rig.points[self.split]
-        f = self._field(self.lower, coef)
+        f = self.fields(coef)[1]
         if f is None:
             return pts
-        return pts + _sample(f, self._cells_of(pts))
+        return pts + _sample(f, self._split_cells)
 
     def landmark_shift(self, coef) -> np.ndarray:
         pts = self.rig.points
@@ -461,12 +477,10 @@ class _Patch:
         inside = (
             (pts[:, 0] >= self.x0) & (pts[:, 0] < self.x1) & (pts[:, 1] >= self.y0) & (pts[:, 1] < self.y1)
         )
-        cells = self._cells_of(pts[inside])
-        fu = self._field(self.upper, coef)
+        fu, fl = self.fields(coef)
         if fu is not None:
-            shift[inside] = _sample(fu, cells)
+            shift[inside] = _sample(fu, self._cells_of(pts[inside]))
         if self.lower is not None:
-            fl = self._field(self.lower, coef)
             if fl is not None:
                 lower_ids = self._lower_side(pts)
                 sel = inside & lower_ids
@@ -483,28 +497,62 @@ class _Patch:
         return below
 
     def apply(self, src: np.ndarray, out: np.ndarray, coef, memo: bool = False) -> None:
-        key = tuple(coef.get(n, 0.0) for n in self.all_names)
+        key = self._key(coef)
         if memo and self._memo is not None and self._memo[0] is src and self._memo[1] == key:
-            out[self.y0 : self.y1, self.x0 : self.x1] = self._memo[2]
+            self._write(src, out, *self._memo[2])
             return
-        fu = self._field(self.upper, coef)
-        fl = self._field(self.lower, coef) if self.lower is not None else None
+        fu, fl = self.fields(coef)
         if fu is None and fl is None:
             return
-        zero = np.zeros(self.grid.shape, np.float32)
-        # displacements are upsampled, then added to exact pixel coordinates: where the field is zero the
-        # pixels are copied exactly, not resampled
-        back = self._dense(self._inverse(fu if fu is not None else zero))
+        back_up = self._inverse(fu) if fu is not None else None
+        back_low = self._inverse(fl) if fl is not None else None
+        box = self._active_box(back_up, back_low)
+        if box is None:
+            return
+        by0, by1, bx0, bx1 = box
+        back = self._dense(back_up if back_up is not None else np.zeros_like(back_low))
         if self.lower is not None:
-            back_low = self._dense(self._inverse(fl if fl is not None else zero))
+            low = self._dense(back_low if back_low is not None else np.zeros_like(back_up))
             m, top, bottom = self.lower_mask(coef)
-            back[bottom:] = back_low[bottom:]
-            back[top:bottom] += m[..., None] * (back_low[top:bottom] - back[top:bottom])
-        maps = self.pixels + back
-        patch = cv2.remap(src, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        out[self.y0 : self.y1, self.x0 : self.x1] = patch
+            back[bottom:] = low[bottom:]
+            back[top:bottom] += m[..., None] * (low[top:bottom] - back[top:bottom])
+        # displacements are upsampled, then added to exact pixel coordinates: where the field is zero the
+        # pixels are copied exactly, not resampled, so only the box where it is not zero is resampled
+        maps = self.pixels[by0:by1, bx0:bx1] + back[by0:by1, bx0:bx1]
+        patch = cv2.remap(src, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        self._write(src, out, by0, bx0, patch)
         if memo:
-            self._memo = (src, key, patch)
+            self._memo = (src, key, (by0, bx0, patch))
+
+    def _write(self, src: np.ndarray, out: np.ndarray, by0: int, bx0: int, patch: np.ndarray) -> None:
+        # the whole patch takes the source's pixels (where patches overlap, the later one wins), the moving box
+        # its resampled ones
+        if patch.shape[:2] != self.shape:
+            out[self.y0 : self.y1, self.x0 : self.x1] = src[self.y0 : self.y1, self.x0 : self.x1]
+        y0, x0 = self.y0 + by0, self.x0 + bx0
+        out[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch
+
+    def _active_box(self, *coarse: np.ndarray | None) -> tuple[int, int, int, int] | None:
+        """Rows and columns of the patch (y0, y1, x0, x1) outside which every upsampled displacement is under
+        1/128 pixel: cv2.remap rounds positions to 1/32 pixel, so there it copies the source exactly."""
+        moving = None
+        for c in coarse:
+            if c is not None:
+                m = (np.abs(c) > 1.0 / 128).any(-1)
+                moving = m if moving is None else moving | m
+        rows = np.flatnonzero(moving.any(1))
+        if len(rows) == 0:
+            return None
+        cols = np.flatnonzero(moving.any(0))
+        # a pixel blends the samples less than one stride away
+        s = self.stride
+        h, w = self.shape
+        return (
+            max(0, (int(rows[0]) - 1) * s),
+            min(h, (int(rows[-1]) + 2) * s),
+            max(0, (int(cols[0]) - 1) * s),
+            min(w, (int(cols[-1]) + 2) * s),
+        )
 
 
 class _Basis:
