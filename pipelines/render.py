@@ -300,21 +300,27 @@ def render_job(
     )
     total = composition.n_frames
     if writer.start < total:
+        from pipelines.ahead import Ahead
+
         first_clip = composition.clip_start(writer.start)
         faces.load(first_clip)
-        clip = timings.around(
-            engine.render(prepared, speech, expression, settings, start=first_clip), "engine"
-        )
-        frames = composition.frames(faces.images(clip, first_clip), writer.start)
-        # One pass, three stages: engine frames, compositing (label, captions, watermark) and the rest, x264
-        # through the pipe and the segments. Each nested measure includes the one inside it: subtract it.
+        # One pass, three stages on two threads: the engine makes its frames on a worker thread, a few ahead,
+        # while this one composites (label, captions, watermark) and feeds x264 through the pipe. Stage times:
+        # "engine" is the worker's own time (it overlaps the others), "engine_wait" the time this thread
+        # waited for it, "compose" and "encode" this thread's work; each nested measure includes the one
+        # inside it, so it is subtracted.
         planned = timings.stages["compose"]
-        with timings.stage("encode"), writer:
+        clip = Ahead(engine.render(prepared, speech, expression, settings, start=first_clip), name="engine")
+        with timings.stage("encode"), _opencv_threads(1), writer, clip:
+            frames = composition.frames(faces.images(clip, first_clip), writer.start)
             for frame in timings.around(frames, "compose"):
                 writer.write(frame)
                 report("render", writer.next_frame, total)
-        timings.add("encode", -(timings.stages["compose"] - planned))
-        timings.add("compose", -timings.stages["engine"])
+        composing = timings.stages["compose"] - planned
+        timings.add("encode", -composing)
+        timings.add("compose", -clip.waited)
+        timings.add("engine", clip.busy)
+        timings.add("engine_wait", clip.waited)
 
     with timings.stage("mux"):
         composed = work / plan.out_path.name  # the name the C2PA manifest's title records
@@ -379,6 +385,21 @@ def render_job(
     atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
     shutil.rmtree(work, ignore_errors=True)
     return record
+
+
+@contextmanager
+def _opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's own thread pool set to `n` for the block. The render loop is parallel by frame already (engine
+    thread, compositing thread, x264 process); OpenCV splitting each call across the same cores on top of that
+    cost ~1 ms of CPU per 512x512 frame in hand-offs (bench/preview_speed.py, CPU per frame)."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _script_text(job: Any) -> str | None:

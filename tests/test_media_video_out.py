@@ -253,3 +253,30 @@ def test_final_colours_survive_and_are_tagged_bt709(tmp_path):
         assert (cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1)  # ITU-R BT.709
     back = next(iter_frames(out))
     assert np.abs(back.astype(int) - skin.astype(int)).max() <= 3
+
+
+def test_i420_frames_match_ffmpegs_own_bt709_conversion():
+    from skimage import data
+
+    from pipelines.media.ffmpeg import ffmpeg_command
+    from pipelines.media.video_out import I420Frames
+
+    rgb = np.ascontiguousarray(
+        data.astronaut()[:256, 100:356]
+    )  # face, hair, background: edges in every colour
+    ours = np.frombuffer(I420Frames((256, 256))(rgb), np.uint8).astype(int)
+    ref = subprocess.run(
+        ffmpeg_command(
+            ["-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "256x256", "-i", "pipe:0"]
+            + ["-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p", "-f", "rawvideo", "pipe:1"]
+        ),
+        input=rgb.tobytes(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    ref = np.frombuffer(ref, np.uint8).astype(int)
+    luma = 256 * 256
+    assert len(ours) == len(ref) == luma * 3 // 2
+    assert np.abs(ours[:luma] - ref[:luma]).max() <= 1  # the same matrix and range; rounding apart
+    # chroma: a 2x2 mean here, ffmpeg's scaler filters wider, so they differ a little only at edges
+    assert np.abs(ours[luma:] - ref[luma:]).mean() < 0.5

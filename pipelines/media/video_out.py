@@ -30,12 +30,13 @@ DEFAULT_SEGMENT_FRAMES = (
     250  # x264's own default keyframe interval: segments add no keyframes it would not place
 )
 _SEGMENT_RE = re.compile(r"^segment_(\d{8})_(\d{6})\.mp4$")
-# RGB -> YUV with the BT.709 matrix and say so in the stream: untagged video is guessed at by players (BT.601
-# for small frames, BT.709 for HD) and faces drift in hue when the guess differs from the encode.
-_TO_YUV = (
-    "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-    "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
-)
+# What the raw frames are (I420Frames makes them so), given as input options so ffmpeg passes them to x264 for the
+# stream's VUI (given as output options they make ffmpeg insert a range conversion). Untagged video is guessed at
+# by players (BT.601 for small frames, BT.709 for HD) and faces drift in hue when the guess differs from the encode.
+_COLOUR_TAGS = [
+    *("-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"),
+    *("-chroma_sample_location", "center"),
+]
 
 
 def fps_fraction(fps: float) -> Fraction:
@@ -46,7 +47,49 @@ def fps_fraction(fps: float) -> Fraction:
 def _rawvideo_input(fps: float, size: tuple[int, int]) -> list[str]:
     w, h = size
     r = fps_fraction(fps)
-    return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{r.numerator}/{r.denominator}"]
+    rate = f"{r.numerator}/{r.denominator}"
+    return ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", rate, *_COLOUR_TAGS]
+
+
+def _bt709_limited() -> np.ndarray:
+    """The 3x4 matrix from RGB levels (0..255) to BT.709 Y'CbCr in limited range (Y 16..235, Cb and Cr 16..240)."""
+    kr, kb = 0.2126, 0.0722
+    luma = np.array([kr, 1.0 - kr - kb, kb])
+    cb = (np.array([0.0, 0.0, 1.0]) - luma) / (2.0 * (1.0 - kb))
+    cr = (np.array([1.0, 0.0, 0.0]) - luma) / (2.0 * (1.0 - kr))
+    return np.array([[*luma * 219 / 255, 16], [*cb * 224 / 255, 128], [*cr * 224 / 255, 128]], np.float32)
+
+
+class I420Frames:
+    """RGB frames -> the planar 4:2:0 bytes x264 encodes (BT.709, limited range, chroma as 2x2 means, so sited
+    at the centre of each 2x2 block), in one reused buffer.
+
+    Done here rather than by ffmpeg's scaler because OpenCV's vectorised colour transform and 2x2 mean cost
+    ~0.2 ms at 512x512 and the scaler ~0.7 ms, and the pipe then carries half the bytes
+    (bench/media_encode_floor.py)."""
+
+    MATRIX = _bt709_limited()
+
+    def __init__(self, size: tuple[int, int]):
+        w, h = size
+        self.half = (w // 2, h // 2)
+        self.buffer = np.empty(w * h * 3 // 2, np.uint8)
+        q = (w // 2) * (h // 2)
+        self.y = self.buffer[: w * h].reshape(h, w)
+        self.cb = self.buffer[w * h : w * h + q].reshape(h // 2, w // 2)
+        self.cr = self.buffer[w * h + q :].reshape(h // 2, w // 2)
+
+    def __call__(self, rgb: np.ndarray) -> memoryview:
+        """The frame's bytes; valid until the next call."""
+        import cv2
+
+        ycbcr = cv2.transform(rgb, self.MATRIX)  # rounded and saturated to uint8
+        cv2.extractChannel(ycbcr, 0, dst=self.y)
+        # INTER_AREA at exactly half size is the mean of each 2x2 block
+        half = cv2.resize(ycbcr, self.half, interpolation=cv2.INTER_AREA)
+        cv2.extractChannel(half, 1, dst=self.cb)
+        cv2.extractChannel(half, 2, dst=self.cr)
+        return memoryview(self.buffer)
 
 
 def _check_frame(frame: np.ndarray, size: tuple[int, int], index: int) -> np.ndarray:
@@ -95,7 +138,8 @@ def remove_stale_temps(work_dir: Path) -> None:
 
 
 class _Segment:
-    """One segment's encoder: frames in through a pipe, the file under a temporary name until it is finished."""
+    """One segment's encoder: I420 frames in through a pipe, the file under a temporary name until it is
+    finished."""
 
     def __init__(self, work_dir: Path, first: int, fps: float, size: tuple[int, int], codec: list[str]):
         self.first = first
@@ -108,10 +152,10 @@ class _Segment:
             stdin=True,
         )
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: memoryview) -> None:
         assert self.pipe.proc.stdin is not None
         try:
-            self.pipe.proc.stdin.write(memoryview(frame).cast("B"))
+            self.pipe.proc.stdin.write(frame)
         except BrokenPipeError:
             raise self.pipe.failure() from None
         self.count += 1
@@ -177,11 +221,8 @@ class SegmentWriter:
             preset,
             "-crf",
             str(crf),
-            "-vf",
-            _TO_YUV,
-            "-pix_fmt",
-            "yuv420p",
         ]
+        self.to_i420 = I420Frames(self.size)
         self.segment_frames = segment_frames
         self.before_commit = before_commit or (lambda _end: None)
         self.start = completed_frames(self.work_dir)
@@ -194,7 +235,7 @@ class SegmentWriter:
         self.poll()
         if self._open is None:
             self._open = _Segment(self.work_dir, self.next_frame, self.fps, self.size, self.codec)
-        self._open.write(frame)
+        self._open.write(self.to_i420(frame))
         self.next_frame += 1
         if self._open.count == self.segment_frames:
             self._rotate()
