@@ -420,13 +420,23 @@ class _Patch:
             back = cv2.remap(negative, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return back
 
-    def _dense(self, back: np.ndarray) -> np.ndarray:
-        """Coarse displacements -> one per pixel of the patch (bilinear)."""
-        if self.stride == 1:
-            return back
-        gh, gw = back.shape[:2]
+    def _dense(
+        self, back: np.ndarray, y0: int = 0, y1: int | None = None, x0: int = 0, x1: int | None = None
+    ):
+        """Coarse displacements -> one per pixel of the patch (bilinear), for the patch's rows [y0, y1) and
+        columns [x0, x1): only the coarse samples those pixels blend are upsampled (the same values as
+        upsampling them all and cutting the box out)."""
         h, w = self.shape
-        return cv2.resize(back, (gw * self.stride, gh * self.stride), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        y1 = h if y1 is None else y1
+        x1 = w if x1 is None else x1
+        s = self.stride
+        if s == 1:
+            return back[y0:y1, x0:x1]
+        gh, gw = back.shape[:2]
+        r0, r1 = max(0, y0 // s - 1), min(gh, (y1 - 1) // s + 2)
+        c0, c1 = max(0, x0 // s - 1), min(gw, (x1 - 1) // s + 2)
+        block = cv2.resize(back[r0:r1, c0:c1], ((c1 - c0) * s, (r1 - r0) * s), interpolation=cv2.INTER_LINEAR)
+        return block[y0 - r0 * s : y1 - r0 * s, x0 - c0 * s : x1 - c0 * s]
 
     def _cells_of(self, pts: np.ndarray) -> np.ndarray:
         return (pts - self.origin) / self.stride
@@ -510,15 +520,29 @@ class _Patch:
         if box is None:
             return
         by0, by1, bx0, bx1 = box
-        back = self._dense(back_up if back_up is not None else np.zeros_like(back_low))
-        if self.lower is not None:
-            low = self._dense(back_low if back_low is not None else np.zeros_like(back_up))
+        pixels = self.pixels[by0:by1, bx0:bx1]
+        if self.lower is None:
+            maps = cv2.add(pixels, self._dense(back_up, by0, by1, bx0, bx1))
+        else:
+            # above the band: the upper side's field; below it: the lower side's; in it, blended by the mask
             m, top, bottom = self.lower_mask(coef)
-            back[bottom:] = low[bottom:]
-            back[top:bottom] += m[..., None] * (low[top:bottom] - back[top:bottom])
-        # displacements are upsampled, then added to exact pixel coordinates: where the field is zero the
-        # pixels are copied exactly, not resampled, so only the box where it is not zero is resampled
-        maps = self.pixels[by0:by1, bx0:bx1] + back[by0:by1, bx0:bx1]
+            up_end, low_start = min(max(top, by0), by1), min(max(bottom, by0), by1)
+            maps = np.empty((by1 - by0, bx1 - bx0, 2), np.float32)
+            zero = np.zeros_like(back_up if back_up is not None else back_low)
+            back_up = zero if back_up is None else back_up
+            back_low = zero if back_low is None else back_low
+            if by0 < up_end:
+                rows = slice(0, up_end - by0)
+                cv2.add(pixels[rows], self._dense(back_up, by0, up_end, bx0, bx1), dst=maps[rows])
+            if low_start < by1:
+                rows = slice(low_start - by0, by1 - by0)
+                cv2.add(pixels[rows], self._dense(back_low, low_start, by1, bx0, bx1), dst=maps[rows])
+            if up_end < low_start:
+                up = self._dense(back_up, up_end, low_start, bx0, bx1)
+                low = self._dense(back_low, up_end, low_start, bx0, bx1)
+                mask = m[up_end - top : low_start - top, bx0:bx1, None]
+                rows = slice(up_end - by0, low_start - by0)
+                maps[rows] = pixels[rows] + (up + mask * (low - up))
         patch = cv2.remap(src, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         self._write(src, out, by0, bx0, patch)
         if memo:
@@ -535,15 +559,16 @@ class _Patch:
     def _active_box(self, *coarse: np.ndarray | None) -> tuple[int, int, int, int] | None:
         """Rows and columns of the patch (y0, y1, x0, x1) outside which every upsampled displacement is under
         1/128 pixel: cv2.remap rounds positions to 1/32 pixel, so there it copies the source exactly."""
+        limit = 1.0 / 128
         moving = None
         for c in coarse:
             if c is not None:
-                m = (np.abs(c) > 1.0 / 128).any(-1)
-                moving = m if moving is None else moving | m
-        rows = np.flatnonzero(moving.any(1))
+                m = np.abs(c).reshape(c.shape[0], -1)
+                moving = m if moving is None else np.maximum(moving, m)
+        rows = np.flatnonzero(moving.max(1) > limit)
         if len(rows) == 0:
             return None
-        cols = np.flatnonzero(moving.any(0))
+        cols = np.flatnonzero(moving.max(0).reshape(-1, 2).max(1) > limit)
         # a pixel blends the samples less than one stride away
         s = self.stride
         h, w = self.shape
