@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO))
 from pipelines.media.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
 from pipelines.media.video_out import (  # noqa: E402
     DEFAULT_SEGMENT_FRAMES,
+    AudioTrack,
     SegmentWriter,
     encode_final,
     mux_segments,
@@ -75,10 +76,11 @@ def main() -> None:
         # The render path writes resumable segments then joins them: what that costs against one segment.
         work = tmp_path / "segments"
         t0 = time.perf_counter()
+        audio = AudioTrack(wav, n, FPS, tmp_path)
         with SegmentWriter(work, FPS, SIZE, 18, "veryfast", segment_frames=DEFAULT_SEGMENT_FRAMES) as writer:
             for i in range(n):
                 writer.write(pool[i % len(pool)])
-        mux_segments(work, n, FPS, wav, tmp_path / "segmented.mp4")
+        mux_segments(work, n, FPS, audio, tmp_path / "segmented.mp4")
         dt = time.perf_counter() - t0
         size_mb = (tmp_path / "segmented.mp4").stat().st_size / 1e6
         print(

@@ -286,7 +286,7 @@ def render_job(
             size=job.output.size,
         )
 
-    from pipelines.media.video_out import SegmentWriter, mux_segments
+    from pipelines.media.video_out import AudioTrack, SegmentWriter, mux_segments
 
     faces = _FaceFlags(work / "face_found.npy", n_frames)
     writer = SegmentWriter(
@@ -299,6 +299,8 @@ def render_job(
         before_commit=lambda _end: faces.save(),
     )
     total = composition.n_frames
+    # The AAC track encodes in a background ffmpeg while the frames render; a failed render aborts it.
+    audio_track = AudioTrack(composition.audio_wav, total, fps, work)
     if writer.start < total:
         from pipelines.ahead import Ahead
 
@@ -311,7 +313,7 @@ def render_job(
         # inside it, so it is subtracted.
         planned = timings.stages["compose"]
         clip = Ahead(engine.render(prepared, speech, expression, settings, start=first_clip), name="engine")
-        with timings.stage("encode"), _opencv_threads(1), writer, clip:
+        with timings.stage("encode"), audio_track, _opencv_threads(1), writer, clip:
             frames = composition.frames(faces.images(clip, first_clip), writer.start)
             for frame in timings.around(frames, "compose"):
                 writer.write(frame)
@@ -324,7 +326,7 @@ def render_job(
 
     with timings.stage("mux"):
         composed = work / plan.out_path.name  # the name the C2PA manifest's title records
-        mux_segments(work / "segments", total, fps, composition.audio_wav, composed)
+        mux_segments(work / "segments", total, fps, audio_track, composed)
 
     with timings.stage("provenance"):
         disclosure = {k: composition.record.get(k) for k in ("label", "watermark")}

@@ -15,6 +15,7 @@ from pipelines.media.ffmpeg import run_ffmpeg
 from pipelines.media.probe import is_faststart, probe
 from pipelines.media.video_in import iter_frames
 from pipelines.media.video_out import (
+    AudioTrack,
     SegmentWriter,
     completed_frames,
     completed_segments,
@@ -65,7 +66,8 @@ def test_segments_are_complete_and_join_into_one_video(tmp_path):
     ]
     assert completed_frames(work) == 10
     assert [probe(p).video_frames for _, _, p in completed_segments(work)] == [4, 4, 2]
-    out = mux_segments(work, 10, 25, make_wav(tmp_path / "a.wav", 0.4), tmp_path / "joined.mp4")
+    audio = AudioTrack(make_wav(tmp_path / "a.wav", 0.4), 10, 25, tmp_path)
+    out = mux_segments(work, 10, 25, audio, tmp_path / "joined.mp4")
     joined = list(iter_frames(out))
     assert len(joined) == 10
     assert all(np.array_equal(a, b) for a, b in zip(joined, segment_frames(work), strict=True))
@@ -77,7 +79,13 @@ def test_mux_refuses_missing_frames(tmp_path):
         for i in range(4):
             writer.write(frame(i))
     with pytest.raises(RenderError, match="the segments hold 4 frames, expected 6"):
-        mux_segments(tmp_path / "w", 6, 25, make_wav(tmp_path / "a.wav", 0.4), tmp_path / "x.mp4")
+        mux_segments(
+            tmp_path / "w",
+            6,
+            25,
+            AudioTrack(make_wav(tmp_path / "a.wav", 0.4), 6, 25, tmp_path),
+            tmp_path / "x.mp4",
+        )
 
 
 def test_wrong_frame_shape_is_rejected(tmp_path):
@@ -280,3 +288,20 @@ def test_i420_frames_match_ffmpegs_own_bt709_conversion():
     assert np.abs(ours[:luma] - ref[:luma]).max() <= 1  # the same matrix and range; rounding apart
     # chroma: a 2x2 mean here, ffmpeg's scaler filters wider, so they differ a little only at edges
     assert np.abs(ours[luma:] - ref[luma:]).mean() < 0.5
+
+
+def test_audio_track_failure_names_the_encode_and_leaves_nothing(tmp_path):
+    from pipelines.media.ffmpeg import FFmpegError
+
+    not_audio = tmp_path / "not.wav"
+    not_audio.write_bytes(b"RIFF nonsense")
+    track = AudioTrack(not_audio, 10, 25, tmp_path / "w")
+    with pytest.raises(FFmpegError, match="AAC encode of not.wav"):
+        track.finish()
+    assert list((tmp_path / "w").iterdir()) == []
+
+
+def test_audio_track_abort_stops_the_encode(tmp_path):
+    track = AudioTrack(make_wav(tmp_path / "a.wav", 2.0), 50, 25, tmp_path / "w")
+    track.abort()
+    assert list((tmp_path / "w").iterdir()) == []

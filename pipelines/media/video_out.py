@@ -5,8 +5,9 @@ on a keyframe) with the final codec settings. A segment is encoded under a tempo
 only after its ffmpeg exited cleanly, so whatever kills the process (SIGKILL included), the files named
 `segment_<first>_<count>.mp4` are complete, and `completed_frames()` is where a resumed render starts. Every
 segment is a fresh encoder fed the same frames, so a resumed render writes the same bytes as an uninterrupted one.
-`mux_segments` then joins them without re-encoding (ffmpeg's concat demuxer) and adds the audio, cut to exactly
-n_frames / fps. One pass, no intermediate lossless copy: the frames go from the compositor to x264 once.
+The audio is encoded once, by `AudioTrack` in a background ffmpeg while the frames render, to exactly
+n_frames / fps; `mux_segments` then joins the segments (ffmpeg's concat demuxer) and the track, both copied. One
+pass, no intermediate lossless copy: the frames go from the compositor to x264 once.
 """
 
 from __future__ import annotations
@@ -282,22 +283,75 @@ class SegmentWriter:
             self.abandon()
 
 
+class AudioTrack:
+    """The output's AAC track (48 kHz, 192 kb/s), exactly n_frames / fps long, encoded by a background ffmpeg
+    from `wav` into `work_dir` while the frames render; `mux_segments` then copies it (no audio work left at the
+    end of a render).
+
+    The length is fixed inside the filter graph (padded with silence or trimmed to the sample), not by
+    -shortest, which cuts at packet boundaries. Encoding once and copying gives the same stream, priming and
+    decoded samples as encoding during the mux (checked when this was written: same sample count, a click at the
+    same sample)."""
+
+    def __init__(self, wav: str | os.PathLike, n_frames: int, fps: float, work_dir: str | os.PathLike):
+        samples = sample_count(n_frames, fps, OUTPUT_RATE)
+        self.path = Path(work_dir) / "audio.m4a"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temp = temp_path_for(self.path)
+        self._pipe: FFmpegPipe | None = FFmpegPipe(
+            [
+                *("-i", os.fspath(wav), "-map", "0:a:0"),
+                "-af",
+                f"aresample={OUTPUT_RATE},apad=whole_len={samples},atrim=end_sample={samples}",
+                # the native encoder's "fast" coder: a third less CPU than its default two-loop search, and at
+                # 192 kb/s speech has bits to spare
+                *("-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k", "-ar", str(OUTPUT_RATE)),
+                *("-f", "mp4", "-y", self._temp),
+            ],
+            what=f"AAC encode of {Path(wav).name}",
+        )
+
+    def finish(self) -> Path:
+        """Wait for the encode; the .m4a's path (FFmpegError if it failed)."""
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            try:
+                pipe.finish()
+                move_into_place(self._temp, self.path)
+            finally:
+                self._temp.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        if self._pipe is not None:
+            self._pipe.abort()
+            self._pipe = None
+            self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AudioTrack:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
 def mux_segments(
     work_dir: str | os.PathLike,
     n_frames: int,
     fps: float,
-    audio_wav: str | os.PathLike,
+    audio: AudioTrack,
     out_path: str | os.PathLike,
 ) -> Path:
-    """The finished segments joined (no re-encode) with AAC (48 kHz, 192 kb/s) audio, +faststart, into out_path.
+    """The finished segments joined with the audio track, both copied (no re-encode), +faststart, into out_path.
 
-    The audio is padded with silence or trimmed to exactly n_frames / fps inside the filter graph (not by
-    -shortest, which cuts at packet boundaries). Written to a unique temp name, then moved into place.
+    Written to a unique temp name, then moved into place.
     """
     work_dir, out_path = Path(work_dir), Path(out_path)
     segments = completed_segments(work_dir)
     have = completed_frames(work_dir)
     if have != n_frames:
+        audio.abort()
         raise RenderError(f"{out_path}: the segments hold {have} frames, expected {n_frames}")
     listing = work_dir / "segments.txt"
     # concat demuxer syntax: one `file '<path>'` line per segment, quotes escaped as '\''
@@ -305,19 +359,14 @@ def mux_segments(
         "".join("file '{}'\n".format(os.fspath(p.resolve()).replace("'", "'\\''")) for _, _, p in segments)
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    audio_samples = sample_count(n_frames, fps, OUTPUT_RATE)
+    track = audio.finish()
     temp = temp_path_for(out_path)
     try:
         run_ffmpeg(
             [
                 *("-f", "concat", "-safe", "0", "-i", listing),
-                *("-i", os.fspath(audio_wav)),
-                *("-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"),
-                "-af",
-                f"aresample={OUTPUT_RATE},apad=whole_len={audio_samples},atrim=end_sample={audio_samples}",
-                # the native encoder's "fast" coder: a third less CPU than its default two-loop search, and at
-                # 192 kb/s speech has bits to spare
-                *("-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k", "-ar", str(OUTPUT_RATE)),
+                *("-i", track),
+                *("-map", "0:v:0", "-map", "1:a:0", "-c", "copy"),
                 *("-movflags", "+faststart", "-f", "mp4", "-y", temp),
             ],
             what=f"mux of {out_path.name}",
@@ -345,11 +394,13 @@ def encode_final(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".encode-") as scratch:
-        with SegmentWriter(scratch, fps, size, crf, preset, segment_frames=n_frames) as writer:
+        audio = AudioTrack(audio_wav, n_frames, fps, scratch)
+        with audio, SegmentWriter(scratch, fps, size, crf, preset, segment_frames=n_frames) as writer:
             for frame in frames:
                 if writer.next_frame == n_frames:
                     raise RenderError(f"{out_path}: more than the {n_frames} frames the audio allows")
                 writer.write(frame)
         if writer.next_frame != n_frames:
+            audio.abort()
             raise RenderError(f"{out_path}: got {writer.next_frame} frames, expected {n_frames}")
-        return mux_segments(scratch, n_frames, fps, audio_wav, out_path)
+        return mux_segments(scratch, n_frames, fps, audio, out_path)
