@@ -49,6 +49,56 @@ def test_embed_is_invisible_and_reads_back_from_every_frame():
     assert reading.found and reading.wm_id == "3fa2c901" and reading.frames_agreeing == 4
 
 
+def _reference_embed(frame, wm_id, scale=DEFAULT_SCALE):
+    """The scheme written plainly (float64, exact SVD per block, the change at full size): slow but clear."""
+    h8, w8 = frame.shape[0] // 8 * 8, frame.shape[1] // 8 * 8
+    plane = (
+        frame[:h8, :w8].astype(np.float64) @ np.array([-0.492 * 0.299, -0.492 * 0.587, 0.492 * 0.886]) + 128
+    )
+    band = 2.0 * plane.reshape(h8 // 2, 2, w8 // 2, 2).mean(axis=(1, 3))  # Haar approximation band
+    rows, cols = band.shape[0] // 4, band.shape[1] // 4
+    u, s, vt = np.linalg.svd(band.reshape(rows, 4, cols, 4).transpose(0, 2, 1, 3))
+    s0 = s[..., 0]
+    bits = payload_bits(wm_id)[np.arange(rows * cols).reshape(rows, cols) % PAYLOAD_BITS]
+    centre = (0.25 + 0.5 * bits) * scale
+    target = np.round((s0 - centre) / scale) * scale + centre
+    target[target < 0] += scale
+    change = 0.5 * (target - s0)[..., None, None] * u[..., :, :1] * vt[..., :1, :]  # per pixel of each 2x2
+    full = change.transpose(0, 2, 1, 3).reshape(rows * 4, cols * 4).repeat(2, 0).repeat(2, 1)
+    out = frame.astype(np.float64)
+    out[:h8, :w8] += np.round(full[..., None] * np.array([0.0, -0.114 / 0.587 / 0.492, 1.0 / 0.492]))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [SIZE, (517, 389)])
+def test_embed_equals_the_plain_formulation(size):
+    from skimage import data
+
+    for frame in (cv2.resize(clip_frame(3), size), cv2.resize(data.astronaut(), size)):
+        marked = Watermarker("0badcafe").embed(frame)
+        diff = np.abs(marked.astype(int) - _reference_embed(frame, "0badcafe"))
+        assert (marked != frame).mean() > 0.3  # it did change the frame
+        # float32 power iteration vs float64 SVD: at most one level, on a handful of values
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_embed_in_place_marks_like_embed_and_embed_leaves_its_input():
+    marker = Watermarker("3fa2c901")
+    original = cv2.resize(clip_frame(2), (600, 400))
+    big = original.copy()
+    frame = big[5:305, 7:557]  # a view with strided rows, odd offsets, a width that is no multiple of 8
+    before = frame.copy()
+    marked = marker.embed(frame)
+    assert np.array_equal(frame, before)
+    marker.embed_in_place(frame)
+    assert np.array_equal(frame, marked)
+    outside = np.ones(big.shape[:2], bool)
+    outside[5:305, 7:557] = False
+    assert np.array_equal(big[outside], original[outside])
+    with pytest.raises(ValueError):
+        marker.embed_in_place(np.ascontiguousarray(big[:, :, ::-1])[:, :, ::-1])  # channels not contiguous
+
+
 def test_unmarked_frames_give_no_id():
     reading = vote(_frames())
     assert not reading.found and reading.wm_id is None

@@ -7,6 +7,7 @@ cost is proportional to the overlay's area, not the frame's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -27,11 +28,37 @@ class Overlay:
         x1, y1 = min(self.x + w, fw), min(self.y + h, fh)
         if x0 >= x1 or y0 >= y1:
             return
-        src = self.rgba[y0 - self.y : y1 - self.y, x0 - self.x : x1 - self.x]
+        crop = (slice(y0 - self.y, y1 - self.y), slice(x0 - self.x, x1 - self.x))
+        if opacity == 1.0:
+            self._blend_opaque(frame[y0:y1, x0:x1], crop)
+            return
+        src = self.rgba[crop]
         alpha = src[..., 3:4].astype(np.float32) * (opacity / 255.0)
         region = frame[y0:y1, x0:x1].astype(np.float32)
         region += (src[..., :3].astype(np.float32) - region) * alpha
         frame[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+
+    def _blend_opaque(self, region: np.ndarray, crop: tuple[slice, slice]) -> None:
+        """The float blend above at full opacity, as exact integers: round((r (255 - a) + s a) / 255).
+
+        r + (s - r) a / 255 is never halfway between two levels (2 (s - r) a is even, an odd multiple of 255
+        is not), so rounding it exactly gives the float path's result for every (r, s, a) (checked over all of
+        them in a test) with three OpenCV passes instead of eight numpy ones, the overlay's part precomputed."""
+        import cv2
+
+        inverse, weighted = self._opaque_terms
+        total = cv2.add(cv2.multiply(region, inverse[crop], dtype=cv2.CV_16U), weighted[crop])
+        out = cv2.convertScaleAbs(total, dst=region, alpha=1 / 255.0)
+        if out is not region:  # OpenCV wrote a copy (a frame with unusual strides)
+            region[...] = out
+
+    @cached_property
+    def _opaque_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(255 - a) per channel (uint8) and s * a (uint16): the overlay's constant parts of the blend."""
+        alpha = self.rgba[..., 3:4]
+        inverse = np.ascontiguousarray(np.broadcast_to(255 - alpha, (*alpha.shape[:2], 3)))
+        weighted = self.rgba[..., :3].astype(np.uint16) * alpha
+        return inverse, weighted
 
 
 def panel(text_rgba: np.ndarray, fill: RGBA, pad_x: int, pad_y: int, min_width: int = 0) -> np.ndarray:

@@ -183,9 +183,11 @@ class CompositionPlan:
         return picture
 
     def _finish(self, frame: np.ndarray, marker: Watermarker) -> np.ndarray:
+        """Label and watermark, in place: every frame that reaches here is a fresh picture of this plan's own."""
         if self._label is not None:
             self._label.blend_onto(frame)
-        return marker.embed(frame)
+        marker.embed_in_place(frame)
+        return frame
 
 
 class _ClipSource:
