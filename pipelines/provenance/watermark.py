@@ -8,10 +8,10 @@ raster order. Frames marked here decode with the package's own decoder:
 `WatermarkDecoder('bytes', 48).decode(bgr, 'dwtDctSvd', scales=[0, 54, 0])` (a test checks that).
 
 Differences from the package's encoder, none of which changes what a decoder sees: no DCT (singular values do not
-change under it, see `_top_singular`), vectorised numpy and OpenCV (the package loops over blocks in Python, ~0.2 s
-per 720p frame; this is ~0.75 ms per 512x512 frame on one thread), only the approximation band is changed (its inverse DWT
-swaps the horizontal and vertical detail bands), and each value moves to the NEAREST point of its bit's lattice
-rather than the one in its own cell (half the largest change, less tint on flat colour: +2 dB PSNR and
+change under it, see `_top_singular`), vectorised numpy and OpenCV (the package loops over blocks in Python,
+~0.2 s per 720p frame; this is ~0.75 ms per 512x512 frame on one thread), only the approximation band is changed
+(its inverse DWT swaps the horizontal and vertical detail bands), and each value moves to the NEAREST point of
+its bit's lattice rather than the one in its own cell (half the largest change, less tint on flat colour: +2 dB PSNR and
 better survival in the bench). Reading uses a soft vote per block and averages over frames before the CRC check.
 
 Why U and 54 (bench/compose_speed.py --watermark --package; figures in docs/compose.md): at the package's 36 a
@@ -139,6 +139,13 @@ def _centres(wm_id: str, scale: float, rows: int, cols: int) -> np.ndarray:
     return centre
 
 
+def _into(target: np.ndarray, result: np.ndarray) -> None:
+    """OpenCV writes into a strided numpy view in place and returns it; should it ever hand back a new array
+    instead, that is copied in, so a result is never lost."""
+    if result is not target:
+        target[...] = result
+
+
 # Two neighbouring RGB pixels are 6 bytes, R0 G0 B0 R1 G1 B1: three 2-byte words, each a pair of channels.
 _PAIR_WORDS = ((0, 1), (2, 0), (1, 2))
 
@@ -173,7 +180,7 @@ def _add_blocks(region: np.ndarray, delta: np.ndarray, steps: np.ndarray) -> Non
         step = cv2.merge(words).view(np.uint8).reshape(hh, hw * 6)
         for r in (0, 1):
             view = rows[:, r]
-            apply(view, step, dst=view)
+            _into(view, apply(view, step, dst=view))
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,7 @@ class Watermarker:
         # merge (numpy's own transpose of this shape runs 4-element inner loops, ~4x slower).
         delta = np.empty((rows, BLOCK, cols, BLOCK), np.float32)
         for i in range(BLOCK):
-            cv2.merge(list(outer[i]), dst=delta[:, i])
+            _into(delta[:, i], cv2.merge(list(outer[i]), dst=delta[:, i]))
         delta = delta.reshape(rows * BLOCK, cols * BLOCK)
         _add_blocks(frame[: rows * BLOCK * 2, : cols * BLOCK * 2], delta, _RGB_STEP[self.channel])
 
