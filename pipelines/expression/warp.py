@@ -682,12 +682,11 @@ def eyelid_fill(
         k = max(3, int(unit * 0.06) | 1)
         mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
         mask = cv2.GaussianBlur(mask, (k, k), 0)
-        region = image[y0:y1, x0:x1].astype(np.float32)
+        rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])  # RGB, or the colour of an RGBA image
+        region = rgb.astype(np.float32)
         # lid skin: grown in from the skin around the opening (inpainting), so its tone matches its surroundings
         hole = (mask > 0.05).astype(np.uint8)
-        skin = cv2.inpaint(image[y0:y1, x0:x1], hole, max(3, int(0.05 * unit)), cv2.INPAINT_TELEA).astype(
-            np.float32
-        )
+        skin = cv2.inpaint(rgb, hole, max(3, int(0.05 * unit)), cv2.INPAINT_TELEA).astype(np.float32)
         lid = rest[upper] - [x0, y0]
         lash = np.zeros((h, w), np.float32)
         # lids meet along the (smooth) lower lid line; the squeezed upper lid points zigzag
@@ -703,7 +702,7 @@ def eyelid_fill(
         )
         colour = skin * (1.0 - 0.07 * shade[..., None]) * (1.0 - lash[..., None] * 0.7)
         alpha = (np.maximum(mask * 0.9, lash) * strength)[..., None]
-        image[y0:y1, x0:x1] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
+        image[y0:y1, x0:x1, :3] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
 
 
 def lip_seam(image: np.ndarray, line: np.ndarray, unit: float, strength: float) -> None:
@@ -719,9 +718,9 @@ def lip_seam(image: np.ndarray, line: np.ndarray, unit: float, strength: float) 
     pts = np.round((line - [x0, y0]) * 4).astype(np.int32)
     cv2.polylines(seam, [pts], False, 1.0, thickness=max(1, int(0.012 * unit)), lineType=cv2.LINE_AA, shift=2)
     seam = cv2.GaussianBlur(seam, (3, 3), 0) * (0.6 * float(np.clip(strength, 0.0, 1.0)))
-    region = image[y0:y1, x0:x1].astype(np.float32)
+    region = image[y0:y1, x0:x1, :3].astype(np.float32)
     dark = region * 0.35
-    image[y0:y1, x0:x1] = (region + seam[..., None] * (dark - region) + 0.5).astype(np.uint8)
+    image[y0:y1, x0:x1, :3] = (region + seam[..., None] * (dark - region) + 0.5).astype(np.uint8)
 
 
 CAVITY_RGB = np.array([40, 18, 20], np.float32)
@@ -786,7 +785,7 @@ def mouth_fill(
         w_tongue = alpha * t
         terms = ((alpha - w_tongue, CAVITY_RGB), (w_tongue, TONGUE_RGB))
     # one (h, w) plane per channel: numpy is slow on a trailing axis of 3
-    region = image[y0:y1, x0:x1]
+    region = image[y0:y1, x0:x1, :3]
     keep = 1.0 - alpha
     planes = [region[..., c] * keep for c in range(3)]
     for weight, rgb in terms:

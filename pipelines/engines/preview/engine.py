@@ -160,9 +160,11 @@ class PreviewEngine:
         w, h = prep.size
         m = prep.margin
         pivot = (rig.points[list(_PIVOT)].mean(0)).tolist()
+        # warped as RGBA: OpenCV's bilinear warps are faster on 4 channels than on 3, the same values
+        source = cv2.cvtColor(prep.frame, cv2.COLOR_RGB2RGBA)
         for k in range(start, n):
             params = self._params(expression, curves, k)
-            image = rig.apply(prep.frame, params, constant_source=True)
+            image = rig.apply(source, params, constant_source=True)
             yaw, pitch, roll = (params["head_yaw"], params["head_pitch"], params["head_roll"])
             matrix = cv2.getRotationMatrix2D(pivot, roll, 1.0)
             matrix[0, 2] += HEAD_SHIFT * rig.unit * np.sin(np.radians(yaw)) - m
@@ -170,7 +172,7 @@ class PreviewEngine:
             out = cv2.warpAffine(
                 image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
             )
-            yield Frame(out, True)
+            yield Frame(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), True)
 
     def _render_video(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
         import cv2
