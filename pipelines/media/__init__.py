@@ -5,7 +5,8 @@
 - audio.py: load_audio(), measure_loudness(), normalise(), join_segments(), pad_or_trim(), frame_count(),
   prepare_audio() -> PreparedAudio
 - video_in.py: open_source() -> FrameSource, iter_frames()
-- video_out.py: SegmentWriter, completed_frames(), mux_segments(), encode_final()
+- video_out.py: SegmentWriter, I420Frames, AudioTrack, completed_frames(), mux_segments(), encode_final()
 - loudness.py: LoudnessMeter (EBU R128 in numpy, measured while the audio streams)
+- limiter.py: TruePeakLimiter, limited_gain() (normalisation when peaks forbid a plain gain)
 - atomic.py: temp_path_for(), move_into_place()
 """

@@ -15,12 +15,16 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipelines.errors import InputError
 from pipelines.media.atomic import move_into_place, temp_path_for
 from pipelines.media.ffmpeg import FFmpegError, FFmpegPipe, run_ffmpeg
+
+if TYPE_CHECKING:
+    from pipelines.media.loudness import LoudnessMeter
 
 OUTPUT_RATE = 48_000
 FEATURE_RATE = 16_000
@@ -30,6 +34,7 @@ DEFAULT_LRA = 11.0
 # Integrated loudness below this is silence (EBU R128's absolute gate is -70 LUFS): there is nothing to normalise.
 SILENCE_LUFS = -70.0
 _BLOCK_BYTES = 1 << 20
+_PEAK_MARGIN_DB = 0.1
 # Copies of a sub-0.4 s clip to measure: 50 x the shortest clip that still makes one frame is over 0.4 s.
 _SHORT_CLIP_LOOPS = 49
 
@@ -76,8 +81,8 @@ class PreparedAudio:
     source_duration: float  # of the joined input before padding / trimming
     loudness_in: Loudness
     loudness_out: Loudness | None  # None when the input was silent and left as is
-    # "linear"; "dynamic" (loudnorm fell back: peaks did not allow a plain gain); "short-clip gain" (under 0.4 s,
-    # see normalise()); "none" (silence)
+    # "linear"; "limited" (peaks did not allow a plain gain: gain and a true-peak limiter); "short-clip gain"
+    # (under 0.4 s, see normalise()); "none" (silence)
     normalisation: str
 
 
@@ -323,31 +328,31 @@ def _gained(blocks: Iterable[np.ndarray], gain_db: float) -> Iterator[np.ndarray
 
 def normalise(
     raw: Path,
-    measured: Loudness,
+    meter: LoudnessMeter,
     out_wav: str | os.PathLike,
     n_samples: int,
     target_lufs: float = DEFAULT_TARGET_LUFS,
     true_peak: float = DEFAULT_TRUE_PEAK,
-    lra: float = DEFAULT_LRA,
 ) -> tuple[Loudness, Loudness | None, str]:
-    """EBU R128 normalisation of the raw mono 48 kHz float32 file `raw` (measured: its loudness) into a mono
-    48 kHz pcm_s16le wav of exactly `n_samples`.
+    """EBU R128 normalisation of the raw mono 48 kHz float32 file `raw` (`meter`: the LoudnessMeter that
+    measured it) into a mono 48 kHz pcm_s16le wav of exactly `n_samples`.
 
-    Returns (input loudness, output loudness, normalisation type), as ffmpeg's two-pass loudnorm decides it:
-    a plain gain to the target ("linear") when the peaks and loudness range allow one, which is done here in
-    numpy and measured on the way out; otherwise ffmpeg's loudnorm as the second pass with these measurements
-    ("dynamic"). Silent input is copied without gain (output None, "none").
+    Returns (input loudness, output loudness, normalisation type): a plain gain to the target ("linear") when the
+    peaks allow one; otherwise the gain that reaches the target through a true-peak limiter ("limited",
+    pipelines.media.limiter: the gain predicted from the meter's 1 ms ticks, then one pass). The output is
+    measured on the way out. Silent input is copied without gain (output None, "none").
     """
+    from pipelines.media.limiter import TruePeakLimiter, limited_gain
     from pipelines.media.loudness import LoudnessMeter, measure
 
     out_wav = Path(out_wav)
+    measured = meter.result()
     if measured.silent:
         _write_wav(_raw_blocks(raw), out_wav, n_samples)
         return measured, None, "none"
     if measured.gated_out:
-        # R128 cannot measure a clip shorter than 0.4 s (nor, in our tests, could loudnorm gain it). Measured
-        # looped it has the same mean-square loudness; the plain gain that loudnorm's linear mode would apply:
-        # up to the target, but never past the true-peak ceiling.
+        # R128 cannot measure a clip shorter than 0.4 s. Measured looped it has the same mean-square loudness;
+        # a plain gain up to the target, but never past the true-peak ceiling.
         clip = np.fromfile(raw, "<f4")
         looped = measure(np.tile(clip, _SHORT_CLIP_LOOPS + 1))
         gain_db = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
@@ -356,55 +361,22 @@ def normalise(
         out = measure(np.tile(gained, _SHORT_CLIP_LOOPS + 1))
         return replace(looped, true_peak=measured.true_peak), out, "short-clip gain"
     gain_db = target_lufs - measured.integrated
-    if measured.true_peak + gain_db <= true_peak and measured.lra <= lra:
-        meter = LoudnessMeter()
-        _write_wav(_gained(_raw_blocks(raw), gain_db), out_wav, n_samples, meter)
-        return measured, meter.result(), "linear"
-    return measured, *_loudnorm_dynamic(raw, measured, out_wav, n_samples, target_lufs, true_peak, lra)
+    out_meter = LoudnessMeter()
+    if measured.true_peak + gain_db <= true_peak:
+        _write_wav(_gained(_raw_blocks(raw), gain_db), out_wav, n_samples, out_meter)
+        return measured, out_meter.result(), "linear"
+    # The limiter aims a little under the ceiling: other meters' oversampling filters read peaks a few
+    # hundredths of a dB apart from ours.
+    ceiling = true_peak - _PEAK_MARGIN_DB
+    gain_db = limited_gain(*meter.ticks(), gain_db, target_lufs, ceiling)
+    _write_wav(_limited(_raw_blocks(raw), TruePeakLimiter(gain_db, ceiling)), out_wav, n_samples, out_meter)
+    return measured, out_meter.result(), "limited"
 
 
-def _loudnorm_dynamic(
-    raw: Path,
-    measured: Loudness,
-    out_wav: Path,
-    n_samples: int,
-    target_lufs: float,
-    true_peak: float,
-    lra: float,
-) -> tuple[Loudness, str]:
-    """ffmpeg's loudnorm given our first-pass figures (it falls back to dynamic mode itself when it must)."""
-    filters = [
-        _loudnorm_target(target_lufs, true_peak, lra)
-        + f":measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}"
-        + f":measured_LRA={measured.lra:.2f}:measured_thresh={measured.threshold:.2f}"
-        + f":offset={measured.offset:.2f}:linear=true:print_format=json",
-        # loudnorm works (and outputs) at 192 kHz; come back to the output rate before fixing the length.
-        f"aresample={OUTPUT_RATE}",
-        f"apad=whole_len={n_samples},atrim=end_sample={n_samples}",
-    ]
-    temp = temp_path_for(out_wav)
-    try:
-        proc = run_ffmpeg(
-            [
-                *_raw_input_args(raw),
-                "-map",
-                "0:a:0",
-                "-af",
-                ",".join(filters),
-                "-ac",
-                "1",
-                "-ar",
-                str(OUTPUT_RATE),
-            ]
-            + ["-c:a", "pcm_s16le", "-f", "wav", "-y", str(temp)],
-            what="loudness normalisation",
-            loglevel="info",
-        )
-        move_into_place(temp, out_wav)
-    finally:
-        temp.unlink(missing_ok=True)
-    figures = _loudnorm_json(proc.stderr.decode("utf-8", "replace"), "loudness normalisation")
-    return _loudness_from(figures, "output"), str(figures.get("normalization_type", "dynamic")).lower()
+def _limited(blocks: Iterable[np.ndarray], limiter) -> Iterator[np.ndarray]:
+    for block in blocks:
+        yield limiter.process(block)
+    yield limiter.flush()
 
 
 def prepare_audio(
@@ -413,7 +385,6 @@ def prepare_audio(
     work_dir: str | os.PathLike,
     target_lufs: float = DEFAULT_TARGET_LUFS,
     true_peak: float = DEFAULT_TRUE_PEAK,
-    lra: float = DEFAULT_LRA,
 ) -> PreparedAudio:
     """Decode and join `sources`, decide n_frames, normalise loudness, and write both audio copies.
 
@@ -446,13 +417,7 @@ def prepare_audio(
             )
         wav = work_dir / "audio_48k.wav"
         loud_in, loud_out, kind = normalise(
-            raw,
-            meter.result(),
-            wav,
-            sample_count(n_frames, fps, OUTPUT_RATE),
-            target_lufs=target_lufs,
-            true_peak=true_peak,
-            lra=lra,
+            raw, meter, wav, sample_count(n_frames, fps, OUTPUT_RATE), target_lufs, true_peak
         )
     finally:
         raw.unlink(missing_ok=True)
