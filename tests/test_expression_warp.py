@@ -132,3 +132,22 @@ def test_rows_aligned_with_params_work_like_dicts(face):
     row = np.zeros(len(PARAMS), np.float32)
     row[PARAMS.index("smile")] = 0.7
     np.testing.assert_array_equal(warp_face(image, points, row), warp_face(image, points, {"smile": 0.7}))
+
+
+def test_constant_source_reuse_gives_the_same_images_as_fresh_calls(face):
+    # a still persona reuses one buffer and the previous call's patches; whatever the order of the parameters
+    # (patches switching on and off, fills coming and going, repeats), every image equals a fresh warp
+    from pipelines.expression.warp import WARP_PARAMS
+
+    image, points = face
+    rig, fresh = FaceRig(points, image.shape), FaceRig(points, image.shape)
+    rng = np.random.default_rng(0)
+    sequence = [{}, {"smile": 0.6}, {"smile": 0.6}, {"blink": 0.9, "mouth_open": 0.7}, {}]
+    for _ in range(12):
+        p = {k: float(rng.random()) if rng.random() < 0.5 else 0.0 for k in WARP_PARAMS}
+        if rng.random() < 0.4:
+            p.update(mouth_closure=0.9, mouth_open=0.0, jaw=0.0)
+        sequence += [p, p] if rng.random() < 0.3 else [p]
+    sequence.append({})
+    for p in sequence:
+        np.testing.assert_array_equal(rig.apply(image, p, constant_source=True), fresh.apply(image, p))

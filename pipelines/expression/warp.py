@@ -126,6 +126,7 @@ class FaceRig:
         rest_gap = float(np.median(((pts[low_in] - pts[up_in[::-1]]) @ self.axes[1])[2:7])) / self.unit
         # a portrait that already shows its teeth keeps them; a closed mouth gets a painted hint of teeth
         self.closed_at_rest = rest_gap < 0.04
+        self._buffer: tuple | None = None
         self._build_upper()
         if regions == "all":
             self._build_mouth()
@@ -169,24 +170,45 @@ class FaceRig:
         return out
 
     def apply(self, image: np.ndarray, params, constant_source: bool = False) -> np.ndarray:
-        """The warped image (a new array; the input is not modified).
+        """The warped image (the input is not modified).
 
         constant_source: the caller passes the very same, unmodified image on every call (a still persona), so
-        a patch whose parameters did not change since the previous call is copied from that call's result."""
+        a patch whose parameters did not change since the previous call is copied from that call's result, and
+        the result is one buffer reused by every call (only what the previous call painted is reset): use it
+        before the next call. Otherwise the result is a new array."""
         coef = self.coefficients(params)
-        out = image.copy()
+        out = self._reused(image, coef) if constant_source else image.copy()
+        painted = []
         for patch in self.patches:
-            patch.apply(image, out, coef, memo=constant_source)
+            if patch.apply(image, out, coef, memo=constant_source):
+                painted.append(patch.box)
         if coef["blink"] > 0.5:
-            eyelid_fill(out, self.points, self._moved(coef), self.unit, coef["blink"])
+            painted.append(eyelid_fill(out, self.points, self._moved(coef), self.unit, coef["blink"]))
         if self.regions == "all" and coef["mouth_open"] > 0.02:
             top, bottom = self.patches[-1].gap_lines(coef)
-            mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
+            painted.append(
+                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
+            )
         if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
             # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
             # a real closed mouth shows a dark seam there
             seam = self.patches[-1].split_line(coef)
-            lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2)
+            painted.append(lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2))
+        if constant_source:
+            self._buffer = (image, out, [b for b in painted if b is not None])
+        return out
+
+    def _reused(self, image: np.ndarray, coef) -> np.ndarray:
+        """The previous call's buffer with the image put back wherever that call painted and this one will not
+        paint a whole patch (a full copy of the image the first time)."""
+        if self._buffer is None or self._buffer[0] is not image:
+            return image.copy()
+        _, out, painted = self._buffer
+        whole = {patch.box for patch in self.patches if patch.writes(image, coef)}
+        for box in painted:
+            if box not in whole:
+                y0, y1, x0, x1 = box
+                out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
         return out
 
     # ---- the two patches --------------------------------------------------------------------------------
@@ -372,6 +394,8 @@ class _Patch:
         self.all_names = tuple(sorted(set(self.upper.names) | set(self.lower.names if self.lower else ())))
         self._memo = None
         self._last_fields: tuple | None = None
+        self._last_moving: tuple | None = None
+        self.box = (self.y0, self.y1, self.x0, self.x1)
         if self.split is not None:
             self._split_cells = self._cells_of(rig.points[self.split])
 
@@ -414,11 +438,22 @@ class _Patch:
     def _inverse(self, forward: np.ndarray) -> np.ndarray:
         """Backward displacement at the coarse samples: B = -F(p + B), a few fixed-point steps."""
         negative = -forward
-        back = negative
+        # where the forward field is zero at a sample, so is every step there (B = -F(p + 0) = 0): only the
+        # samples inside the field's support are iterated
+        size = np.abs(forward).reshape(forward.shape[0], -1)
+        rows = np.flatnonzero(size.max(1) > 0)
+        if len(rows) == 0:
+            return negative
+        cols = np.flatnonzero(size.max(0).reshape(-1, 2).max(1) > 0)
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        cells = self.cells[box]
+        back = negative[box]
         for _ in range(INVERSE_STEPS):
-            m = self.cells + back * (1.0 / self.stride)
+            m = cells + back * (1.0 / self.stride)
             back = cv2.remap(negative, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        return back
+        out = np.zeros_like(forward)
+        out[box] = back
+        return out
 
     def _dense(
         self, back: np.ndarray, y0: int = 0, y1: int | None = None, x0: int = 0, x1: int | None = None
@@ -506,20 +541,34 @@ class _Patch:
         below[list(mesh.INNER_MOUTH_CORNERS)] = False
         return below
 
-    def apply(self, src: np.ndarray, out: np.ndarray, coef, memo: bool = False) -> None:
+    def writes(self, src: np.ndarray, coef) -> bool:
+        """Whether `apply` with these amounts paints this patch (its whole box)."""
+        if self._memo is not None and self._memo[0] is src and self._memo[1] == self._key(coef):
+            return True
+        return self.moving(coef) is not None
+
+    def moving(self, coef) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int, int, int]] | None:
+        """The coarse backward fields of the two sides (None where zero) and the box of the patch they move
+        (y0, y1, x0, x1), or None when nothing moves; the last answer is kept."""
+        key = self._key(coef)
+        if self._last_moving is None or self._last_moving[0] != key:
+            fu, fl = self.fields(coef)
+            back_up = self._inverse(fu) if fu is not None else None
+            back_low = self._inverse(fl) if fl is not None else None
+            box = self._active_box(back_up, back_low) if fu is not None or fl is not None else None
+            self._last_moving = (key, None if box is None else (back_up, back_low, box))
+        return self._last_moving[1]
+
+    def apply(self, src: np.ndarray, out: np.ndarray, coef, memo: bool = False) -> bool:
+        """Paint the warped patch into `out` (its whole box); False when nothing moves and nothing is painted."""
         key = self._key(coef)
         if memo and self._memo is not None and self._memo[0] is src and self._memo[1] == key:
             self._write(src, out, *self._memo[2])
-            return
-        fu, fl = self.fields(coef)
-        if fu is None and fl is None:
-            return
-        back_up = self._inverse(fu) if fu is not None else None
-        back_low = self._inverse(fl) if fl is not None else None
-        box = self._active_box(back_up, back_low)
-        if box is None:
-            return
-        by0, by1, bx0, bx1 = box
+            return True
+        moving = self.moving(coef)
+        if moving is None:
+            return False
+        back_up, back_low, (by0, by1, bx0, bx1) = moving
         pixels = self.pixels[by0:by1, bx0:bx1]
         if self.lower is None:
             maps = cv2.add(pixels, self._dense(back_up, by0, by1, bx0, bx1))
@@ -547,6 +596,7 @@ class _Patch:
         self._write(src, out, by0, bx0, patch)
         if memo:
             self._memo = (src, key, (by0, bx0, patch))
+        return True
 
     def _write(self, src: np.ndarray, out: np.ndarray, by0: int, bx0: int, patch: np.ndarray) -> None:
         # the whole patch takes the source's pixels (where patches overlap, the later one wins), the moving box
@@ -657,8 +707,9 @@ def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 def eyelid_fill(
     image: np.ndarray, rest: np.ndarray, landmarks: np.ndarray, unit: float, blink: float
-) -> None:
-    """Cover each eye's resting opening with lid skin and a lash line near full closure, in place.
+) -> tuple[int, int, int, int] | None:
+    """Cover each eye's resting opening with lid skin and a lash line near full closure, in place; returns the
+    box (y0, y1, x0, x1) holding what it painted.
 
     Squeezing the opening to nothing leaves streaks of iris and white; a closed lid is skin coloured like the
     lid above it, over the whole area the open eye showed, with the lashes as a soft dark line where the lids
@@ -666,6 +717,7 @@ def eyelid_fill(
     strength = float(np.clip((blink - 0.5) / 0.35, 0.0, 1.0))
     pts = np.asarray(landmarks, np.float64)[:, :2]
     rest = np.asarray(rest, np.float64)[:, :2]
+    painted = None
     for contour in (mesh.LEFT_EYE, mesh.RIGHT_EYE):
         upper, lower = _lids(contour)
         eye = np.concatenate([pts[[contour[0]]], pts[lower], pts[[contour[8]]], rest[upper[::-1]]])
@@ -703,17 +755,28 @@ def eyelid_fill(
         colour = skin * (1.0 - 0.07 * shade[..., None]) * (1.0 - lash[..., None] * 0.7)
         alpha = (np.maximum(mask * 0.9, lash) * strength)[..., None]
         image[y0:y1, x0:x1, :3] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
+        painted = _union(painted, (y0, y1, x0, x1))
+    return painted
 
 
-def lip_seam(image: np.ndarray, line: np.ndarray, unit: float, strength: float) -> None:
-    """A soft dark line where pressed lips meet (corner to corner through `line`), in place."""
+def _union(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    if a is None:
+        return b
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+def lip_seam(
+    image: np.ndarray, line: np.ndarray, unit: float, strength: float
+) -> tuple[int, int, int, int] | None:
+    """A soft dark line where pressed lips meet (corner to corner through `line`), in place; returns the box
+    (y0, y1, x0, x1) it painted."""
     line = np.asarray(line, np.float64)
     pad = int(0.05 * unit) + 3
     x0, y0 = np.floor(line.min(0)).astype(int) - pad
     x1, y1 = np.ceil(line.max(0)).astype(int) + pad
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image.shape[1]), min(y1, image.shape[0])
     if x1 - x0 < 3 or y1 - y0 < 3:
-        return
+        return None
     seam = np.zeros((y1 - y0, x1 - x0), np.float32)
     pts = np.round((line - [x0, y0]) * 4).astype(np.int32)
     cv2.polylines(seam, [pts], False, 1.0, thickness=max(1, int(0.012 * unit)), lineType=cv2.LINE_AA, shift=2)
@@ -721,6 +784,7 @@ def lip_seam(image: np.ndarray, line: np.ndarray, unit: float, strength: float) 
     region = image[y0:y1, x0:x1, :3].astype(np.float32)
     dark = region * 0.35
     image[y0:y1, x0:x1, :3] = (region + seam[..., None] * (dark - region) + 0.5).astype(np.uint8)
+    return y0, y1, x0, x1
 
 
 CAVITY_RGB = np.array([40, 18, 20], np.float32)
@@ -730,8 +794,9 @@ TEETH_RGB = np.array([226, 218, 200], np.float32)
 
 def mouth_fill(
     image: np.ndarray, top: np.ndarray, bottom: np.ndarray, unit: float, opening: float, teeth: bool
-) -> None:
-    """Paint the part of the mouth that the opening uncovers, in place.
+) -> tuple[int, int, int, int] | None:
+    """Paint the part of the mouth that the opening uncovers, in place; returns the box (y0, y1, x0, x1) it
+    painted.
 
     `top`: where the resting mouth's lower edge went (the lower inner lip carried by the upper side's field),
     `bottom`: the displaced lower inner lip, both from the image-left inner corner to the right one. Whatever
@@ -739,7 +804,7 @@ def mouth_fill(
     lines comes a dark cavity whose upper edge fades, so it reads as shadow behind the teeth. `teeth`: paint a
     hint of upper teeth at the top (for a portrait whose mouth is closed at rest)."""
     if opening <= 0.02:
-        return
+        return None
     top = np.asarray(top, np.float64)
     bottom = np.asarray(bottom, np.float64)
     pts = np.concatenate([top, bottom])
@@ -748,7 +813,7 @@ def mouth_fill(
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
     if x1 - x0 < 3 or y1 - y0 < 3:
-        return
+        return None
     h, w = y1 - y0, x1 - x0
     poly = np.concatenate([top, bottom[::-1]]) - [x0, y0]
     mask = np.zeros((h, w), np.float32)
@@ -794,6 +859,7 @@ def mouth_fill(
     blended = cv2.merge(planes)
     blended += 0.5
     region[...] = blended.astype(np.uint8)
+    return y0, y1, x0, x1
 
 
 def warp_face(
