@@ -1,0 +1,130 @@
+"""CPU time per frame of the preview engine's still-portrait render, whole and by part. Prints figures, asserts
+nothing.
+
+Single-threaded, as the render loop runs the engine on its own thread next to the compositor: OpenCV at one
+thread and OPENBLAS_NUM_THREADS=1 unless told otherwise. The demo portrait at 512x512, speech as in
+bench/preview_speed.py (espeak-ng, repeated to N frames) and an expression track with happy, surprised and
+thinking, so mouth, brows, eyes and blinks all move. Figures (best of --reps, process CPU time):
+- speech mouth curves: computed once per render call (pipelines.speech.mouth), spread over the frames;
+- engine: everything else render() does per frame;
+- parts of the engine frame: the expression warp (FaceRig.apply: patch fields, their inverses, maps and
+  resampling; inner-mouth, lip-seam and closed-lid fills) and the head motion (cv2.warpAffine of the whole
+  frame, then RGBA -> RGB), timed by wrapping them (a part nested in another counts in both).
+Usage: python bench/preview_engine_parts.py [N_FRAMES] [--reps R] [--threads T]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import preview_speed  # noqa: E402
+
+import pipelines.expression.warp as warp  # noqa: E402
+import pipelines.speech.mouth as mouth  # noqa: E402
+from pipelines.cache import DiskArrayCache  # noqa: E402
+from pipelines.engines.base import RenderSettings  # noqa: E402
+from pipelines.engines.preview.engine import PreviewEngine  # noqa: E402
+from pipelines.expression.build import build_expression_track  # noqa: E402
+from pipelines.spec.engines import PreviewSettings  # noqa: E402
+from pipelines.spec.loader import load_batch  # noqa: E402
+
+EMOTIONS = [(0, None, "happy", 0.7), (5, None, "surprised", 0.8), (10, None, "thinking", 0.6)]
+
+
+def _timed(owner, name: str, label: str, totals: dict[str, float]) -> None:
+    original = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            totals[label] += time.process_time() - start
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n_frames", nargs="?", type=int, default=500)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1)")
+    args = ap.parse_args()
+    cv2.setNumThreads(args.threads)
+    n = args.n_frames
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        speech = preview_speed.make_speech(n)
+        loaded = load_batch([preview_speed.make_project(tmp, speech, None)]).jobs[0]
+        settings = RenderSettings(
+            fps=preview_speed.FPS, size=preview_speed.SIZE, seed=0, engine=PreviewSettings()
+        )
+        engine = PreviewEngine()
+        prep = engine.prepare(loaded.persona, settings, DiskArrayCache(tmp / "cache"))
+        expression = build_expression_track(EMOTIONS, n, preview_speed.FPS, seed=1)
+
+        def render() -> float:
+            start = time.process_time()
+            for _ in engine.render(prep, speech, expression, settings):
+                pass
+            return time.process_time() - start
+
+        render()  # builds the warp rig's bases (once per persona) outside the timing
+        curves = min(_cpu(lambda: mouth.mouth_curves(speech)) for _ in range(args.reps))
+        whole = min(render() for _ in range(args.reps))
+
+        totals: dict[str, float] = defaultdict(float)
+        _timed(warp.FaceRig, "apply", "expression warp (FaceRig.apply)", totals)
+        _timed(warp._Patch, "moving", "  fields and their inverses", totals)
+        _timed(warp._Patch, "apply", "  patch maps and resampling", totals)
+        for fill in ("mouth_fill", "lip_seam", "eyelid_fill"):
+            _timed(warp, fill, f"  {fill}", totals)
+        _timed(cv2, "warpAffine", "head motion (cv2.warpAffine)", totals)
+        _timed(cv2, "cvtColor", "RGBA -> RGB", totals)
+        render()
+
+    ms = 1000.0 / n
+    print(f"preview engine, still portrait {preview_speed.SIZE[0]}x{preview_speed.SIZE[1]}, {n} frames,")
+    print(
+        f"OpenCV threads {cv2.getNumThreads()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+        f"process CPU, best of {args.reps}"
+    )
+    print(f"  render() in all:                     {whole * ms:6.3f} ms/frame  ({n / whole:6.0f} frames/s)")
+    print(f"  of which speech mouth curves (once): {curves * ms:6.3f} ms/frame")
+    print(f"  engine per frame:                    {(whole - curves) * ms:6.3f} ms/frame")
+    print("  parts (one wrapped render):")
+    order = [
+        "expression warp (FaceRig.apply)",
+        "  patch warps",
+        "  mouth_fill",
+        "  lip_seam",
+        "  eyelid_fill",
+    ]
+    for label in order + ["head motion (cv2.warpAffine)", "RGBA -> RGB"]:
+        print(f"    {label:34s} {totals[label] * ms:6.3f} ms/frame")
+
+
+def _cpu(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+if __name__ == "__main__":
+    main()
