@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +228,7 @@ def render_job(
     With `qc`, the finished file is measured (pipelines.qc: mouth motion against speech, silences, loudness)
     and a contact sheet of its frames is written beside it as `<name>.contact.png`.
     """
-    from pipelines.media.audio import prepare_audio
+    from pipelines.media.audio import join_audio
 
     loaded = plan.loaded
     job, persona = loaded.job, loaded.persona
@@ -239,7 +241,9 @@ def render_job(
     with timings.stage("audio"):
         try:
             synthesis, pieces = _speech_inputs(loaded)
-            audio = prepare_audio(pieces, fps, work / "audio")
+            audio = join_audio(pieces, fps, work / "audio")
+            # the output track is written in the background from here on; the engines need only the 16 kHz copy
+            normalised = _in_background(_timed, audio.write_normalised)
             phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
         except InputError as exc:
             # Name the job first (the batch reports per job), then the media file that failed.
@@ -279,14 +283,14 @@ def render_job(
             engine.frame_size(prepared),
             fps,
             speech,
-            audio.wav_48k,
+            audio.wav_48k,  # written by `normalised`, read by composition.write_audio()
             work / "compose",
             wm_id=output_id(plan.content_hash),
             script_text=_script_text(job),
             size=job.output.size,
         )
 
-    from pipelines.media.video_out import AudioTrack, SegmentWriter, mux_segments
+    from pipelines.media.video_out import SegmentWriter, mux_segments
 
     faces = _FaceFlags(work / "face_found.npy", n_frames)
     writer = SegmentWriter(
@@ -299,34 +303,22 @@ def render_job(
         before_commit=lambda _end: faces.save(),
     )
     total = composition.n_frames
-    # The AAC track encodes in a background ffmpeg while the frames render; a failed render aborts it.
-    audio_track = AudioTrack(composition.audio_wav, total, fps, work)
-    if writer.start < total:
-        from pipelines.ahead import Ahead
-
-        first_clip = composition.clip_start(writer.start)
-        faces.load(first_clip)
-        # One pass, three stages on two threads: the engine makes its frames on a worker thread, a few ahead,
-        # while this one composites (label, captions, watermark) and feeds x264 through the pipe. Stage times:
-        # "engine" is the worker's own time (it overlaps the others), "engine_wait" the time this thread
-        # waited for it, "compose" and "encode" this thread's work; each nested measure includes the one
-        # inside it, so it is subtracted.
-        planned = timings.stages["compose"]
-        clip = Ahead(engine.render(prepared, speech, expression, settings, start=first_clip), name="engine")
-        with timings.stage("encode"), audio_track, _opencv_threads(1), writer, clip:
-            frames = composition.frames(faces.images(clip, first_clip), writer.start)
-            for frame in timings.around(frames, "compose"):
-                writer.write(frame)
-                report("render", writer.next_frame, total)
-        composing = timings.stages["compose"] - planned
-        timings.add("encode", -composing)
-        timings.add("compose", -clip.waited)
-        timings.add("engine", clip.busy)
-        timings.add("engine_wait", clip.waited)
-
-    with timings.stage("mux"):
-        composed = work / plan.out_path.name  # the name the C2PA manifest's title records
-        mux_segments(work / "segments", total, fps, audio_track, composed)
+    # The output audio is made while the frames render: the normalised track and the composition's timeline
+    # on a worker thread, then the AAC encode in its own ffmpeg process. A failed render aborts the encode.
+    track_future = _in_background(_audio_track, normalised, composition, total, fps, work)
+    try:
+        if writer.start < total:
+            _render_frames(
+                engine, prepared, speech, expression, settings, composition, writer, faces, timings, report
+            )
+        with timings.stage("mux"):
+            loud_out, track, audio_seconds = track_future.result()
+            composed = work / plan.out_path.name  # the name the C2PA manifest's title records
+            mux_segments(work / "segments", total, fps, track, composed)
+    except BaseException:
+        _abandon(track_future)
+        raise
+    timings.add("audio_track", audio_seconds)
 
     with timings.stage("provenance"):
         disclosure = {k: composition.record.get(k) for k in ("label", "watermark")}
@@ -373,9 +365,9 @@ def render_job(
         "duration": {"speech": audio.duration, "output": composition.n_frames / fps},
         "audio": {
             "source_duration": audio.source_duration,
-            "loudness_in": vars(audio.loudness_in),
-            "loudness_out": vars(audio.loudness_out) if audio.loudness_out else None,
-            "normalisation": audio.normalisation,
+            "loudness_in": vars(audio.normalisation.loudness_in),
+            "loudness_out": vars(loud_out) if loud_out else None,
+            "normalisation": audio.normalisation.kind,
             "timing": "espeak" if synthesis is not None else ("aligned" if phonemes else "none"),
         },
         "composition": composition.record,
@@ -387,6 +379,86 @@ def render_job(
     atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
     shutil.rmtree(work, ignore_errors=True)
     return record
+
+
+def _render_frames(
+    engine: Engine,
+    prepared: Any,
+    speech: Speech,
+    expression: Any,
+    settings: RenderSettings,
+    composition: Any,
+    writer: Any,
+    faces: _FaceFlags,
+    timings: Timings,
+    report: StageProgress,
+) -> None:
+    """Every output frame from writer.start on, through the compositor into the writer.
+
+    One pass, three stages on two threads: the engine makes its frames on a worker thread, a few ahead, while
+    this one composites (label, captions, watermark) and feeds x264 (its own process) through the pipe. Stage
+    times: "engine" is the worker's own time (it overlaps the others), "engine_wait" the time this thread waited
+    for it, "compose" and "encode" this thread's work; each nested measure includes the one inside it, so it is
+    subtracted.
+    """
+    from pipelines.ahead import Ahead
+
+    total = composition.n_frames
+    first_clip = composition.clip_start(writer.start)
+    faces.load(first_clip)
+    planned = timings.stages["compose"]
+    clip = Ahead(engine.render(prepared, speech, expression, settings, start=first_clip), name="engine")
+    with timings.stage("encode"), _opencv_threads(1), writer, clip:
+        frames = composition.frames(faces.images(clip, first_clip), writer.start)
+        for frame in timings.around(frames, "compose"):
+            writer.write(frame)
+            report("render", writer.next_frame, total)
+    composing = timings.stages["compose"] - planned
+    timings.add("encode", -composing)
+    timings.add("compose", -clip.waited)
+    timings.add("engine", clip.busy)
+    timings.add("engine_wait", clip.waited)
+
+
+def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
+    """fn(*args) on a thread of its own; its result (or error) through the returned Future."""
+    future: Future = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=getattr(fn, "__name__", "background"), daemon=True).start()
+    return future
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return fn(), time.perf_counter() - t0
+
+
+def _audio_track(normalised: Future, composition: Any, n_frames: int, fps: float, work: Path) -> tuple:
+    """(output loudness, AudioTrack encoding, seconds spent here and normalising) once the normalised speech is
+    written: the composition's timeline over it, then the AAC encode started."""
+    from pipelines.media.video_out import AudioTrack
+
+    loud_out, seconds = normalised.result()
+    t0 = time.perf_counter()
+    composition.write_audio()
+    track = AudioTrack(composition.audio_wav, n_frames, fps, work)
+    return loud_out, track, seconds + time.perf_counter() - t0
+
+
+def _abandon(track_future: Future) -> None:
+    """After a failed render: stop the audio encode (once its thread has started it)."""
+    try:
+        _, track, _ = track_future.result()
+    except BaseException:
+        return
+    track.abort()
 
 
 @contextmanager

@@ -53,7 +53,7 @@ def _render(plan):
 
 
 def _encode(plan, frames, path):
-    return encode_final(iter(frames), plan.n_frames, plan.fps, plan.size, plan.audio_wav, path, crf=18)
+    return encode_final(iter(frames), plan.n_frames, plan.fps, plan.size, plan.write_audio(), path, crf=18)
 
 
 def _audio_rms(samples, fps, first, count):
@@ -85,7 +85,7 @@ def test_intro_timeline_is_title_then_clip_then_closing(intro):
     assert plan.clip_offset == 25 and plan.clip_frames == N_CLIP
     assert plan.n_frames == 25 + N_CLIP + 20 == len(frames)
     assert [c["card"] for c in plan.record["cards"]] == ["title", "closing"]
-    samples, rate = read_wav(plan.audio_wav)
+    samples, rate = read_wav(plan.write_audio())
     assert rate == OUTPUT_RATE and len(samples) == round(plan.n_frames / FPS * OUTPUT_RATE)
     assert _audio_rms(samples, FPS, 0, 25) == 0
     assert _audio_rms(samples, FPS, 25, N_CLIP) > 0.1
@@ -245,7 +245,7 @@ def test_faq_question_card_spoken_question_and_banner(tmp_path):
     # The card lasts the spoken question plus a short tail, not the 1.0 s asked for.
     assert plan.clip_offset == round((1.5 + 0.6) * FPS)
     assert plan.n_frames == plan.clip_offset + N_CLIP == len(frames)
-    samples, _ = read_wav(plan.audio_wav)
+    samples, _ = read_wav(plan.write_audio())
     assert _audio_rms(samples, FPS, 0, int(1.4 * FPS)) > 0.1
     right = _reference_card(plan, CardText("Che cos'è un'intelligenza artificiale?"))
     wrong = _reference_card(plan, CardText("Che cosa non è un'intelligenza artificiale?"))

@@ -78,10 +78,11 @@ class CompositionPlan:
     n_frames: int
     clip_offset: int  # output frame index of the clip's first frame
     clip_frames: int
-    audio_wav: Path  # 48 kHz mono, exactly n_frames / fps
     captions: list[Cue]  # on the output timeline
     wm_id: str
     record: dict[str, Any]
+    audio_wav: Path  # where write_audio() writes the output's audio: 48 kHz mono, exactly n_frames / fps
+    _audio: list[AudioSegment] = field(repr=False, default_factory=list)
     _cards: list[CardSegment] = field(repr=False, default_factory=list)
     _placement: Placement | None = field(repr=False, default=None)
     _timed: list[TimedOverlay] = field(repr=False, default_factory=list)  # lower thirds, banner
@@ -92,6 +93,12 @@ class CompositionPlan:
     @property
     def duration(self) -> float:
         return self.n_frames / self.fps
+
+    def write_audio(self) -> Path:
+        """Write the output's audio timeline (silence or the spoken question under cards, the clip's audio) to
+        `audio_wav`. Separate from planning so the clip's audio may still be in the making while frames are
+        planned and rendered."""
+        return write_timeline(self._audio, self.fps, self.audio_wav)
 
     def write_sidecars(self, out_mp4: Path, srt: bool = True, vtt: bool = True) -> list[Path]:
         """`<stem>.srt` / `<stem>.vtt` beside the output (only when there are cues); recorded in `record`."""
@@ -252,9 +259,10 @@ def plan_composition(
 ) -> CompositionPlan:
     """Plan one output. `job` is the validated Job (its CompositionFields), `speech` the clip's speech track.
 
-    `clip_audio_48k` is the clip's prepared audio; `job.question_audio` (faq) is decoded here. `size` is the
-    job's explicit output size; `theme` overrides loading `job.theme` (tests). The output audio is written
-    into `work_dir` now; frames come from `plan.frames(...)`.
+    `clip_audio_48k` is the clip's prepared audio, read only by `plan.write_audio()` (it need not exist yet);
+    `job.question_audio` (faq) is decoded here. `size` is the job's explicit output size; `theme` overrides
+    loading `job.theme` (tests). `plan.write_audio()` writes the output audio into `work_dir`; frames come from
+    `plan.frames(...)`.
     """
     if kind not in ("intro", "summary", "faq"):
         raise InputError(None, "kind", f"expected intro, summary or faq, got {kind!r}")
@@ -396,7 +404,6 @@ def plan_composition(
             caption_bottom,
         )
 
-    audio_wav = write_timeline(audio, fps, work_dir / "composed_48k.wav")
     record = {
         "kind": kind,
         "size": [width, height],
@@ -432,7 +439,8 @@ def plan_composition(
         n_frames=n_total,
         clip_offset=clip_offset,
         clip_frames=n_clip,
-        audio_wav=audio_wav,
+        audio_wav=work_dir / "composed_48k.wav",
+        _audio=audio,
         captions=cues,
         wm_id=wm_id,
         record=record,

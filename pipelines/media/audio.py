@@ -326,6 +326,77 @@ def _gained(blocks: Iterable[np.ndarray], gain_db: float) -> Iterator[np.ndarray
     return (block * gain for block in blocks)
 
 
+@dataclass(frozen=True)
+class Normalisation:
+    """How the joined speech is brought to the target: decided from the measurement alone."""
+
+    # "linear" (a plain gain); "limited" (peaks did not allow a plain gain: the gain that reaches the target
+    # through a true-peak limiter); "short-clip gain" (under 0.4 s, see plan_normalisation); "none" (silence)
+    kind: str
+    gain_db: float
+    loudness_in: Loudness
+    ceiling_db: float  # the limiter's ceiling ("limited" only)
+
+
+def plan_normalisation(
+    raw: Path,
+    meter: LoudnessMeter,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak: float = DEFAULT_TRUE_PEAK,
+) -> Normalisation:
+    """The normalisation of the raw mono 48 kHz float32 file `raw`, which `meter` measured: a plain gain to the
+    target when the peaks allow one, otherwise the gain that reaches it through pipelines.media.limiter
+    (predicted from the meter's 1 ms ticks, no pass over the audio). Silence gets no gain."""
+    from pipelines.media.limiter import limited_gain
+    from pipelines.media.loudness import measure
+
+    measured = meter.result()
+    if measured.silent:
+        return Normalisation("none", 0.0, measured, true_peak)
+    if measured.gated_out:
+        # R128 cannot measure a clip shorter than 0.4 s. Measured looped it has the same mean-square loudness;
+        # a plain gain up to the target, but never past the true-peak ceiling.
+        looped = measure(np.tile(np.fromfile(raw, "<f4"), _SHORT_CLIP_LOOPS + 1))
+        gain_db = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
+        return Normalisation(
+            "short-clip gain", gain_db, replace(looped, true_peak=measured.true_peak), true_peak
+        )
+    gain_db = target_lufs - measured.integrated
+    if measured.true_peak + gain_db <= true_peak:
+        return Normalisation("linear", gain_db, measured, true_peak)
+    # The limiter aims a little under the ceiling: other meters' oversampling filters read peaks a few
+    # hundredths of a dB apart from ours.
+    ceiling = true_peak - _PEAK_MARGIN_DB
+    return Normalisation(
+        "limited", limited_gain(*meter.ticks(), gain_db, target_lufs, ceiling), measured, ceiling
+    )
+
+
+def apply_normalisation(
+    raw: Path, plan: Normalisation, out_wav: str | os.PathLike, n_samples: int
+) -> Loudness | None:
+    """Write `raw` normalised as planned into a mono 48 kHz pcm_s16le wav of exactly `n_samples`; its loudness,
+    measured on the way out (None for silence, left as it is)."""
+    from pipelines.media.limiter import TruePeakLimiter
+    from pipelines.media.loudness import LoudnessMeter, measure
+
+    out_wav = Path(out_wav)
+    if plan.kind == "none":
+        _write_wav(_raw_blocks(raw), out_wav, n_samples)
+        return None
+    if plan.kind == "short-clip gain":
+        (gained,) = _gained([np.fromfile(raw, "<f4")], plan.gain_db)
+        _write_wav([gained], out_wav, n_samples)
+        return measure(np.tile(gained, _SHORT_CLIP_LOOPS + 1))
+    meter = LoudnessMeter()
+    if plan.kind == "limited":
+        blocks = _limited(_raw_blocks(raw), TruePeakLimiter(plan.gain_db, plan.ceiling_db))
+    else:
+        blocks = _gained(_raw_blocks(raw), plan.gain_db)
+    _write_wav(blocks, out_wav, n_samples, meter)
+    return meter.result()
+
+
 def normalise(
     raw: Path,
     meter: LoudnessMeter,
@@ -334,43 +405,10 @@ def normalise(
     target_lufs: float = DEFAULT_TARGET_LUFS,
     true_peak: float = DEFAULT_TRUE_PEAK,
 ) -> tuple[Loudness, Loudness | None, str]:
-    """EBU R128 normalisation of the raw mono 48 kHz float32 file `raw` (`meter`: the LoudnessMeter that
-    measured it) into a mono 48 kHz pcm_s16le wav of exactly `n_samples`.
-
-    Returns (input loudness, output loudness, normalisation type): a plain gain to the target ("linear") when the
-    peaks allow one; otherwise the gain that reaches the target through a true-peak limiter ("limited",
-    pipelines.media.limiter: the gain predicted from the meter's 1 ms ticks, then one pass). The output is
-    measured on the way out. Silent input is copied without gain (output None, "none").
-    """
-    from pipelines.media.limiter import TruePeakLimiter, limited_gain
-    from pipelines.media.loudness import LoudnessMeter, measure
-
-    out_wav = Path(out_wav)
-    measured = meter.result()
-    if measured.silent:
-        _write_wav(_raw_blocks(raw), out_wav, n_samples)
-        return measured, None, "none"
-    if measured.gated_out:
-        # R128 cannot measure a clip shorter than 0.4 s. Measured looped it has the same mean-square loudness;
-        # a plain gain up to the target, but never past the true-peak ceiling.
-        clip = np.fromfile(raw, "<f4")
-        looped = measure(np.tile(clip, _SHORT_CLIP_LOOPS + 1))
-        gain_db = min(target_lufs - looped.integrated, true_peak - measured.true_peak)
-        (gained,) = _gained([clip], gain_db)
-        _write_wav([gained], out_wav, n_samples)
-        out = measure(np.tile(gained, _SHORT_CLIP_LOOPS + 1))
-        return replace(looped, true_peak=measured.true_peak), out, "short-clip gain"
-    gain_db = target_lufs - measured.integrated
-    out_meter = LoudnessMeter()
-    if measured.true_peak + gain_db <= true_peak:
-        _write_wav(_gained(_raw_blocks(raw), gain_db), out_wav, n_samples, out_meter)
-        return measured, out_meter.result(), "linear"
-    # The limiter aims a little under the ceiling: other meters' oversampling filters read peaks a few
-    # hundredths of a dB apart from ours.
-    ceiling = true_peak - _PEAK_MARGIN_DB
-    gain_db = limited_gain(*meter.ticks(), gain_db, target_lufs, ceiling)
-    _write_wav(_limited(_raw_blocks(raw), TruePeakLimiter(gain_db, ceiling)), out_wav, n_samples, out_meter)
-    return measured, out_meter.result(), "limited"
+    """EBU R128 normalisation of `raw` (measured by `meter`) into `out_wav`: plan_normalisation then
+    apply_normalisation. Returns (input loudness, output loudness, normalisation kind)."""
+    plan = plan_normalisation(raw, meter, target_lufs, true_peak)
+    return plan.loudness_in, apply_normalisation(raw, plan, out_wav, n_samples), plan.kind
 
 
 def _limited(blocks: Iterable[np.ndarray], limiter) -> Iterator[np.ndarray]:
@@ -379,16 +417,48 @@ def _limited(blocks: Iterable[np.ndarray], limiter) -> Iterator[np.ndarray]:
     yield limiter.flush()
 
 
-def prepare_audio(
+@dataclass
+class JoinedAudio:
+    """The job's speech joined, measured and its normalisation planned; the normalised track is written by
+    `write_normalised` (which a render runs in the background while the frames render)."""
+
+    raw: Path  # the joined audio, mono 48 kHz float32, until write_normalised removes it
+    samples_16k: np.ndarray  # float32 mono at 16 kHz, exactly round(n_frames / fps * 16000) samples
+    wav_48k: Path  # where write_normalised writes the output track
+    n_frames: int
+    fps: float
+    source_duration: float  # of the joined input before padding / trimming
+    normalisation: Normalisation
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps
+
+    def write_normalised(self) -> Loudness | None:
+        """Write `wav_48k`, exactly n_frames / fps long; its loudness (None for silence)."""
+        try:
+            return apply_normalisation(
+                self.raw, self.normalisation, self.wav_48k, sample_count(self.n_frames, self.fps, OUTPUT_RATE)
+            )
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self.raw.unlink(missing_ok=True)
+
+
+def join_audio(
     sources: Iterable[AudioPiece],
     fps: float,
     work_dir: str | os.PathLike,
     target_lufs: float = DEFAULT_TARGET_LUFS,
     true_peak: float = DEFAULT_TRUE_PEAK,
-) -> PreparedAudio:
-    """Decode and join `sources`, decide n_frames, normalise loudness, and write both audio copies.
+) -> JoinedAudio:
+    """Decode and join `sources`, decide n_frames, measure the loudness and plan its normalisation.
 
-    Files in `work_dir`: `audio_48k.wav` (the output track). The joined raw audio is a temporary file.
+    The 16 kHz copy for the engines is the joined audio with the normalisation gain, ready before the output
+    track is written. For "limited" speech it differs from the track only around the limited peaks, which the
+    engines' mouth analysis does not read (its levels are relative to the speech's own loud parts).
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
@@ -415,21 +485,44 @@ def prepare_audio(
                 "audio",
                 f"the audio lasts {source_duration:.3f} s, shorter than one frame at {fps:g} fps",
             )
-        wav = work_dir / "audio_48k.wav"
-        loud_in, loud_out, kind = normalise(
-            raw, meter, wav, sample_count(n_frames, fps, OUTPUT_RATE), target_lufs, true_peak
+        plan = plan_normalisation(raw, meter, target_lufs, true_peak)
+        samples_16k = pad_or_trim(
+            _resampled_raw(raw, FEATURE_RATE), sample_count(n_frames, fps, FEATURE_RATE)
         )
-    finally:
+        samples_16k *= np.float32(10.0 ** (plan.gain_db / 20.0))
+    except BaseException:
         raw.unlink(missing_ok=True)
-    samples_16k = pad_or_trim(load_audio(wav, FEATURE_RATE), sample_count(n_frames, fps, FEATURE_RATE))
+        raise
+    return JoinedAudio(raw, samples_16k, work_dir / "audio_48k.wav", n_frames, fps, source_duration, plan)
+
+
+def _resampled_raw(raw: Path, sample_rate: int) -> np.ndarray:
+    proc = run_ffmpeg(
+        [*_raw_input_args(raw), "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"],
+        what="resample the joined audio",
+        capture_stdout=True,
+    )
+    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+
+
+def prepare_audio(
+    sources: Iterable[AudioPiece],
+    fps: float,
+    work_dir: str | os.PathLike,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    true_peak: float = DEFAULT_TRUE_PEAK,
+) -> PreparedAudio:
+    """join_audio then write_normalised: both audio copies at once. Files in `work_dir`: `audio_48k.wav`."""
+    joined = join_audio(sources, fps, work_dir, target_lufs, true_peak)
+    loud_out = joined.write_normalised()
     return PreparedAudio(
-        samples_16k=np.ascontiguousarray(samples_16k, dtype=np.float32),
-        wav_48k=wav,
-        duration=n_frames / fps,
-        n_frames=n_frames,
+        samples_16k=joined.samples_16k,
+        wav_48k=joined.wav_48k,
+        duration=joined.duration,
+        n_frames=joined.n_frames,
         fps=fps,
-        source_duration=source_duration,
-        loudness_in=loud_in,
+        source_duration=joined.source_duration,
+        loudness_in=joined.normalisation.loudness_in,
         loudness_out=loud_out,
-        normalisation=kind,
+        normalisation=joined.normalisation.kind,
     )
