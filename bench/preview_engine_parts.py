@@ -111,7 +111,8 @@ def main() -> None:
     print("  parts (one wrapped render):")
     order = [
         "expression warp (FaceRig.apply)",
-        "  patch warps",
+        "  fields and their inverses",
+        "  patch maps and resampling",
         "  mouth_fill",
         "  lip_seam",
         "  eyelid_fill",
