@@ -201,9 +201,10 @@ class FaceRig:
     def _reused(self, image: np.ndarray, coef) -> np.ndarray:
         """The previous call's buffer with the image put back wherever that call painted and this one will not
         paint a whole patch (a full copy of the image the first time)."""
-        if self._buffer is None or self._buffer[0] is not image:
+        kept = self._buffer  # read once: a render on another thread keeps its own image and buffer
+        if kept is None or kept[0] is not image:
             return image.copy()
-        _, out, painted = self._buffer
+        _, out, painted = kept
         whole = {patch.box for patch in self.patches if patch.writes(image, coef)}
         for box in painted:
             if box not in whole:
@@ -420,11 +421,12 @@ class _Patch:
         """The upper and lower sides' forward fields for these amounts (None where zero); the last pair is kept,
         so the warp, the mouth lines and the landmarks of one frame (and an unchanged next frame) share them."""
         key = self._key(coef)
-        if self._last_fields is None or self._last_fields[0] != key:
+        last = self._last_fields  # read once, replaced whole: consistent if another thread replaces it
+        if last is None or last[0] != key:
             fu = self._field(self.upper, coef)
             fl = self._field(self.lower, coef) if self.lower is not None else None
-            self._last_fields = (key, fu, fl)
-        return self._last_fields[1], self._last_fields[2]
+            last = self._last_fields = (key, fu, fl)
+        return last[1], last[2]
 
     def _field(self, basis: _Basis, coef: dict[str, float]) -> np.ndarray | None:
         f = None
@@ -543,7 +545,8 @@ class _Patch:
 
     def writes(self, src: np.ndarray, coef) -> bool:
         """Whether `apply` with these amounts paints this patch (its whole box)."""
-        if self._memo is not None and self._memo[0] is src and self._memo[1] == self._key(coef):
+        memo = self._memo
+        if memo is not None and memo[0] is src and memo[1] == self._key(coef):
             return True
         return self.moving(coef) is not None
 
@@ -551,19 +554,21 @@ class _Patch:
         """The coarse backward fields of the two sides (None where zero) and the box of the patch they move
         (y0, y1, x0, x1), or None when nothing moves; the last answer is kept."""
         key = self._key(coef)
-        if self._last_moving is None or self._last_moving[0] != key:
+        last = self._last_moving
+        if last is None or last[0] != key:
             fu, fl = self.fields(coef)
             back_up = self._inverse(fu) if fu is not None else None
             back_low = self._inverse(fl) if fl is not None else None
             box = self._active_box(back_up, back_low) if fu is not None or fl is not None else None
-            self._last_moving = (key, None if box is None else (back_up, back_low, box))
-        return self._last_moving[1]
+            last = self._last_moving = (key, None if box is None else (back_up, back_low, box))
+        return last[1]
 
     def apply(self, src: np.ndarray, out: np.ndarray, coef, memo: bool = False) -> bool:
         """Paint the warped patch into `out` (its whole box); False when nothing moves and nothing is painted."""
         key = self._key(coef)
-        if memo and self._memo is not None and self._memo[0] is src and self._memo[1] == key:
-            self._write(src, out, *self._memo[2])
+        kept = self._memo
+        if memo and kept is not None and kept[0] is src and kept[1] == key:
+            self._write(src, out, *kept[2])
             return True
         moving = self.moving(coef)
         if moving is None:
