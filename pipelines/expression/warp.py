@@ -138,7 +138,7 @@ class FaceRig:
             row = np.asarray(params, np.float64).ravel()
             params = dict(zip(PARAMS, row, strict=False))
         p = {k: round(float(params.get(k, 0.0)) / COEF_STEP) * COEF_STEP for k in WARP_PARAMS}
-        blink = float(np.clip(p["blink"], 0.0, 1.0))
+        blink = min(max(p["blink"], 0.0), 1.0)
         smile = p["smile"]
         coef = {
             "brow_raise": p["brow_raise"],
@@ -152,7 +152,7 @@ class FaceRig:
         if self.regions == "all":
             coef.update(
                 smile=smile,
-                mouth_open=float(np.clip(p["mouth_open"] + p["jaw"], 0.0, 1.3)),
+                mouth_open=min(max(p["mouth_open"] + p["jaw"], 0.0), 1.3),
                 mouth_width=p["mouth_width"],
                 mouth_round=p["mouth_round"],
                 mouth_closure=p["mouth_closure"] * (1.0 - min(1.0, p["mouth_open"] + p["jaw"])),
@@ -437,17 +437,18 @@ class _Patch:
                 f = field_ * c if f is None else f + field_ * c
         return f
 
-    def _inverse(self, forward: np.ndarray) -> np.ndarray:
-        """Backward displacement at the coarse samples: B = -F(p + B), a few fixed-point steps."""
+    def _inverse(self, forward: np.ndarray, support: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Backward displacement at the coarse samples: B = -F(p + B), a few fixed-point steps.
+
+        `support`: coarse rows and columns (r0, r1, c0, c1) outside which F is zero. Where F is zero at a sample
+        so is every step there (B = -F(p + 0) = 0), so only the samples inside are iterated."""
         negative = -forward
-        # where the forward field is zero at a sample, so is every step there (B = -F(p + 0) = 0): only the
-        # samples inside the field's support are iterated
-        size = np.abs(forward).reshape(forward.shape[0], -1)
-        rows = np.flatnonzero(size.max(1) > 0)
-        if len(rows) == 0:
-            return negative
-        cols = np.flatnonzero(size.max(0).reshape(-1, 2).max(1) > 0)
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        if support is None:
+            support = _nonzero_box(forward)
+            if support is None:
+                return negative
+        r0, r1, c0, c1 = support
+        box = (slice(r0, r1), slice(c0, c1))
         cells = self.cells[box]
         back = negative[box]
         for _ in range(INVERSE_STEPS):
@@ -557,8 +558,8 @@ class _Patch:
         last = self._last_moving
         if last is None or last[0] != key:
             fu, fl = self.fields(coef)
-            back_up = self._inverse(fu) if fu is not None else None
-            back_low = self._inverse(fl) if fl is not None else None
+            back_up = self._inverse(fu, self.upper.support(coef)) if fu is not None else None
+            back_low = self._inverse(fl, self.lower.support(coef)) if fl is not None else None
             box = self._active_box(back_up, back_low) if fu is not None or fl is not None else None
             last = self._last_moving = (key, None if box is None else (back_up, back_low, box))
         return last[1]
@@ -648,6 +649,7 @@ class _Basis:
         self.anchor_sigma = 0.08 * rig.unit
         self._anchor_w: np.ndarray | None = None
         self._fields: dict[str, np.ndarray] = {}
+        self._boxes: dict[str, tuple[int, int, int, int] | None] = {}
 
     def _gauss(self, a: np.ndarray, b: np.ndarray, sigma) -> np.ndarray:
         d2 = ((a[:, None, :] - b[None]) ** 2).sum(-1)
@@ -657,7 +659,20 @@ class _Basis:
         f = self._fields.get(name)
         if f is None:
             f = self._fields[name] = self._compute(self.movers[name], name in _EXACT)
+            self._boxes[name] = _nonzero_box(f)
         return f
+
+    def support(self, coef: dict[str, float]) -> tuple[int, int, int, int] | None:
+        """Coarse rows and columns (r0, r1, c0, c1) holding every sample where these amounts' field is not
+        zero (the union of the used fields' own boxes), or None where it is zero everywhere."""
+        box = None
+        for name in self.names:
+            if coef.get(name, 0.0) != 0.0:
+                self.get(name)
+                own = self._boxes[name]
+                if own is not None:
+                    box = own if box is None else _union(box, own)
+        return box
 
     def _splat(self, pts: np.ndarray, sigma: np.ndarray, values: np.ndarray | None):
         """Sum of Gaussians (and of Gaussian-weighted values) on the coarse grid, each cut off at 3 sigma, so a
@@ -698,6 +713,16 @@ class _Basis:
         wsum, vsum = self._splat(c, s, amounts)
         f = vsum / np.maximum(wsum + self._anchor_w, 1.0)[..., None]
         return (f * self.patch.window).astype(np.float32)
+
+
+def _nonzero_box(field_: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Rows and columns (r0, r1, c0, c1) of a (h, w, 2) field holding all its non-zero samples, or None."""
+    size = np.abs(field_).reshape(field_.shape[0], -1)
+    rows = np.flatnonzero(size.max(1) > 0)
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(size.max(0).reshape(-1, 2).max(1) > 0)
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
