@@ -23,6 +23,7 @@ Method
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -488,8 +489,8 @@ class _Patch:
         h, w = self.shape
         k = max(3, int(self.rig.unit * 0.05) | 1)
         p = pts - np.array([self.x0, self.y0])
-        top = int(np.clip(np.floor(p[:, 1].min()) - k, 0, h))
-        bottom = int(np.clip(np.ceil(p[:, 1].max()) + k + 1, top, h))
+        top = min(max(math.floor(p[:, 1].min()) - k, 0), h)
+        bottom = min(max(math.ceil(p[:, 1].max()) + k + 1, top), h)
         p = p - [0, top]
         band = bottom - top
         poly = np.concatenate([[[0, p[0, 1]]], p, [[w, p[-1, 1]], [w, band + k + 1], [0, band + k + 1]]])
@@ -595,9 +596,15 @@ class _Patch:
             if up_end < low_start:
                 up = self._dense(back_up, up_end, low_start, bx0, bx1)
                 low = self._dense(back_low, up_end, low_start, bx0, bx1)
-                mask = m[up_end - top : low_start - top, bx0:bx1, None]
+                mask = m[up_end - top : low_start - top, bx0:bx1]
                 rows = slice(up_end - by0, low_start - by0)
-                maps[rows] = pixels[rows] + (up + mask * (low - up))
+                # up + mask (low - up), with the mask doubled for both coordinates (numpy is slow to
+                # broadcast over a trailing axis of 2)
+                blend = low - up
+                blend *= cv2.merge([mask, mask])
+                blend += up
+                blend += pixels[rows]
+                maps[rows] = blend
         patch = cv2.remap(src, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         self._write(src, out, by0, bx0, patch)
         if memo:
