@@ -47,7 +47,9 @@ EMOTIONS = [(0, None, "happy", 0.7), (5, None, "surprised", 0.8), (10, None, "th
 
 
 def _timed(owner, name: str, label: str, totals: dict[str, float]) -> None:
-    original = getattr(owner, name)
+    original = getattr(owner, name, None)
+    if original is None:  # an older tree without this part: it stays at 0
+        return
 
     def wrapper(*args, **kwargs):
         start = time.process_time()
