@@ -819,8 +819,13 @@ def lip_seam(
     cv2.polylines(seam, [pts], False, 1.0, thickness=max(1, int(0.012 * unit)), lineType=cv2.LINE_AA, shift=2)
     seam = cv2.GaussianBlur(seam, (3, 3), 0) * (0.6 * float(np.clip(strength, 0.0, 1.0)))
     region = image[y0:y1, x0:x1, :3].astype(np.float32)
-    dark = region * 0.35
-    image[y0:y1, x0:x1, :3] = (region + seam[..., None] * (dark - region) + 0.5).astype(np.uint8)
+    # region + seam (0.35 region - region), the seam tripled per channel rather than broadcast (slow in numpy)
+    out = region * 0.35
+    out -= region
+    out *= cv2.merge([seam, seam, seam])
+    out += region
+    out += 0.5
+    image[y0:y1, x0:x1, :3] = out.astype(np.uint8)
     return y0, y1, x0, x1
 
 
