@@ -1,4 +1,5 @@
-"""An iterator's items made on a worker thread, a few ahead of the caller.
+"""An iterator's items made ahead of the caller: on a worker thread (Ahead), or an engine's frames in a forked
+child process (FramesInChild).
 
 The render loop uses it to run the engine next to the compositor and the encoder pipe: OpenCV, numpy and torch
 release the GIL in their heavy calls, so an engine frame and the compositing of the previous one proceed on two
@@ -9,9 +10,13 @@ worker's thread (a generator's `finally` blocks run there).
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
+import struct
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -106,3 +111,148 @@ class Ahead(Generic[T]):
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class FramesInChild:
+    """An engine's frames made in a forked child process, up to `depth` ahead, handed over through shared memory.
+
+    Threads share one GIL: the preview engine and the compositor, both a mix of OpenCV calls and Python, held
+    each other up on two cores (bench/preview_speed.py: ~6 % more frames/s in a child process). Only for engines
+    whose state survives fork (CPU only: no CUDA context, no OpenMP pool; see the engines' `forkable`), and only
+    where fork exists. Call it with OpenCV's own pool at one thread (the child cannot use the parent's workers).
+
+    Each frame's image is a view into a shared slot, valid until the next frame is taken. The child's error is
+    raised here as the same exception (or a RenderError with its traceback when it does not pickle). `busy`: the
+    child's CPU seconds; `waited`: seconds the caller waited for a frame.
+    """
+
+    def __init__(self, frames: Iterable, shape: tuple[int, int, int], depth: int = 4):
+        import mmap
+
+        import numpy as np
+
+        self._np = np
+        self.shape = tuple(int(v) for v in shape)
+        self._size = int(np.prod(self.shape))
+        self._slots = mmap.mmap(-1, depth * self._size)  # anonymous and shared: the child writes, we read
+        ready_r, ready_w = os.pipe()  # child -> parent: a frame is in a slot (or the end, or an error)
+        free_r, free_w = os.pipe()  # parent -> child: a slot may be written again
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: make the frames, then leave without running the parent's exit code
+            os.close(ready_r)
+            os.close(free_w)
+            code = self._produce(frames, depth, ready_w, free_r)
+            os._exit(code)
+        os.close(ready_w)
+        os.close(free_r)
+        self._ready, self._free = ready_r, free_w
+        self._held: int | None = None
+        self._finished = False
+        self.busy = 0.0
+        self.waited = 0.0
+
+    def _produce(self, frames: Iterable, depth: int, ready: int, free: int) -> int:
+        import pickle
+
+        np = self._np
+        t0 = time.process_time()
+        try:
+            unused = list(range(depth))
+            for frame in frames:
+                slot = unused.pop() if unused else _MESSAGE.unpack(_read(free, _MESSAGE.size))[0]
+                view = np.frombuffer(self._slots, np.uint8, self._size, slot * self._size).reshape(self.shape)
+                view[...] = frame.image
+                os.write(ready, _MESSAGE.pack(slot, int(frame.face_found), 0.0))
+            os.write(ready, _MESSAGE.pack(_END_SLOT, 0, time.process_time() - t0))
+            return 0
+        except BrokenPipeError:  # the parent is gone or stopped listening
+            return 1
+        except BaseException as exc:
+            try:
+                payload = pickle.dumps(exc)
+            except Exception:
+                payload = pickle.dumps(RuntimeError(traceback.format_exc()))
+            try:
+                os.write(ready, _MESSAGE.pack(_ERROR_SLOT, len(payload), 0.0) + payload)
+            except OSError:
+                pass
+            return 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        import pickle
+
+        from pipelines.engines.base import Frame
+        from pipelines.errors import RenderError
+
+        if self._finished:
+            raise StopIteration
+        if self._held is not None:  # the caller is done with the previous frame: its slot may be reused
+            slot, self._held = self._held, None
+            try:
+                os.write(self._free, _MESSAGE.pack(slot, 0, 0.0))
+            except BrokenPipeError:  # the child has made its last frame and left; what it sent is still here
+                pass
+        t0 = time.perf_counter()
+        try:
+            slot, flag, value = _MESSAGE.unpack(_read(self._ready, _MESSAGE.size))
+        except EOFError:
+            self._finished = True
+            raise RuntimeError("the engine's child process ended without a word (killed?)") from None
+        finally:
+            self.waited += time.perf_counter() - t0
+        if slot == _END_SLOT:
+            self._finished = True
+            self.busy = value
+            raise StopIteration
+        if slot == _ERROR_SLOT:
+            self._finished = True
+            payload = _read(self._ready, flag)
+            try:
+                error = pickle.loads(payload)  # our own child's exception object
+            except Exception as exc:
+                raise RenderError(
+                    f"the engine failed in its child process (its error did not cross: {exc})"
+                ) from None
+            raise error
+        self._held = slot
+        np = self._np
+        image = np.frombuffer(self._slots, np.uint8, self._size, slot * self._size).reshape(self.shape)
+        return Frame(image, bool(flag))
+
+    def close(self) -> None:
+        """Stop the child (if it is still making frames) and reap it."""
+        self._finished = True
+        for fd in (self._ready, self._free):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+
+    def __enter__(self) -> FramesInChild:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+_MESSAGE = struct.Struct("iid")  # slot (or _END_SLOT / _ERROR_SLOT), face found (or payload size), seconds
+_END_SLOT = -1
+_ERROR_SLOT = -2
+
+
+def _read(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data

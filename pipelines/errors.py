@@ -29,6 +29,10 @@ class InputError(TalkreelError):
         parts = [p for p in (self.file, self.field) if p]
         return ": ".join([*parts, self.message])
 
+    def __reduce__(self):
+        # rebuilt from its three parts (an engine's error crosses from its child process, pipelines.ahead)
+        return type(self), (self.file, self.field, self.message)
+
 
 class WeightsMissingError(TalkreelError):
     """An engine's model weights are not on this machine; the message names the command to fetch them."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import threading
 import time
@@ -395,20 +396,18 @@ def _render_frames(
 ) -> None:
     """Every output frame from writer.start on, through the compositor into the writer.
 
-    One pass, three stages on two threads: the engine makes its frames on a worker thread, a few ahead, while
-    this one composites (label, captions, watermark) and feeds x264 (its own process) through the pipe. Stage
-    times: "engine" is the worker's own time (it overlaps the others), "engine_wait" the time this thread waited
-    for it, "compose" and "encode" this thread's work; each nested measure includes the one inside it, so it is
-    subtracted.
+    One pass, three stages at once: the engine makes its frames a few ahead (in a child process or on a worker
+    thread, see _made_ahead) while this thread composites (label, captions, watermark) and feeds x264 (its own
+    process) through the pipe. Stage times: "engine" is the engine's own time (it overlaps the others),
+    "engine_wait" the time this thread waited for it, "compose" and "encode" this thread's work; each nested
+    measure includes the one inside it, so it is subtracted.
     """
-    from pipelines.ahead import Ahead
-
     total = composition.n_frames
     first_clip = composition.clip_start(writer.start)
     faces.load(first_clip)
     planned = timings.stages["compose"]
-    clip = Ahead(engine.render(prepared, speech, expression, settings, start=first_clip), name="engine")
-    with timings.stage("encode"), _opencv_threads(1), writer, clip:
+    frames = engine.render(prepared, speech, expression, settings, start=first_clip)
+    with timings.stage("encode"), _opencv_threads(1), writer, _made_ahead(frames, engine, prepared) as clip:
         frames = composition.frames(faces.images(clip, first_clip), writer.start)
         for frame in timings.around(frames, "compose"):
             writer.write(frame)
@@ -418,6 +417,17 @@ def _render_frames(
     timings.add("compose", -clip.waited)
     timings.add("engine", clip.busy)
     timings.add("engine_wait", clip.waited)
+
+
+def _made_ahead(frames: Iterator[Frame], engine: Engine, prepared: Any):
+    """The engine's frames made ahead of the compositor: in a forked child where the engine allows it (no GIL
+    shared with the compositor), else on a worker thread."""
+    from pipelines.ahead import Ahead, FramesInChild
+
+    if getattr(engine, "forkable", False) and hasattr(os, "fork"):
+        width, height = engine.frame_size(prepared)
+        return FramesInChild(frames, (height, width, 3))
+    return Ahead(frames, name="engine")
 
 
 def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
@@ -447,8 +457,7 @@ def _audio_track(normalised: Future, composition: Any, n_frames: int, fps: float
 
     loud_out, seconds = normalised.result()
     t0 = time.perf_counter()
-    composition.write_audio()
-    track = AudioTrack(composition.audio_wav, n_frames, fps, work)
+    track = AudioTrack(composition.write_audio(), n_frames, fps, work)
     return loud_out, track, seconds + time.perf_counter() - t0
 
 

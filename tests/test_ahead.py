@@ -1,9 +1,14 @@
+import os
+import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from pipelines.ahead import Ahead
+from pipelines.ahead import Ahead, FramesInChild
+from pipelines.engines.base import Frame
+from pipelines.errors import InputError
 
 
 def test_items_arrive_in_order_and_times_are_counted():
@@ -59,3 +64,60 @@ def test_a_caller_that_stops_early_stops_the_worker_and_closes_the_iterator():
 def test_depth_must_be_positive():
     with pytest.raises(ValueError):
         Ahead([], depth=0)
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+
+
+def _frames(n, shape=(6, 8, 3), fail_at=None, error=None):
+    for i in range(n):
+        if i == fail_at:
+            raise error
+        yield Frame(np.full(shape, i, np.uint8), i % 3 != 0)
+
+
+@needs_fork
+def test_frames_made_in_a_child_arrive_in_order_with_their_flags():
+    got = []
+    with FramesInChild(_frames(10), (6, 8, 3), depth=3) as frames:
+        for frame in frames:
+            got.append((int(frame.image[0, 0, 0]), frame.face_found, frame.image.shape))
+            assert np.all(frame.image == frame.image[0, 0, 0])  # the slot held one whole frame
+    assert got == [(i, i % 3 != 0, (6, 8, 3)) for i in range(10)]
+    assert frames.busy > 0.0
+
+
+@needs_fork
+def test_the_childs_error_is_raised_here_as_itself():
+    error = InputError("persona.png", "source", "no face found in the persona image")
+    got = []
+    with FramesInChild(_frames(5, fail_at=3, error=error), (6, 8, 3)) as frames:
+        with pytest.raises(InputError, match="no face found") as raised:
+            for frame in frames:
+                got.append(int(frame.image[0, 0, 0]))
+    assert got == [0, 1, 2] and raised.value.field == "source"
+
+
+@needs_fork
+def test_closing_early_stops_the_child_and_a_killed_child_is_an_error():
+    def endless():
+        i = 0
+        while True:
+            yield Frame(np.zeros((4, 4, 3), np.uint8), True)
+            i += 1
+
+    frames = FramesInChild(endless(), (4, 4, 3), depth=2)
+    next(frames)
+    t0 = time.perf_counter()
+    frames.close()
+    assert time.perf_counter() - t0 < 2.0
+    with pytest.raises(ProcessLookupError):
+        os.kill(frames.pid, 0)  # reaped
+
+    frames = FramesInChild(endless(), (4, 4, 3), depth=2)
+    next(frames)
+    os.kill(frames.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="ended without a word"):
+        for _ in range(10):
+            next(frames)
+    frames.close()

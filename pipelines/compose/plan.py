@@ -81,7 +81,7 @@ class CompositionPlan:
     captions: list[Cue]  # on the output timeline
     wm_id: str
     record: dict[str, Any]
-    audio_wav: Path  # where write_audio() writes the output's audio: 48 kHz mono, exactly n_frames / fps
+    _audio_path: Path  # where write_audio() writes the output's audio when it is more than the clip's
     _audio: list[AudioSegment] = field(repr=False, default_factory=list)
     _cards: list[CardSegment] = field(repr=False, default_factory=list)
     _placement: Placement | None = field(repr=False, default=None)
@@ -95,10 +95,15 @@ class CompositionPlan:
         return self.n_frames / self.fps
 
     def write_audio(self) -> Path:
-        """Write the output's audio timeline (silence or the spoken question under cards, the clip's audio) to
-        `audio_wav`. Separate from planning so the clip's audio may still be in the making while frames are
-        planned and rendered."""
-        return write_timeline(self._audio, self.fps, self.audio_wav)
+        """The output's audio (48 kHz mono, exactly n_frames / fps): silence or the spoken question under the
+        cards, the clip's audio under the clip. Written now, not while planning, so the clip's audio may still
+        be in the making while frames are planned and rendered. An output that is the clip alone has the clip's
+        own file as its audio (nothing to copy)."""
+        if len(self._audio) == 1 and self._audio[0].n_frames == self.n_frames:
+            source = self._audio[0].source
+            if isinstance(source, Path):
+                return source
+        return write_timeline(self._audio, self.fps, self._audio_path)
 
     def write_sidecars(self, out_mp4: Path, srt: bool = True, vtt: bool = True) -> list[Path]:
         """`<stem>.srt` / `<stem>.vtt` beside the output (only when there are cues); recorded in `record`."""
@@ -439,7 +444,7 @@ def plan_composition(
         n_frames=n_total,
         clip_offset=clip_offset,
         clip_frames=n_clip,
-        audio_wav=work_dir / "composed_48k.wav",
+        _audio_path=work_dir / "composed_48k.wav",
         _audio=audio,
         captions=cues,
         wm_id=wm_id,

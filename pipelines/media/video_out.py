@@ -222,6 +222,9 @@ class SegmentWriter:
             preset,
             "-crf",
             str(crf),
+            # x264's default, 1.5 threads per core, oversubscribes a small machine where the engine and the
+            # compositor already keep two cores busy: one thread per remaining core, at least one
+            *("-threads", str(max(1, (os.cpu_count() or 1) - 2))),
         ]
         self.to_i420 = I420Frames(self.size)
         self.segment_frames = segment_frames

@@ -70,6 +70,8 @@ class PreviewEngine:
     """Engine "preview": CPU, no weights, ~real-time x10 and more on a laptop."""
 
     name = "preview"
+    # CPU only, no CUDA context or OpenMP pool: its render can run in a forked child (pipelines.ahead)
+    forkable = True
 
     def __init__(self, device: str = "cpu", **_options: Any):
         self.device = device  # always the CPU; accepted so every engine is created alike
