@@ -184,8 +184,8 @@ def main() -> None:
     )
     per_frame = 1000 * (c_job + k_job) / out_frames
     print(
-        f"  whole job CPU per frame:             {per_frame:8.2f} ms = {1000 * c_job / out_frames:.2f} python"
-        f" + {1000 * k_job / out_frames:.2f} ffmpeg"
+        f"  whole job CPU per frame:             {per_frame:8.2f} ms = {1000 * c_job / out_frames:.2f} this process"
+        f" + {1000 * k_job / out_frames:.2f} child processes (the engine's, ffmpeg)"
     )
     # Wall figures drop when other processes share the cores; CPU time says what the job itself costs.
     print(
