@@ -139,8 +139,12 @@ class FramesInChild:
         free_r, free_w = os.pipe()  # parent -> child: a slot may be written again
         self.pid = os.fork()
         if self.pid == 0:  # the child: make the frames, then leave without running the parent's exit code
-            os.close(ready_r)
-            os.close(free_w)
+            # Keep only our two pipe ends: an inherited copy of another pipe's write end (an encoder's stdin, a
+            # decoder's stdout being opened on another thread) would keep its reader from ever seeing the end.
+            keep = sorted((ready_w, free_r))
+            os.closerange(3, keep[0])
+            os.closerange(keep[0] + 1, keep[1])
+            os.closerange(keep[1] + 1, os.sysconf("SC_OPEN_MAX"))
             code = self._produce(frames, depth, ready_w, free_r)
             os._exit(code)
         os.close(ready_w)

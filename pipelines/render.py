@@ -473,8 +473,9 @@ def _abandon(track_future: Future) -> None:
 @contextmanager
 def _opencv_threads(n: int) -> Iterator[None]:
     """OpenCV's own thread pool set to `n` for the block. The render loop is parallel by frame already (engine
-    thread, compositing thread, x264 process); OpenCV splitting each call across the same cores on top of that
-    cost ~1 ms of CPU per 512x512 frame in hand-offs (bench/preview_speed.py, CPU per frame)."""
+    child or thread, compositing thread, x264 process); OpenCV splitting each call across the same cores on top
+    of that cost ~1 ms of CPU per 512x512 frame in hand-offs (bench/preview_speed.py, CPU per frame). A forked
+    engine child needs it too: it cannot use workers of the parent's pool."""
     import cv2
 
     before = cv2.getNumThreads()

@@ -81,9 +81,7 @@ class PreparedAudio:
     source_duration: float  # of the joined input before padding / trimming
     loudness_in: Loudness
     loudness_out: Loudness | None  # None when the input was silent and left as is
-    # "linear"; "limited" (peaks did not allow a plain gain: gain and a true-peak limiter); "short-clip gain"
-    # (under 0.4 s, see normalise()); "none" (silence)
-    normalisation: str
+    normalisation: str  # Normalisation.kind
 
 
 def frame_count(duration: float, fps: float) -> int:
@@ -441,10 +439,7 @@ class JoinedAudio:
                 self.raw, self.normalisation, self.wav_48k, sample_count(self.n_frames, self.fps, OUTPUT_RATE)
             )
         finally:
-            self.discard()
-
-    def discard(self) -> None:
-        self.raw.unlink(missing_ok=True)
+            self.raw.unlink(missing_ok=True)
 
 
 def join_audio(
