@@ -20,6 +20,8 @@ import traceback
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 _DONE = object()
@@ -129,9 +131,6 @@ class FramesInChild:
     def __init__(self, frames: Iterable, shape: tuple[int, int, int], depth: int = 4):
         import mmap
 
-        import numpy as np
-
-        self._np = np
         self.shape = tuple(int(v) for v in shape)
         self._size = int(np.prod(self.shape))
         self._slots = mmap.mmap(-1, depth * self._size)  # anonymous and shared: the child writes, we read
@@ -158,7 +157,6 @@ class FramesInChild:
     def _produce(self, frames: Iterable, depth: int, ready: int, free: int) -> int:
         import pickle
 
-        np = self._np
         t0 = time.process_time()
         try:
             unused = list(range(depth))
@@ -222,7 +220,6 @@ class FramesInChild:
                 ) from None
             raise error
         self._held = slot
-        np = self._np
         image = np.frombuffer(self._slots, np.uint8, self._size, slot * self._size).reshape(self.shape)
         return Frame(image, bool(flag))
 
