@@ -151,3 +151,15 @@ def test_constant_source_reuse_gives_the_same_images_as_fresh_calls(face):
     sequence.append({})
     for p in sequence:
         np.testing.assert_array_equal(rig.apply(image, p, constant_source=True), fresh.apply(image, p))
+
+
+def test_a_warmed_rig_gives_the_same_images_as_one_that_computes_its_fields_on_use(face):
+    from pipelines.expression.warp import WARP_PARAMS
+
+    image, points = face
+    warmed, lazy = FaceRig(points, image.shape), FaceRig(points, image.shape)
+    warmed.warm()
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        p = {k: float(rng.random()) for k in WARP_PARAMS}
+        np.testing.assert_array_equal(warmed.apply(image, p), lazy.apply(image, p))

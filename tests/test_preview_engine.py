@@ -51,6 +51,20 @@ def test_prepare_is_cached_and_face_centred():
     assert abs(nose[0] - SIZE[0] / 2) < 0.08 * SIZE[0]  # the face is in the middle
 
 
+def test_an_engine_keeps_its_recent_personas_prepared():
+    # the jobs of a batch mostly share a persona: the second prepare hands back the same object (its warp rig
+    # built once), a different size is another entry
+    cache = MemoryCache()
+    persona = SimpleNamespace(source=portrait_path(), source_kind="image")
+    engine = PreviewEngine()
+    first = engine.prepare(persona, settings(), cache)
+    assert engine.prepare(persona, settings(), cache) is first
+    assert first.rig is not None
+    other = engine.prepare(persona, settings((64, 64)), cache)
+    assert other is not first and other.size == (64, 64)
+    assert cache.computed == 2
+
+
 def test_frames_have_the_job_size_and_count():
     speech = silence(0.4)
     frames = _render(speech)

@@ -132,6 +132,14 @@ class FaceRig:
         if regions == "all":
             self._build_mouth()
 
+    def warm(self) -> None:
+        """Compute every parameter's field now instead of at its first use: a rig made once for many renders
+        (a still persona, rendered in forked children) then hands each render its fields ready."""
+        for patch in self.patches:
+            for basis in (patch.upper, patch.lower):
+                for name in basis.names if basis is not None else ():
+                    basis.get(name)
+
     # ---- parameter rows ---------------------------------------------------------------------------------
     def coefficients(self, params: Mapping[str, float] | np.ndarray) -> dict[str, float]:
         """Parameters (a dict, or a row aligned with PARAMS) -> the amounts of each warp basis."""

@@ -2,7 +2,9 @@
 
 prepare (cached): for a still portrait, a face-centred crop at the output size (default 512x512, with a margin
 for head motion) and its 478 landmarks; for a video, the face track (landmarks and a face-found flag per source
-frame at the job fps) — the video's frames are decoded again at render time.
+frame at the job fps) — the video's frames are decoded again at render time. A still's warp rig is built with
+every field computed, and the engine keeps its last few prepared personas in memory: the jobs of a batch that
+share a persona (each rendered in a forked child) start with the rig ready.
 
 render: every output frame k is computed from per-frame curves alone (the expression track, the mouth curves
 of the speech), never from the previous frame, so `render(start=k)` gives exactly the frames a full render gives
@@ -19,17 +21,23 @@ the warp fades out over `FADE_FRAMES` frames around them rather than cutting (pi
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
+from pipelines.expression.warp import FaceRig
+from pipelines.face.blend import passthrough_crossfade
+from pipelines.media.video_in import open_source
+from pipelines.speech.mouth import mouth_curves
 from pipelines.speech.track import Speech
 
 DEFAULT_SIZE = (512, 512)
@@ -37,6 +45,7 @@ FADE_FRAMES = 4
 VIDEO_DETAIL = 0.5  # a video persona builds a warp rig per frame: coarser fields make that affordable
 HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
 PREPARE_VERSION = "preview-prepare-2"
+RECENT_PERSONAS = 4  # prepared personas kept in memory: a batch's jobs mostly share a few
 _IDX = {name: i for i, name in enumerate(PARAMS)}
 
 
@@ -50,7 +59,7 @@ class PreviewPrepared:
     frame: np.ndarray | None = None  # still: (h + 2 margin, w + 2 margin, 3) uint8
     source: Path | None = None  # video
     fps: float = 25.0
-    _rig: Any = field(default=None, repr=False)
+    rig: FaceRig | None = None  # still: the portrait's warp rig, every field computed
 
     @property
     def n_source(self) -> int:
@@ -75,6 +84,9 @@ class PreviewEngine:
 
     def __init__(self, device: str = "cpu", **_options: Any):
         self.device = device  # always the CPU; accepted so every engine is created alike
+        # Built in this process and kept: a render forked from it starts with the rig's fields already
+        # computed (~30 ms per job otherwise, before the first frame).
+        self._recent: OrderedDict[str, PreviewPrepared] = OrderedDict()
 
     # ---- prepare --------------------------------------------------------------------------------------------
     def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> PreviewPrepared:
@@ -86,16 +98,30 @@ class PreviewEngine:
         key = hashlib.sha256(
             f"{PREPARE_VERSION}|{sha256_file(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}".encode()
         ).hexdigest()[:32]
+        prepared = self._recent.pop(key, None) or self._prepared(key, source, kind, size, settings, cache)
+        self._recent[key] = prepared
+        while len(self._recent) > RECENT_PERSONAS:
+            self._recent.popitem(last=False)
+        return prepared
+
+    @staticmethod
+    def _prepared(
+        key: str, source: Path, kind: str, size, settings: RenderSettings, cache
+    ) -> PreviewPrepared:
         if kind == "image":
             out_size = size or DEFAULT_SIZE
             arrays = cache.get_or_compute("preview", key, lambda: _prepare_still(source, out_size))
+            points = arrays["points"].astype(np.float64)
+            rig = FaceRig(points[0], arrays["frame"].shape)
+            rig.warm()
             return PreviewPrepared(
                 "image",
                 out_size,
                 int(arrays["margin"][0]),
-                arrays["points"].astype(np.float64),
+                points,
                 arrays["found"].astype(bool),
                 frame=arrays["frame"],
+                rig=rig,
             )
         arrays = cache.get_or_compute("preview", key, lambda: _prepare_video(source, settings.fps, size))
         return PreviewPrepared(
@@ -121,8 +147,6 @@ class PreviewEngine:
         progress: Progress | None = None,
         start: int = 0,
     ) -> Iterator[Frame]:
-        from pipelines.speech.mouth import mouth_curves
-
         n = speech.n_frames
         if expression.n_frames != n:
             raise RenderError(f"expression track has {expression.n_frames} frames, the speech {n}")
@@ -147,13 +171,8 @@ class PreviewEngine:
         return p
 
     def _render_still(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
-        import cv2
-
-        from pipelines.expression.warp import FaceRig
-
-        if prep._rig is None:
-            prep._rig = FaceRig(prep.points[0], prep.frame.shape)
-        rig = prep._rig
+        rig = prep.rig
+        assert rig is not None  # made by prepare for every still
         if not rig.closed_at_rest:
             # a portrait with parted lips (teeth showing) closes them whenever the speech does not open them:
             # in pauses and silences the mouth is shut, not frozen in the photo's grin
@@ -177,12 +196,6 @@ class PreviewEngine:
             yield Frame(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), True)
 
     def _render_video(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
-        import cv2
-
-        from pipelines.expression.warp import FaceRig
-        from pipelines.face.blend import passthrough_crossfade
-        from pipelines.media.video_in import open_source
-
         src = open_source(prep.source, prep.fps, prep.size)
         # Ping-pong playback needs the source backwards and the decoder only goes forwards, so the source is held
         # for the render, JPEG-compressed (quality 95) in memory: ~0.3 MB per 1080p frame instead of 6 MB, bounded
@@ -233,8 +246,6 @@ def _kind_of(path: Path) -> str:
 
 
 def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    import cv2
-
     from pipelines.engines.preview.framing import margin_for, portrait_matrix
     from pipelines.face.align import transform_points
     from pipelines.face.landmarks import detect_faces
@@ -266,7 +277,6 @@ def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]
 
 def _prepare_video(source: Path, fps: float, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
     from pipelines.face.track import track_faces
-    from pipelines.media.video_in import open_source
 
     src = open_source(source, fps, size)
     track = track_faces(src.frames())
