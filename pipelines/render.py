@@ -302,6 +302,7 @@ def render_job(
         preset=job.output.preset or DRAFT_PRESETS.get(engine.name, "medium"),
         segment_frames=SEGMENT_FRAMES,
         before_commit=lambda _end: faces.save(),
+        total=composition.n_frames,
     )
     total = composition.n_frames
     # The output audio is made while the frames render: the normalised track and the composition's timeline

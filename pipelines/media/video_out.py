@@ -193,6 +193,10 @@ class SegmentWriter:
     A full segment's encoder finishes in the background while frames already flow into the next one (so the
     pipeline does not stall on x264's lookahead at every boundary); it is renamed into place by the first
     `write` (or `poll`) after its ffmpeg exited, or when the next segment is full, or on close / abandon.
+
+    With `total` (the frames the caller will write in all), each segment's ffmpeg is started one segment ahead
+    (the first one on entering the block) and waits for its frames: its start-up (~20 ms) then never holds up
+    a write. Without it, a segment's ffmpeg starts at its first frame.
     """
 
     def __init__(
@@ -204,6 +208,7 @@ class SegmentWriter:
         preset: str = "medium",
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
         before_commit: Callable[[int], None] | None = None,
+        total: int | None = None,
     ):
         if segment_frames < 1:
             raise ValueError("segment_frames must be >= 1")
@@ -231,18 +236,38 @@ class SegmentWriter:
         self.before_commit = before_commit or (lambda _end: None)
         self.start = completed_frames(self.work_dir)
         self.next_frame = self.start
+        self.total = total
         self._open: _Segment | None = None
         self._draining: _Segment | None = None
+        self._ahead: _Segment | None = None  # the next segment's encoder, started before its first frame
 
     def write(self, frame: np.ndarray) -> None:
         frame = _check_frame(frame, self.size, self.next_frame)
         self.poll()
         if self._open is None:
-            self._open = _Segment(self.work_dir, self.next_frame, self.fps, self.size, self.codec)
+            self._open = self._segment_at(self.next_frame)
+            self._start_ahead(self.next_frame + self.segment_frames)
         self._open.write(self.to_i420(frame))
         self.next_frame += 1
         if self._open.count == self.segment_frames:
             self._rotate()
+
+    def _segment_at(self, first: int) -> _Segment:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.first == first:
+            return ahead
+        if ahead is not None:
+            ahead.abandon()
+        return _Segment(self.work_dir, first, self.fps, self.size, self.codec)
+
+    def _start_ahead(self, first: int) -> None:
+        if self.total is not None and first < self.total and self._ahead is None:
+            self._ahead = _Segment(self.work_dir, first, self.fps, self.size, self.codec)
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            ahead.abandon()
 
     def poll(self) -> None:
         """Rename the segment finishing in the background into place if its encoder has exited."""
@@ -264,12 +289,14 @@ class SegmentWriter:
 
     def close(self) -> None:
         """Finish every segment (the open one becomes the last, shorter one)."""
+        self._drop_ahead()
         if self._open is not None and self._open.count > 0:
             self._rotate()
         self._commit_draining()
 
     def abandon(self) -> None:
         """Throw the open segment away; one that already has all its frames is still finished for a resume."""
+        self._drop_ahead()
         if self._open is not None:
             self._open.abandon()
             self._open = None
@@ -277,6 +304,7 @@ class SegmentWriter:
             self._commit_draining()
 
     def __enter__(self) -> SegmentWriter:
+        self._start_ahead(self.next_frame)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -398,7 +426,10 @@ def encode_final(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".encode-") as scratch:
         audio = AudioTrack(audio_wav, n_frames, fps, scratch)
-        with audio, SegmentWriter(scratch, fps, size, crf, preset, segment_frames=n_frames) as writer:
+        with (
+            audio,
+            SegmentWriter(scratch, fps, size, crf, preset, segment_frames=n_frames, total=n_frames) as writer,
+        ):
             for frame in frames:
                 if writer.next_frame == n_frames:
                     raise RenderError(f"{out_path}: more than the {n_frames} frames the audio allows")
