@@ -80,7 +80,7 @@ def main() -> None:
         with SegmentWriter(work, FPS, SIZE, 18, "veryfast", segment_frames=DEFAULT_SEGMENT_FRAMES) as writer:
             for i in range(n):
                 writer.write(pool[i % len(pool)])
-        mux_segments(work, n, FPS, audio, tmp_path / "segmented.mp4")
+        mux_segments(work, n, FPS, audio.finish(), tmp_path / "segmented.mp4")
         dt = time.perf_counter() - t0
         size_mb = (tmp_path / "segmented.mp4").stat().st_size / 1e6
         print(

@@ -10,15 +10,18 @@ worker's thread (a generator's `finally` blocks run there).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import queue
 import signal
 import struct
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -138,12 +141,7 @@ class FramesInChild:
         free_r, free_w = os.pipe()  # parent -> child: a slot may be written again
         self.pid = os.fork()
         if self.pid == 0:  # the child: make the frames, then leave without running the parent's exit code
-            # Keep only our two pipe ends: an inherited copy of another pipe's write end (an encoder's stdin, a
-            # decoder's stdout being opened on another thread) would keep its reader from ever seeing the end.
-            keep = sorted((ready_w, free_r))
-            os.closerange(3, keep[0])
-            os.closerange(keep[0] + 1, keep[1])
-            os.closerange(keep[1] + 1, os.sysconf("SC_OPEN_MAX"))
+            _keep_only(ready_w, free_r)
             code = self._produce(frames, depth, ready_w, free_r)
             os._exit(code)
         os.close(ready_w)
@@ -155,8 +153,6 @@ class FramesInChild:
         self.waited = 0.0
 
     def _produce(self, frames: Iterable, depth: int, ready: int, free: int) -> int:
-        import pickle
-
         t0 = time.process_time()
         try:
             unused = list(range(depth))
@@ -170,10 +166,7 @@ class FramesInChild:
         except BrokenPipeError:  # the parent is gone or stopped listening
             return 1
         except BaseException as exc:
-            try:
-                payload = pickle.dumps(exc)
-            except Exception:
-                payload = pickle.dumps(RuntimeError(traceback.format_exc()))
+            payload = _pickled_error(exc)
             try:
                 os.write(ready, _MESSAGE.pack(_ERROR_SLOT, len(payload), 0.0) + payload)
             except OSError:
@@ -184,8 +177,6 @@ class FramesInChild:
         return self
 
     def __next__(self):
-        import pickle
-
         from pipelines.engines.base import Frame
         from pipelines.errors import RenderError
 
@@ -242,6 +233,123 @@ class FramesInChild:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class InChild:
+    """fn(*args) run once in a forked child process; `result()` waits for it and returns what it returned (or
+    raises what it raised), handed back pickled.
+
+    For background work whose only product is its result and the files it writes (the render's output audio
+    track): unlike a thread it never holds the GIL the render loop needs, and with `nice` it runs at a lower
+    priority, in the CPU time the render leaves free. Only where fork exists (see `in_background`). `abort()`
+    stops it: SIGTERM, which the child turns into SystemExit, so fn's own cleanup (a `finally`, an encoder's
+    abort) runs.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, nice: int = 0):
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            _keep_only(write)
+            os._exit(_run_and_report(fn, args, write, nice))
+        os.close(write)
+        self._read = read
+        self._outcome: bytes | None = None
+
+    def result(self) -> Any:
+        if self._outcome is None:
+            chunks = []
+            while chunk := os.read(self._read, 1 << 16):
+                chunks.append(chunk)
+            os.close(self._read)
+            os.waitpid(self.pid, 0)
+            self._outcome = b"".join(chunks)
+        if not self._outcome:
+            raise RuntimeError("the background process ended without a result (killed?)")
+        value = pickle.loads(self._outcome[1:])
+        if self._outcome[:1] == _RAISED:
+            raise value
+        return value
+
+    def abort(self) -> None:
+        """Stop the child (if it is still running) and reap it; its result is dropped."""
+        if self._outcome is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            with contextlib.suppress(BaseException):
+                self.result()
+
+
+class InThread:
+    """InChild's interface on a thread, where there is no fork: `abort()` waits for fn to finish (a thread
+    cannot be stopped) and drops its result."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, nice: int = 0):
+        self._future: Future = Future()
+
+        def run() -> None:
+            try:
+                self._future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever asks for the result
+                self._future.set_exception(exc)
+
+        threading.Thread(target=run, name=getattr(fn, "__name__", "background"), daemon=True).start()
+
+    def result(self) -> Any:
+        return self._future.result()
+
+    def abort(self) -> None:
+        self._future.exception()
+
+
+def in_background(fn: Callable[..., Any], *args: Any, nice: int = 0) -> InChild | InThread:
+    """fn(*args) in a forked child process where fork exists (at `nice`), else on a thread."""
+    return (InChild if hasattr(os, "fork") else InThread)(fn, *args, nice=nice)
+
+
+def _run_and_report(fn: Callable[..., Any], args: tuple, write: int, nice: int) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    if nice:
+        os.nice(nice)
+    try:
+        payload = _RETURNED + pickle.dumps(fn(*args))
+    except BaseException as exc:
+        payload = _RAISED + _pickled_error(exc)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(write, view) :]
+    except OSError:  # the parent is gone
+        return 1
+    return 0
+
+
+_RETURNED, _RAISED = b"R", b"E"  # the first byte of InChild's report
+
+
+def _exit_on_term(_signum, _frame) -> None:
+    raise SystemExit(1)
+
+
+def _keep_only(*fds: int) -> None:
+    """In a forked child: close every inherited file descriptor above stdio except `fds`. An inherited copy of
+    another pipe's write end (an encoder's stdin, a decoder's stdout being opened on another thread) would keep
+    its reader from ever seeing the end."""
+    low = 3
+    for fd in sorted(fds):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    """The exception pickled, or a RuntimeError with its traceback where it does not pickle."""
+    try:
+        return pickle.dumps(exc)
+    except Exception:
+        return pickle.dumps(RuntimeError(traceback.format_exc()))
 
 
 _MESSAGE = struct.Struct("iid")  # slot (or _END_SLOT / _ERROR_SLOT), face found (or payload size), seconds

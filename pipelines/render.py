@@ -12,10 +12,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.ahead import in_background
 from pipelines.cache import FileHasher, atomic_write_text, code_version, hash_payload
 from pipelines.engines.base import Engine, Frame, RenderSettings
 from pipelines.errors import InputError
@@ -38,6 +37,10 @@ FEATURE_RATE = 16000
 # looks the same, costs ~40 % less CPU than veryfast at 512x512, and makes files ~4x larger (bench/media_encode_floor.py).
 DRAFT_PRESETS = {"preview": "ultrafast"}
 DRAFT_PAUSE = 0.25  # seconds of silence before and after draft (text) speech
+# The output audio's priority (Unix nice) while it is made beside the frames: the lowest, so the engine, the
+# compositor and x264 are never kept waiting by it (interleaved runs of bench/preview_speed.py: ~2-4 % more
+# frames/s than at the frames' own priority).
+AUDIO_NICE = 19
 
 StageProgress = Callable[[str, int, int], None]
 """Called with (stage, frames done, frames total) while frames flow."""
@@ -243,8 +246,6 @@ def render_job(
         try:
             synthesis, pieces = _speech_inputs(loaded)
             audio = join_audio(pieces, fps, work / "audio")
-            # the output track is written in the background from here on; the engines need only the 16 kHz copy
-            normalised = _in_background(_timed, audio.write_normalised)
             phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
         except InputError as exc:
             # Name the job first (the batch reports per job), then the media file that failed.
@@ -284,7 +285,7 @@ def render_job(
             engine.frame_size(prepared),
             fps,
             speech,
-            audio.wav_48k,  # written by `normalised`, read by composition.write_audio()
+            audio.wav_48k,  # written by _output_audio, read by composition.write_audio() after it
             work / "compose",
             wm_id=output_id(plan.content_hash),
             script_text=_script_text(job),
@@ -305,20 +306,21 @@ def render_job(
         total=composition.n_frames,
     )
     total = composition.n_frames
-    # The output audio is made while the frames render: the normalised track and the composition's timeline
-    # on a worker thread, then the AAC encode in its own ffmpeg process. A failed render aborts the encode.
-    track_future = _in_background(_audio_track, normalised, composition, total, fps, work)
+    # The output audio (normalised track, the composition's timeline, AAC) is made while the frames render, in
+    # a child process at low priority: it never takes the GIL from the compositor, and it runs in the CPU time
+    # the frames leave free (it is needed only by the mux). A failed render stops it.
+    output_audio = in_background(_output_audio, audio, composition, total, fps, work, nice=AUDIO_NICE)
     try:
         if writer.start < total:
             _render_frames(
                 engine, prepared, speech, expression, settings, composition, writer, faces, timings, report
             )
         with timings.stage("mux"):
-            loud_out, track, audio_seconds = track_future.result()
+            loud_out, track, audio_seconds = output_audio.result()
             composed = work / plan.out_path.name  # the name the C2PA manifest's title records
             mux_segments(work / "segments", total, fps, track, composed)
     except BaseException:
-        _abandon(track_future)
+        output_audio.abort()
         raise
     timings.add("audio_track", audio_seconds)
 
@@ -431,44 +433,16 @@ def _made_ahead(frames: Iterator[Frame], engine: Engine, prepared: Any):
     return Ahead(frames, name="engine")
 
 
-def _in_background(fn: Callable[..., Any], *args: Any) -> Future:
-    """fn(*args) on a thread of its own; its result (or error) through the returned Future."""
-    future: Future = Future()
-
-    def run() -> None:
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # handed to whoever waits on the future
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=getattr(fn, "__name__", "background"), daemon=True).start()
-    return future
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    return fn(), time.perf_counter() - t0
-
-
-def _audio_track(normalised: Future, composition: Any, n_frames: int, fps: float, work: Path) -> tuple:
-    """(output loudness, AudioTrack encoding, seconds spent here and normalising) once the normalised speech is
-    written: the composition's timeline over it, then the AAC encode started."""
+def _output_audio(audio: Any, composition: Any, n_frames: int, fps: float, work: Path) -> tuple:
+    """(output loudness, the finished AAC track, seconds it took): the normalised speech written, the
+    composition's timeline over it, then encoded."""
     from pipelines.media.video_out import AudioTrack
 
-    loud_out, seconds = normalised.result()
     t0 = time.perf_counter()
-    track = AudioTrack(composition.write_audio(), n_frames, fps, work)
-    return loud_out, track, seconds + time.perf_counter() - t0
-
-
-def _abandon(track_future: Future) -> None:
-    """After a failed render: stop the audio encode (once its thread has started it)."""
-    try:
-        _, track, _ = track_future.result()
-    except BaseException:
-        return
-    track.abort()
+    loud_out = audio.write_normalised()
+    with AudioTrack(composition.write_audio(), n_frames, fps, work) as track:
+        path = track.finish()
+    return loud_out, path, time.perf_counter() - t0
 
 
 @contextmanager

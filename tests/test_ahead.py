@@ -2,11 +2,12 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipelines.ahead import Ahead, FramesInChild
+from pipelines.ahead import Ahead, FramesInChild, InChild, InThread
 from pipelines.engines.base import Frame
 from pipelines.errors import InputError
 
@@ -121,3 +122,55 @@ def test_closing_early_stops_the_child_and_a_killed_child_is_an_error():
         for _ in range(10):
             next(frames)
     frames.close()
+
+
+def _priority_and_sum(*values):
+    return os.getpriority(os.PRIO_PROCESS, 0), sum(values)
+
+
+def _fails():
+    raise InputError("speech.wav", "audio", "no audio stream")
+
+
+def _waits_then_cleans_up(marker):
+    try:
+        time.sleep(30)
+    finally:
+        Path(marker).write_text("cleaned up")
+
+
+@pytest.mark.parametrize("kind", [InThread, pytest.param(InChild, marks=needs_fork)])
+def test_background_work_hands_back_its_result_or_its_error(kind):
+    assert kind(_priority_and_sum, 1, 2, 3).result()[1] == 6
+    with pytest.raises(InputError, match="no audio stream") as raised:
+        kind(_fails).result()
+    assert raised.value.field == "audio"
+
+
+@needs_fork
+def test_a_child_runs_at_the_priority_asked_for():
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    priority, _ = InChild(_priority_and_sum, nice=5).result()
+    assert priority == min(own + 5, 19)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # this process keeps its own
+
+
+@needs_fork
+def test_aborting_a_child_stops_it_and_its_cleanup_runs(tmp_path):
+    marker = tmp_path / "marker"
+    work = InChild(_waits_then_cleans_up, marker)
+    time.sleep(0.3)  # inside the sleep
+    t0 = time.perf_counter()
+    work.abort()
+    assert time.perf_counter() - t0 < 5.0
+    assert marker.read_text() == "cleaned up"
+    with pytest.raises(ProcessLookupError):
+        os.kill(work.pid, 0)  # reaped
+
+
+@needs_fork
+def test_a_child_killed_outright_is_an_error():
+    work = InChild(_waits_then_cleans_up, "/nonexistent/marker")
+    os.kill(work.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="ended without a result"):
+        work.result()

@@ -418,7 +418,7 @@ def _limited(blocks: Iterable[np.ndarray], limiter) -> Iterator[np.ndarray]:
 @dataclass
 class JoinedAudio:
     """The job's speech joined, measured and its normalisation planned; the normalised track is written by
-    `write_normalised` (which a render runs in the background while the frames render)."""
+    `write_normalised` (which a render runs in a background process while the frames render)."""
 
     raw: Path  # the joined audio, mono 48 kHz float32, until write_normalised removes it
     samples_16k: np.ndarray  # float32 mono at 16 kHz, exactly round(n_frames / fps * 16000) samples

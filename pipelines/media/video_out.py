@@ -371,10 +371,11 @@ def mux_segments(
     work_dir: str | os.PathLike,
     n_frames: int,
     fps: float,
-    audio: AudioTrack,
+    track: str | os.PathLike,
     out_path: str | os.PathLike,
 ) -> Path:
-    """The finished segments joined with the audio track, both copied (no re-encode), +faststart, into out_path.
+    """The finished segments joined with the finished audio `track` (AudioTrack.finish()), both copied (no
+    re-encode), +faststart, into out_path.
 
     Written to a unique temp name, then moved into place.
     """
@@ -382,7 +383,6 @@ def mux_segments(
     segments = completed_segments(work_dir)
     have = completed_frames(work_dir)
     if have != n_frames:
-        audio.abort()
         raise RenderError(f"{out_path}: the segments hold {have} frames, expected {n_frames}")
     listing = work_dir / "segments.txt"
     # concat demuxer syntax: one `file '<path>'` line per segment, quotes escaped as '\''
@@ -390,7 +390,6 @@ def mux_segments(
         "".join("file '{}'\n".format(os.fspath(p.resolve()).replace("'", "'\\''")) for _, _, p in segments)
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    track = audio.finish()
     temp = temp_path_for(out_path)
     try:
         run_ffmpeg(
@@ -437,4 +436,4 @@ def encode_final(
         if writer.next_frame != n_frames:
             audio.abort()
             raise RenderError(f"{out_path}: got {writer.next_frame} frames, expected {n_frames}")
-        return mux_segments(scratch, n_frames, fps, audio, out_path)
+        return mux_segments(scratch, n_frames, fps, audio.finish(), out_path)
