@@ -199,6 +199,32 @@ def test_killed_render_resumes_with_identical_frames(tmp_path, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(resumed, clean, strict=True))
 
 
+def test_an_engine_failing_mid_render_leaves_no_output_and_no_process(tmp_path):
+    # the engine's frames come from a forked child, the output audio from another, x264 from ffmpeg processes
+    # started ahead: a failure in the middle stops and reaps them all
+    from pipelines.cache import DiskArrayCache, FileHasher
+    from pipelines.engines.preview.engine import PreviewEngine
+    from pipelines.errors import RenderError
+    from pipelines.render import plan_job, render_job
+    from pipelines.spec.loader import load_batch
+
+    class FailingEngine(PreviewEngine):
+        def render(self, *args, **kwargs):
+            for i, frame in enumerate(super().render(*args, **kwargs)):
+                if i == 30:
+                    raise RenderError("the engine broke at frame 30")
+                yield frame
+
+    loaded = load_batch([make_project(tmp_path, {"summary": SUMMARY})]).jobs[0]
+    plan = plan_job(loaded, tmp_path / "out", FileHasher())
+    with pytest.raises(RenderError, match="broke at frame 30"):
+        render_job(plan, FailingEngine(), DiskArrayCache(tmp_path / "cache"), qc=False)
+    assert not plan.out_path.exists()
+    if hasattr(os, "fork"):
+        with pytest.raises(ChildProcessError):  # no child of this process left, running or unreaped
+            os.waitpid(-1, os.WNOHANG)
+
+
 def test_two_processes_on_the_same_jobs_do_not_clobber(tmp_path):
     jobs = make_project(tmp_path, {"one": SUMMARY})
     a = _cli(tmp_path, str(jobs), "--out", "out", "--json")
