@@ -157,7 +157,7 @@ _END = object()
 
 
 def _speech_inputs(loaded: LoadedJob) -> tuple[Any, list]:
-    """The audio pieces for media.prepare_audio, and the TTS result when the job drafts its speech from text."""
+    """The audio pieces for media.audio.join_audio, and the TTS result when the job drafts its speech from text."""
     from pipelines.media.audio import RawAudio
 
     audio = loaded.job.audio

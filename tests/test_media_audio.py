@@ -5,11 +5,11 @@ from pipelines.errors import InputError
 from pipelines.media.audio import (
     RawAudio,
     frame_count,
+    join_audio,
     join_segments,
     load_audio,
     measure_loudness,
     pad_or_trim,
-    prepare_audio,
     sample_count,
 )
 from pipelines.media.probe import probe
@@ -93,60 +93,66 @@ def test_join_segments_with_pauses():
         join_segments([a, -1.0], 8_000)
 
 
+def join_and_write(sources, fps, work_dir, **targets):
+    """join_audio then write_normalised, as a render does: (the joined audio, the output track's loudness)."""
+    joined = join_audio(sources, fps, work_dir, **targets)
+    return joined, joined.write_normalised()
+
+
 @pytest.mark.parametrize("fps", [25, 29.97])
-def test_prepare_audio_segments_loudness_and_exact_length(tmp_path, fps):
+def test_joined_audio_segments_loudness_and_exact_length(tmp_path, fps):
     first = make_audio(
         tmp_path / "part one.mp3", duration=2.0, rate=44_100, channels=2, kind="noise", volume_db=-30
     )
     second = make_audio(tmp_path / "part two.flac", duration=1.3, rate=11_025, kind="sine", volume_db=-6)
     tts = RawAudio((0.05 * np.sin(np.arange(22_050) * 0.07)).astype(np.float32), 22_050)
     work = tmp_path / "work dir"
-    prepared = prepare_audio([first, 0.4, second, tts], fps=fps, work_dir=work)
+    audio, loud_out = join_and_write([first, 0.4, second, tts], fps=fps, work_dir=work)
 
-    assert abs(prepared.source_duration - (2.0 + 0.4 + 1.3 + 1.0)) < 0.06
-    assert prepared.n_frames == round(prepared.source_duration * fps)
-    assert prepared.duration == prepared.n_frames / fps
-    assert len(prepared.samples_16k) == round(prepared.n_frames / fps * 16_000)
-    assert prepared.samples_16k.dtype == np.float32
-    wav = load_audio(prepared.wav_48k, 48_000)
-    assert len(wav) == round(prepared.n_frames / fps * 48_000)
-    info = probe(prepared.wav_48k)
+    assert abs(audio.source_duration - (2.0 + 0.4 + 1.3 + 1.0)) < 0.06
+    assert audio.n_frames == round(audio.source_duration * fps)
+    assert audio.duration == audio.n_frames / fps
+    assert len(audio.samples_16k) == round(audio.n_frames / fps * 16_000)
+    assert audio.samples_16k.dtype == np.float32
+    wav = load_audio(audio.wav_48k, 48_000)
+    assert len(wav) == round(audio.n_frames / fps * 48_000)
+    info = probe(audio.wav_48k)
     assert info.sample_rate == 48_000 and info.channels == 1
 
-    measured = measure_loudness(prepared.wav_48k)
+    measured = measure_loudness(audio.wav_48k)
     assert abs(measured.integrated - (-16.0)) <= 1.0
     assert measured.true_peak <= -1.5 + 0.5
-    assert prepared.loudness_in.integrated < -20  # it really was changed
-    assert abs(prepared.loudness_out.integrated + 16.0) <= 1.0
+    assert audio.normalisation.loudness_in.integrated < -20  # it really was changed
+    assert abs(loud_out.integrated + 16.0) <= 1.0
     assert not list(work.glob(".*part*")), "no temporary files left behind"
 
 
-def test_prepare_audio_custom_target(tmp_path):
+def test_joined_audio_custom_target(tmp_path):
     src = make_audio(tmp_path / "speech.wav", duration=3.0, kind="noise", volume_db=-10)
-    prepared = prepare_audio([src], fps=25, work_dir=tmp_path / "w", target_lufs=-23.0)
-    assert abs(measure_loudness(prepared.wav_48k).integrated + 23.0) <= 1.0
-    assert prepared.normalisation in ("linear", "limited")
+    audio, _ = join_and_write([src], fps=25, work_dir=tmp_path / "w", target_lufs=-23.0)
+    assert abs(measure_loudness(audio.wav_48k).integrated + 23.0) <= 1.0
+    assert audio.normalisation.kind in ("linear", "limited")
 
 
-def test_prepare_audio_silence_left_alone(tmp_path):
-    prepared = prepare_audio([1.0], fps=25, work_dir=tmp_path)
-    assert prepared.n_frames == 25 and prepared.normalisation == "none" and prepared.loudness_out is None
-    assert np.abs(prepared.samples_16k).max() == 0
+def test_joined_audio_silence_left_alone(tmp_path):
+    audio, loud_out = join_and_write([1.0], fps=25, work_dir=tmp_path)
+    assert audio.n_frames == 25 and audio.normalisation.kind == "none" and loud_out is None
+    assert np.abs(audio.samples_16k).max() == 0
 
 
-def test_prepare_audio_rejects_empty_and_too_short(tmp_path):
+def test_joined_audio_rejects_empty_and_too_short(tmp_path):
     with pytest.raises(InputError, match="audio: the audio is empty"):
-        prepare_audio([0.0], fps=25, work_dir=tmp_path)
+        join_and_write([0.0], fps=25, work_dir=tmp_path)
     with pytest.raises(InputError, match="shorter than one frame"):
-        prepare_audio([RawAudio(np.ones(100, np.float32), 16_000)], fps=25, work_dir=tmp_path)
+        join_and_write([RawAudio(np.ones(100, np.float32), 16_000)], fps=25, work_dir=tmp_path)
 
 
-def test_prepare_audio_clip_shorter_than_a_gating_block(tmp_path):
+def test_joined_audio_clip_shorter_than_a_gating_block(tmp_path):
     # under 0.4 s R128 has no integrated loudness; the clip is still brought to the target
     src = make_audio(tmp_path / "hi.wav", duration=0.3, kind="noise", volume_db=-25)
-    prepared = prepare_audio([src], fps=25, work_dir=tmp_path / "w")
-    assert prepared.n_frames == 8 and prepared.normalisation == "short-clip gain"
-    looped = measure_loudness(["-stream_loop", "49", "-i", str(prepared.wav_48k)])
+    audio, _ = join_and_write([src], fps=25, work_dir=tmp_path / "w")
+    assert audio.n_frames == 8 and audio.normalisation.kind == "short-clip gain"
+    looped = measure_loudness(["-stream_loop", "49", "-i", str(audio.wav_48k)])
     assert abs(looped.integrated + 16.0) <= 1.0
 
 
@@ -154,6 +160,6 @@ def test_real_speech_when_present(shared_dir, tmp_path):
     wavs = sorted((shared_dir / "data" / "audio").glob("*.wav"))
     if not wavs:
         pytest.skip("no real audio in ../shared")
-    prepared = prepare_audio([wavs[0]], fps=25, work_dir=tmp_path)
-    assert abs(measure_loudness(prepared.wav_48k).integrated + 16.0) <= 1.0
-    assert len(prepared.samples_16k) == prepared.n_frames * 640
+    audio, _ = join_and_write([wavs[0]], fps=25, work_dir=tmp_path)
+    assert abs(measure_loudness(audio.wav_48k).integrated + 16.0) <= 1.0
+    assert len(audio.samples_16k) == audio.n_frames * 640

@@ -8,7 +8,7 @@ import wave
 import numpy as np
 import pytest
 
-from pipelines.media.audio import measure_loudness, normalise
+from pipelines.media.audio import apply_normalisation, measure_loudness, plan_normalisation
 from pipelines.media.loudness import LoudnessMeter, measure
 from tests.compose_helpers import write_wav
 
@@ -79,10 +79,16 @@ def _metered(samples):
     return meter
 
 
+def _normalised(raw, meter, out_wav, n_samples):
+    """plan_normalisation then apply_normalisation, as JoinedAudio does: (loudness in, loudness out, kind)."""
+    plan = plan_normalisation(raw, meter)
+    return plan.loudness_in, apply_normalisation(raw, plan, out_wav, n_samples), plan.kind
+
+
 def test_plain_gain_when_the_peaks_allow_it(tmp_path):
     samples = tone_bursts(8.0, level=0.02)
     raw = _raw(tmp_path / "in.f32", samples)
-    loud_in, loud_out, kind = normalise(raw, _metered(samples), tmp_path / "out.wav", 8 * RATE)
+    loud_in, loud_out, kind = _normalised(raw, _metered(samples), tmp_path / "out.wav", 8 * RATE)
     assert kind == "linear"
     ref = measure_loudness(tmp_path / "out.wav")
     assert abs(ref.integrated + 16.0) < 0.5 and abs(loud_out.integrated - ref.integrated) < 0.3
@@ -94,7 +100,7 @@ def test_peaks_that_forbid_a_plain_gain_are_limited_and_the_target_still_reached
     samples = tone_bursts(8.0, level=0.02)
     samples[RATE : RATE + 40] = 0.95  # a click: a gain to -16 LUFS would push it far over -1.5 dBTP
     raw = _raw(tmp_path / "in.f32", samples)
-    loud_in, loud_out, kind = normalise(raw, _metered(samples), tmp_path / "out.wav", 9 * RATE)
+    loud_in, loud_out, kind = _normalised(raw, _metered(samples), tmp_path / "out.wav", 9 * RATE)
     assert kind == "limited"
     ref = measure_loudness(tmp_path / "out.wav")  # ffmpeg's own meter, independent of ours
     assert ref.true_peak <= -1.5 + 0.05 and abs(ref.integrated + 16.0) < 0.3

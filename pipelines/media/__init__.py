@@ -2,8 +2,8 @@
 
 - ffmpeg.py: ffmpeg_exe(), run_ffmpeg(), FFmpegPipe, FFmpegError
 - probe.py: probe() -> MediaInfo, is_faststart()
-- audio.py: load_audio(), measure_loudness(), normalise(), join_segments(), pad_or_trim(), frame_count(),
-  prepare_audio() -> PreparedAudio
+- audio.py: load_audio(), measure_loudness(), join_segments(), pad_or_trim(), frame_count(),
+  join_audio() -> JoinedAudio (JoinedAudio.write_normalised() writes the output track)
 - video_in.py: open_source() -> FrameSource, iter_frames()
 - video_out.py: SegmentWriter, I420Frames, AudioTrack, completed_frames(), mux_segments(), encode_final()
 - loudness.py: LoudnessMeter (EBU R128 in numpy, measured while the audio streams)

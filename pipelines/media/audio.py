@@ -71,19 +71,6 @@ class Loudness:
         return not self.silent and not math.isfinite(self.integrated)
 
 
-@dataclass(frozen=True)
-class PreparedAudio:
-    samples_16k: np.ndarray  # float32 mono, exactly round(n_frames / fps * 16000) samples
-    wav_48k: Path  # normalised, exactly round(n_frames / fps * 48000) samples, mono pcm_s16le
-    duration: float  # n_frames / fps
-    n_frames: int
-    fps: float
-    source_duration: float  # of the joined input before padding / trimming
-    loudness_in: Loudness
-    loudness_out: Loudness | None  # None when the input was silent and left as is
-    normalisation: str  # Normalisation.kind
-
-
 def frame_count(duration: float, fps: float) -> int:
     """The number of video frames for `duration` seconds: round(duration * fps), decided once per job."""
     return int(round(duration * fps))
@@ -194,11 +181,20 @@ def _resample_raw(piece: RawAudio, sample_rate: int, what: str) -> np.ndarray:
     if piece.sample_rate == sample_rate or len(samples) == 0:
         return samples
     # The same resampler as every file goes through (ffmpeg's), so a draft and a recording sound alike.
+    return _resampled_f32(
+        "pipe:0", piece.sample_rate, sample_rate, f"resample {what}", samples.astype("<f4").tobytes()
+    )
+
+
+def _resampled_f32(
+    source: str | os.PathLike, rate: int, sample_rate: int, what: str, data: bytes | None = None
+) -> np.ndarray:
+    """Mono float32 samples at `rate` (a raw f32le file, or `data` through "pipe:0") resampled by ffmpeg."""
     proc = run_ffmpeg(
-        ["-f", "f32le", "-ar", str(piece.sample_rate), "-ac", "1", "-i", "pipe:0"]
+        ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", os.fspath(source)]
         + ["-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"],
-        what=f"resample {what}",
-        input=samples.astype("<f4").tobytes(),
+        what=what,
+        input=data,
         capture_stdout=True,
     )
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
@@ -228,13 +224,9 @@ def iter_joined(pieces: Iterable[AudioPiece], sample_rate: int) -> Iterator[np.n
 
 
 def join_segments(pieces: Iterable[AudioPiece], sample_rate: int) -> np.ndarray:
-    """All pieces joined in memory (mono float32 at `sample_rate`); prepare_audio streams the same join to disk."""
+    """All pieces joined in memory (mono float32 at `sample_rate`); join_audio streams the same join to disk."""
     blocks = list(iter_joined(pieces, sample_rate))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-
-
-def _raw_input_args(raw_path: Path) -> list[str]:
-    return ["-f", "f32le", "-ar", str(OUTPUT_RATE), "-ac", "1", "-i", str(raw_path)]
 
 
 def _loudnorm_json(stderr: str, what: str) -> dict:
@@ -395,20 +387,6 @@ def apply_normalisation(
     return meter.result()
 
 
-def normalise(
-    raw: Path,
-    meter: LoudnessMeter,
-    out_wav: str | os.PathLike,
-    n_samples: int,
-    target_lufs: float = DEFAULT_TARGET_LUFS,
-    true_peak: float = DEFAULT_TRUE_PEAK,
-) -> tuple[Loudness, Loudness | None, str]:
-    """EBU R128 normalisation of `raw` (measured by `meter`) into `out_wav`: plan_normalisation then
-    apply_normalisation. Returns (input loudness, output loudness, normalisation kind)."""
-    plan = plan_normalisation(raw, meter, target_lufs, true_peak)
-    return plan.loudness_in, apply_normalisation(raw, plan, out_wav, n_samples), plan.kind
-
-
 def _limited(blocks: Iterable[np.ndarray], limiter) -> Iterator[np.ndarray]:
     for block in blocks:
         yield limiter.process(block)
@@ -482,42 +460,11 @@ def join_audio(
             )
         plan = plan_normalisation(raw, meter, target_lufs, true_peak)
         samples_16k = pad_or_trim(
-            _resampled_raw(raw, FEATURE_RATE), sample_count(n_frames, fps, FEATURE_RATE)
+            _resampled_f32(raw, OUTPUT_RATE, FEATURE_RATE, "resample the joined audio"),
+            sample_count(n_frames, fps, FEATURE_RATE),
         )
         samples_16k *= np.float32(10.0 ** (plan.gain_db / 20.0))
     except BaseException:
         raw.unlink(missing_ok=True)
         raise
     return JoinedAudio(raw, samples_16k, work_dir / "audio_48k.wav", n_frames, fps, source_duration, plan)
-
-
-def _resampled_raw(raw: Path, sample_rate: int) -> np.ndarray:
-    proc = run_ffmpeg(
-        [*_raw_input_args(raw), "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"],
-        what="resample the joined audio",
-        capture_stdout=True,
-    )
-    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
-
-
-def prepare_audio(
-    sources: Iterable[AudioPiece],
-    fps: float,
-    work_dir: str | os.PathLike,
-    target_lufs: float = DEFAULT_TARGET_LUFS,
-    true_peak: float = DEFAULT_TRUE_PEAK,
-) -> PreparedAudio:
-    """join_audio then write_normalised: both audio copies at once. Files in `work_dir`: `audio_48k.wav`."""
-    joined = join_audio(sources, fps, work_dir, target_lufs, true_peak)
-    loud_out = joined.write_normalised()
-    return PreparedAudio(
-        samples_16k=joined.samples_16k,
-        wav_48k=joined.wav_48k,
-        duration=joined.duration,
-        n_frames=joined.n_frames,
-        fps=fps,
-        source_duration=joined.source_duration,
-        loudness_in=joined.normalisation.loudness_in,
-        loudness_out=loud_out,
-        normalisation=joined.normalisation.kind,
-    )

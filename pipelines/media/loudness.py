@@ -6,7 +6,7 @@ from 3 s short-term blocks (absolute -70, relative -20 LU gates, 10th to 95th pe
 4x oversampled signal. Memory is two numbers per 1 ms of audio (K-weighted energy and true peak of each tick,
 which the normaliser's limiter prediction reads) plus the current block.
 
-prepare_audio measures with this while it joins the job's audio and again while it writes the normalised track,
+join_audio measures with this while it joins the job's audio, and write_normalised again while it writes the track,
 so loudness normalisation needs no decode pass and no ffmpeg loudnorm (which works at 192 kHz). ffmpeg's own
 measurement (`audio.measure_loudness`) stays the independent reference the tests and QC compare against.
 """
