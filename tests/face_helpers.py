@@ -66,15 +66,24 @@ def moving_portrait_frames(
     return frames
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 25) -> None:
+def write_video(
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 25, lossless: bool = False
+) -> None:
+    """An H.264 video of RGB frames: yuv420p at CRF 12, or with `lossless` RGB at QP 0 (decodes to the same
+    pixels)."""
     import av
 
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(os.fspath(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "12", "preset": "ultrafast"}
+        if lossless:
+            stream = out.add_stream("libx264rgb", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = w, h, "rgb24"
+            stream.options = {"qp": "0"}
+        else:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": "12", "preset": "ultrafast"}
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(packet)

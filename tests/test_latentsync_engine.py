@@ -1,6 +1,5 @@
 from types import SimpleNamespace
 
-import av
 import numpy as np
 import pytest
 from latentsync_helpers import one_torch_thread, write_tiny_weights
@@ -14,6 +13,7 @@ from pipelines.face.align import latentsync_template
 from pipelines.face.blend import feathered_mask
 from pipelines.spec.engines import engine_settings
 from pipelines.speech.track import Speech
+from tests.face_helpers import write_video
 
 RES = 64  # face crops; the official sizes (256/512) are far too slow for a CPU test
 
@@ -103,19 +103,6 @@ def test_still_persona_streams_exact_frames_deterministically(weights, portrait,
     assert not np.array_equal(other[0].image, frames[0].image)
 
 
-def _write_video(path, frames, fps=25):
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264rgb", rate=fps)
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "rgb24"
-        stream.options = {"qp": "0"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
 def test_video_pingpong_and_faceless_frames_pass_through(weights, portrait, tmp_path):
     import imageio.v3 as iio
 
@@ -124,7 +111,7 @@ def test_video_pingpong_and_faceless_frames_pass_through(weights, portrait, tmp_
     face = iio.imread(portrait)
     frames = [np.roll(face, 2 * i, axis=1) for i in range(6)] + [np.full_like(face, 90)] * 4
     video = tmp_path / "clip.mp4"
-    _write_video(video, frames)
+    write_video(video, frames, lossless=True)
     engine = _engine(weights)
     settings = _settings()
     prepared = engine.prepare(
@@ -205,7 +192,7 @@ def test_reader_decodes_forwards_and_restarts_only_for_earlier_frames(tmp_path, 
 
     frames = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(8)]
     video = tmp_path / "ramp.mp4"
-    _write_video(video, frames)
+    write_video(video, frames, lossless=True)
     clip = SourceClip(
         video, False, None, np.zeros((8, 478, 2)), np.ones(8, bool), np.ones(8), np.zeros((8, 2, 3))
     )
@@ -231,7 +218,7 @@ def moving_video(tmp_path_factory, portrait):
     face = iio.imread(portrait)
     frames = [np.roll(face, 2 * i, axis=1) for i in range(6)] + [np.full_like(face, 90)] * 4
     video = tmp_path_factory.mktemp("video") / "clip.mp4"
-    _write_video(video, frames)
+    write_video(video, frames, lossless=True)
     return video
 
 
