@@ -141,6 +141,23 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return np.concatenate([inv_a, t], axis=-1)
 
 
+def crop_footprint(
+    matrix: np.ndarray, crop_size: tuple[int, int], frame_hw: tuple[int, int], pad: int
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the frame pixels that the crop `matrix` maps (frame -> crop) covers, `pad` pixels
+    wider on every side, clipped to the frame."""
+    w, h = crop_size
+    inv = invert_affine(matrix)
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    fh, fw = frame_hw
+    x0 = int(max(np.floor(pts[:, 0].min()) - pad, 0))
+    y0 = int(max(np.floor(pts[:, 1].min()) - pad, 0))
+    x1 = int(min(np.ceil(pts[:, 0].max()) + pad + 1, fw))
+    y1 = int(min(np.ceil(pts[:, 1].max()) + pad + 1, fh))
+    return x0, y0, max(x1, x0), max(y1, y0)
+
+
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a (2, 3) affine matrix to (..., 2) points."""
     m = np.asarray(matrix, dtype=np.float64)

@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from pipelines.face.align import FILL_VALUE, invert_affine
+from pipelines.face.align import FILL_VALUE, crop_footprint, invert_affine
 
 ROI_PAD = 4  # px around the crop's footprint: the bilinear taps at its edge stay inside the region
 
@@ -201,16 +201,7 @@ class FaceWarp:
     # ---- geometry on the CPU (tiny) ----------------------------------------------------------------------------
     def footprint(self, matrix: np.ndarray, frame_hw: tuple[int, int]) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1): the frame pixels one crop reads or writes, padded, clipped to the frame."""
-        w, h = self.crop_size
-        inv = invert_affine(matrix)
-        corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-        pts = corners @ inv[:, :2].T + inv[:, 2]
-        fh, fw = frame_hw
-        x0 = int(max(math.floor(pts[:, 0].min()) - ROI_PAD, 0))
-        y0 = int(max(math.floor(pts[:, 1].min()) - ROI_PAD, 0))
-        x1 = int(min(math.ceil(pts[:, 0].max()) + ROI_PAD + 1, fw))
-        y1 = int(min(math.ceil(pts[:, 1].max()) + ROI_PAD + 1, fh))
-        return x0, y0, max(x1, x0), max(y1, y0)
+        return crop_footprint(matrix, self.crop_size, frame_hw, ROI_PAD)
 
     def box(self, matrices: np.ndarray, frame_hw: tuple[int, int]) -> tuple[int, int, int, int]:
         """The union of the footprints of a batch's valid matrices (empty box (0, 0, 0, 0) when there is none)."""

@@ -15,24 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.face.align import invert_affine
+from pipelines.face.align import crop_footprint
 
 _ROI_PAD = 4  # px of zero mask kept around the warped crop: erosion/blur then behave as on the full frame
-
-
-def _roi(
-    matrix: np.ndarray, crop_size: tuple[int, int], frame_hw: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    w, h = crop_size
-    inv = invert_affine(matrix)
-    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-    pts = corners @ inv[:, :2].T + inv[:, 2]
-    fh, fw = frame_hw
-    x0 = int(max(np.floor(pts[:, 0].min()) - _ROI_PAD, 0))
-    y0 = int(max(np.floor(pts[:, 1].min()) - _ROI_PAD, 0))
-    x1 = int(min(np.ceil(pts[:, 0].max()) + _ROI_PAD + 1, fw))
-    y1 = int(min(np.ceil(pts[:, 1].max()) + _ROI_PAD + 1, fh))
-    return x0, y0, max(x1, x0), max(y1, y0)
 
 
 def _shifted(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
@@ -51,7 +36,7 @@ def feathered_mask(
     outside the frame)."""
     import cv2
 
-    x0, y0, x1, y1 = _roi(matrix, crop_size, frame_hw)
+    x0, y0, x1, y1 = crop_footprint(matrix, crop_size, frame_hw, _ROI_PAD)
     if x1 <= x0 or y1 <= y0:
         empty = np.zeros((0, 0), np.float32)
         return empty, empty, (x0, y0, x0, y0)
