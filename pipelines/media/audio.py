@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipelines.ahead import InThread
 from pipelines.errors import InputError
 from pipelines.media.atomic import move_into_place, temp_path_for
 from pipelines.media.ffmpeg import FFmpegError, FFmpegPipe, run_ffmpeg
@@ -336,9 +337,11 @@ def plan_normalisation(
 ) -> Normalisation:
     """The normalisation of the raw mono 48 kHz float32 file `raw`, which `meter` measured: a plain gain to the
     target when the peaks allow one, otherwise the gain that reaches it through pipelines.media.limiter
-    (predicted from the meter's 1 ms ticks, no pass over the audio). Silence gets no gain."""
+    (predicted from 1 ms ticks: the meter's energies, and true peaks read back from `raw` only for the ticks
+    the gain can push over the ceiling). Silence gets no gain."""
     from pipelines.media.limiter import limited_gain
     from pipelines.media.loudness import measure
+    from pipelines.media.truepeak import TickPeaks
 
     measured = meter.result()
     if measured.silent:
@@ -357,8 +360,9 @@ def plan_normalisation(
     # The limiter aims a little under the ceiling: other meters' oversampling filters read peaks a few
     # hundredths of a dB apart from ours.
     ceiling = true_peak - _PEAK_MARGIN_DB
+    peaks = TickPeaks(np.memmap(raw, "<f4", mode="r"))
     return Normalisation(
-        "limited", limited_gain(*meter.ticks(), gain_db, target_lufs, ceiling), measured, ceiling
+        "limited", limited_gain(meter.tick_energy(), peaks, gain_db, target_lufs, ceiling), measured, ceiling
     )
 
 
@@ -458,11 +462,14 @@ def join_audio(
                 "audio",
                 f"the audio lasts {source_duration:.3f} s, shorter than one frame at {fps:g} fps",
             )
-        plan = plan_normalisation(raw, meter, target_lufs, true_peak)
-        samples_16k = pad_or_trim(
-            _resampled_f32(raw, OUTPUT_RATE, FEATURE_RATE, "resample the joined audio"),
-            sample_count(n_frames, fps, FEATURE_RATE),
-        )
+        # ffmpeg resamples the joined file for the engines while the normalisation is planned
+        resampling = InThread(_resampled_f32, raw, OUTPUT_RATE, FEATURE_RATE, "resample the joined audio")
+        try:
+            plan = plan_normalisation(raw, meter, target_lufs, true_peak)
+        except BaseException:
+            resampling.abort()
+            raise
+        samples_16k = pad_or_trim(resampling.result(), sample_count(n_frames, fps, FEATURE_RATE))
         samples_16k *= np.float32(10.0 ** (plan.gain_db / 20.0))
     except BaseException:
         raw.unlink(missing_ok=True)

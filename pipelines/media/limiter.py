@@ -11,16 +11,17 @@ Both ramps are straight lines in dB, so the curve is a running minimum: a slidin
 and a cumulative minimum for the release, vectorised, with only the last gain and the look-ahead carried from
 one block to the next. Memory does not grow with the audio.
 
-The same curve computed on 1 ms ticks (the loudness meter keeps each tick's K-weighted energy and true peak)
-predicts the loudness that a given gain gives after limiting, without a pass over the audio: `limited_gain`
-searches it for the gain that reaches the target, then one pass applies it.
+The same curve computed on 1 ms ticks (each tick's K-weighted energy from the loudness meter, its true peak
+from truepeak.TickPeaks) predicts the loudness that a given gain gives after limiting, without a pass over the
+audio: `limited_gain` searches it for the gain that reaches the target, then one pass applies it. The true peaks
+are computed only where they can reach the ceiling (pipelines.media.truepeak), in the search and in the pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipelines.media.loudness import OVERSAMPLE, upsample
+from pipelines.media.truepeak import CONTEXT, TickPeaks, sample_peaks
 
 RATE = 48_000
 ATTACK_DB_PER_MS = 4.0  # a 6 dB reduction ramps in over 1.5 ms before its peak
@@ -28,10 +29,11 @@ LOOKAHEAD_MS = 5
 # back up from 3 dB in 60 ms: a release slow enough to leave the voice's pitch periods alone, and fast enough to
 # recover between syllables (at 20 dB/s the gain stayed down through speech, and no gain reached -16 LUFS)
 RELEASE_DB_PER_S = 50.0
-_CONTEXT = 16  # input samples either side that the 4x interpolation filter of a sample reaches (its FIR: ~10)
 _PER_MS = RATE // 1000
 _LOOKAHEAD = LOOKAHEAD_MS * _PER_MS
 _MAX_EXTRA_DB = 12.0  # the most gain added beyond the plain gain to make up for the limiting
+_FIRST_STEP_DB = 0.5
+_GAIN_TOLERANCE_DB = 1e-3  # the search's precision: a thousandth of a dB is far under any meter's
 
 
 def _window_min(v: np.ndarray, w: int) -> np.ndarray:
@@ -74,29 +76,38 @@ def _needed_db(peak: np.ndarray, ceiling_db: float) -> np.ndarray:
 
 
 def limited_gain(
-    tick_energy: np.ndarray, tick_peak: np.ndarray, gain_db: float, target_lufs: float, ceiling_db: float
+    tick_energy: np.ndarray, tick_peaks: TickPeaks, gain_db: float, target_lufs: float, ceiling_db: float
 ) -> float:
     """The gain (dB, >= gain_db) whose limited output reaches `target_lufs`, predicted from the input's 1 ms
-    ticks (K-weighted energy, true peak): the limiter's curve on ticks, a bisection on the gain."""
-    from pipelines.media.loudness import _hops, loudness_of
+    ticks (K-weighted energy, true peak): the limiter's curve on ticks, a search on the gain."""
+    from pipelines.media.loudness import _hops, integrated_loudness
 
-    peak_db = 20.0 * np.log10(np.maximum(tick_peak, 1e-12))
     pad = np.zeros(LOOKAHEAD_MS)
 
     def loudness(gain: float) -> float:
+        # only the ticks this gain can push over the ceiling need their exact peak
+        peak_db = tick_peaks.at_or_above(ceiling_db - gain)[: len(tick_energy)]
         need = np.minimum(ceiling_db - (peak_db + gain), 0.0)
         curve = gain_curve_db(
             np.concatenate([need, pad]), LOOKAHEAD_MS, ATTACK_DB_PER_MS, RELEASE_DB_PER_S / 1000
         )
         energy = tick_energy * 10.0 ** ((curve + gain) / 10.0)
-        return loudness_of(_hops(energy), 0.0).integrated
+        return integrated_loudness(_hops(energy))
 
-    low, high = gain_db, gain_db + _MAX_EXTRA_DB
+    low = gain_db
     if loudness(low) >= target_lufs:
         return low
-    if loudness(high) <= target_lufs:
-        return high
-    for _ in range(20):  # to ~2e-5 dB
+    # The bracket grows from a small step: the make-up gain is usually a dB or two, and the lower the highest
+    # gain tried, the fewer ticks' peaks the search needs.
+    step = _FIRST_STEP_DB
+    while True:
+        high = gain_db + min(step, _MAX_EXTRA_DB)
+        if loudness(high) >= target_lufs:
+            break
+        if step >= _MAX_EXTRA_DB:
+            return high
+        low, step = high, 2.0 * step
+    while high - low > _GAIN_TOLERANCE_DB:
         mid = 0.5 * (low + high)
         low, high = (mid, high) if loudness(mid) < target_lufs else (low, mid)
     return 0.5 * (low + high)
@@ -109,7 +120,7 @@ class TruePeakLimiter:
     def __init__(self, gain_db: float, ceiling_db: float):
         self.gain = 10.0 ** (gain_db / 20.0)
         self.ceiling_db = ceiling_db
-        self._x = np.zeros(_CONTEXT)  # samples not yet returned, after _CONTEXT samples of history
+        self._x = np.zeros(CONTEXT)  # samples not yet returned, after CONTEXT samples of history
         self._need = np.zeros(0)  # needed reduction of the unfinished samples whose context is complete
         self._gain_db = 0.0  # the limiter's gain on the last returned sample
         self._owed = 0  # samples fed and not yet returned
@@ -122,18 +133,16 @@ class TruePeakLimiter:
 
     def flush(self) -> np.ndarray:
         """The samples still held back, their context and look-ahead completed with silence."""
-        self._x = np.concatenate([self._x, np.zeros(_CONTEXT + _LOOKAHEAD)])
+        self._x = np.concatenate([self._x, np.zeros(CONTEXT + _LOOKAHEAD)])
         return self._finish()
 
     def _finish(self) -> np.ndarray:
         known = len(self._need)
-        ready = len(self._x) - 2 * _CONTEXT - known  # new samples with their full context on both sides
+        ready = len(self._x) - 2 * CONTEXT - known  # new samples with their full context on both sides
         if ready > 0:
-            segment = self._x[known : known + ready + 2 * _CONTEXT]
-            up = np.abs(upsample(segment))
-            start = _CONTEXT * OVERSAMPLE  # up[4 i] is segment[i]; sample i's peak: up[4 i - 2 .. 4 i + 2]
-            quads = up[start - 2 : start - 2 + 4 * ready].reshape(ready, OVERSAMPLE)
-            peak = np.maximum(quads.max(axis=1), up[start + 2 : start + 2 + 4 * ready : OVERSAMPLE])
+            segment = self._x[known : known + ready + 2 * CONTEXT]
+            ceiling = 10.0 ** (self.ceiling_db / 20.0)
+            peak = sample_peaks(segment, CONTEXT, CONTEXT + ready, floor=ceiling)
             self._need = np.concatenate([self._need, _needed_db(peak, self.ceiling_db)])
         done = min(len(self._need) - _LOOKAHEAD, self._owed)  # finished: their look-ahead is known
         if done <= 0:
@@ -143,7 +152,7 @@ class TruePeakLimiter:
             need, _LOOKAHEAD, ATTACK_DB_PER_MS / _PER_MS, RELEASE_DB_PER_S / RATE, self._gain_db
         )
         self._gain_db = float(gain_db[-1])
-        samples = self._x[_CONTEXT : _CONTEXT + done]
+        samples = self._x[CONTEXT : CONTEXT + done]
         out = samples * np.power(10.0, gain_db / 20.0) if gain_db.min() < 0.0 else samples
         self._x = self._x[done:]
         self._need = self._need[done:]

@@ -3,8 +3,9 @@
 ITU-R BS.1770-4 / EBU Tech 3341-3342: K-weighting (the two published 48 kHz biquads), mean square over 400 ms
 blocks every 100 ms, integrated loudness with the -70 LUFS absolute and -10 LU relative gates, loudness range
 from 3 s short-term blocks (absolute -70, relative -20 LU gates, 10th to 95th percentile), and true peak from a
-4x oversampled signal. Memory is two numbers per 1 ms of audio (K-weighted energy and true peak of each tick,
-which the normaliser's limiter prediction reads) plus the current block.
+4x oversampled signal (pipelines.media.truepeak, which upsamples only where the maximum can be). Memory is one
+number per 1 ms of audio (the K-weighted energy of each tick, which the normaliser's limiter prediction reads)
+plus the current block.
 
 join_audio measures with this while it joins the job's audio, and write_normalised again while it writes the track,
 so loudness normalisation needs no decode pass and no ffmpeg loudnorm (which works at 192 kHz). ffmpeg's own
@@ -17,6 +18,8 @@ import math
 
 import numpy as np
 
+from pipelines.media.truepeak import CONTEXT, peak_max
+
 RATE = 48_000
 _HOP = RATE // 10  # 100 ms: the gating blocks' step
 TICK = RATE // 1000  # 1 ms: the resolution kept for the normaliser's limiter prediction
@@ -26,18 +29,9 @@ _SHELF = (
     np.array([1.0, -1.69065929318241, 0.73248077421585]),
 )
 _HIGHPASS = (np.array([1.0, -2.0, 1.0]), np.array([1.0, -1.99004745483398, 0.99007225036621]))
-OVERSAMPLE = 4
-_PEAK_CONTEXT = 32  # samples of the previous block each block is upsampled with
-_EDGE = (
-    16  # input samples at a block's end whose upsampled values wait for the next block (the FIR reaches 10)
-)
-
-
-def upsample(x: np.ndarray) -> np.ndarray:
-    """x at 4x the rate (for true peaks), in float32: a third faster than float64 and ~1e-7 from it."""
-    from scipy.signal import resample_poly
-
-    return resample_poly(np.asarray(x, np.float32), OVERSAMPLE, 1)
+_PEAK_CONTEXT = 2 * CONTEXT  # samples of the previous block each block's peaks are found with
+# input samples at a block's end whose upsampled values wait for the next block (the filter reaches 10)
+_EDGE = CONTEXT
 
 
 def _lufs(mean_square: np.ndarray | float) -> np.ndarray | float:
@@ -47,9 +41,10 @@ def _lufs(mean_square: np.ndarray | float) -> np.ndarray | float:
 class LoudnessMeter:
     """Feed mono 48 kHz float blocks of any length in order; `result()` any time after.
 
-    Everything is kept per 1 ms tick (48 samples): the K-weighted energy and the true peak of each tick. The
-    R128 figures sum ticks into 100 ms hops; `ticks()` hands them to the normaliser, which predicts from them
-    what a limiter would do to the loudness without another pass over the audio.
+    The K-weighted energy is kept per 1 ms tick (48 samples), and the true peak as the largest so far. The
+    R128 figures sum ticks into 100 ms hops; `tick_energy()` hands them to the normaliser, which predicts from
+    them (and the ticks' peaks, truepeak.TickPeaks) what a limiter would do to the loudness without another
+    pass over the audio.
     """
 
     def __init__(self) -> None:
@@ -57,10 +52,9 @@ class LoudnessMeter:
 
         self._zi = [lfilter_zi(*_SHELF) * 0.0, lfilter_zi(*_HIGHPASS) * 0.0]
         self._energy: list[np.ndarray] = []  # K-weighted sum of squares per complete tick
-        self._peaks: list[np.ndarray] = []  # true peak (linear) per tick whose peak is complete
         self._partial = np.zeros(0)  # K-weighted samples of the unfinished tick
-        self._peak_partial = np.zeros(0)  # |upsampled| values of the tick whose peak is unfinished
-        self._tail = np.zeros(0)  # last samples seen, context for the next block's upsampling
+        self._peak = 0.0  # the true peak (linear) of the samples before the last _EDGE
+        self._tail = np.zeros(0)  # last samples seen, context for the next block's peaks
         self.samples = 0
 
     def feed(self, block: np.ndarray) -> None:
@@ -77,49 +71,24 @@ class LoudnessMeter:
         if whole:
             self._energy.append((y[:whole].reshape(-1, TICK) ** 2).sum(axis=1))
         self._partial = y[whole:]
-        self._true_peak(x)
-
-    def _true_peak(self, x: np.ndarray) -> None:
-        # Upsample with the previous block's last samples in front. The last _EDGE samples of a block are
-        # counted only on the next call, once samples after them exist: the FIR would otherwise see zeros there
-        # and ring past the real peak. result() counts the final ones, where the audio does end.
-        joined = np.concatenate([self._tail, x])
-        up = upsample(joined)
-        start = max(len(self._tail) - _EDGE, 0) * OVERSAMPLE
-        stop = max(len(joined) - _EDGE, 0) * OVERSAMPLE
-        if stop > start:
-            self._add_peaks(np.abs(up[start:stop]))
+        # The previous block's last samples go in front, as context. The last _EDGE samples of a block are
+        # counted only on the next call, once samples after them exist: the filter would otherwise see zeros
+        # there and ring past the real peak. result() counts the final ones, where the audio does end.
+        joined = np.concatenate([self._tail, x.astype(np.float32)])
+        self._peak = peak_max(
+            joined, max(len(self._tail) - _EDGE, 0), max(len(joined) - _EDGE, 0), self._peak
+        )
         self._tail = joined[-_PEAK_CONTEXT:]
 
-    def _add_peaks(self, magnitudes: np.ndarray) -> None:
-        values = np.concatenate([self._peak_partial, magnitudes])
-        per_tick = TICK * OVERSAMPLE
-        whole = len(values) // per_tick * per_tick
-        if whole:
-            self._peaks.append(values[:whole].reshape(-1, per_tick).max(axis=1))
-        self._peak_partial = values[whole:]
-
-    def _final_peaks(self) -> np.ndarray:
-        """True peak per tick, the last (partial) tick included."""
-        peaks = list(self._peaks)
-        rest = self._peak_partial
-        if len(self._tail):
-            rest = np.concatenate(
-                [rest, np.abs(upsample(self._tail)[max(len(self._tail) - _EDGE, 0) * OVERSAMPLE :])]
-            )
-        if len(rest):
-            peaks.append(np.array([rest.max()]))
-        return np.concatenate(peaks) if peaks else np.zeros(0)
-
-    def ticks(self) -> tuple[np.ndarray, np.ndarray]:
-        """(K-weighted energy, true peak) of each complete 1 ms tick, in order (peaks of the same ticks)."""
-        energy = np.concatenate(self._energy) if self._energy else np.zeros(0)
-        return energy, self._final_peaks()[: len(energy)]
+    def tick_energy(self) -> np.ndarray:
+        """The K-weighted energy of each complete 1 ms tick, in order."""
+        return np.concatenate(self._energy) if self._energy else np.zeros(0)
 
     def result(self):
         """A pipelines.media.audio.Loudness: integrated LUFS, true peak dBTP, LRA LU, relative-gate threshold."""
-        energy, _ = self.ticks()
-        return loudness_of(_hops(energy), float(self._final_peaks().max(initial=0.0)))
+        tail = self._tail
+        peak = peak_max(tail, max(len(tail) - _EDGE, 0), len(tail), self._peak)
+        return loudness_of(_hops(self.tick_energy()), peak)
 
 
 def _hops(tick_energy: np.ndarray) -> np.ndarray:
@@ -136,6 +105,11 @@ def loudness_of(hop_energy: np.ndarray, peak: float):
     integrated, threshold = _integrated(hop_energy)
     true_peak = 20.0 * math.log10(peak) if peak > 0 else -math.inf
     return Loudness(integrated, true_peak, _range(hop_energy), threshold)
+
+
+def integrated_loudness(hop_energy: np.ndarray) -> float:
+    """Integrated loudness (LUFS) alone, from K-weighted energies per 100 ms hop."""
+    return _integrated(hop_energy)[0]
 
 
 def _blocks(energy: np.ndarray, hops: int) -> np.ndarray:
