@@ -8,5 +8,6 @@
 - video_out.py: SegmentWriter, I420Frames, AudioTrack, completed_frames(), mux_segments(), encode_final()
 - loudness.py: LoudnessMeter (EBU R128 in numpy, measured while the audio streams)
 - limiter.py: TruePeakLimiter, limited_gain() (normalisation when peaks forbid a plain gain)
+- truepeak.py: upsample(), peak_max(), sample_peaks(), TickPeaks (4x true peaks, upsampled only where they matter)
 - atomic.py: temp_path_for(), move_into_place()
 """
