@@ -85,7 +85,7 @@ class MouthTrack:
 
 def mouth_curves(speech: Speech) -> MouthTrack:
     n_grid = max(int(np.ceil(speech.duration * GRID_HZ)), 1)
-    level_db, centroid = _frame_features(speech.samples, speech.sample_rate, n_grid)
+    level_db = _levels(speech.samples, speech.sample_rate, n_grid)
     active, gate, loud = _voice_activity(level_db)
     if speech.phonemes:
         raw = _phoneme_targets(speech, n_grid)
@@ -94,6 +94,7 @@ def mouth_curves(speech: Speech) -> MouthTrack:
         raw[:, :3] *= presence[:, None]
         source = "phonemes"
     else:
+        centroid = _centroids(speech.samples, speech.sample_rate, n_grid)
         raw = _signal_targets(level_db, centroid, active, gate, loud)
         raw = np.stack([_gaussian_smooth(raw[:, i], _SIGNAL_SIGMA_S * GRID_HZ) for i in range(4)], axis=1)
         raw[:, 0] = np.minimum(raw[:, 0], 1.0 - raw[:, 3])
@@ -135,14 +136,29 @@ def _phoneme_targets(speech: Speech, n_grid: int) -> np.ndarray:
 _FEATURE_CHUNK = 1024  # analysis windows per chunk
 
 
-def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Level (dBFS) and log2 spectral centroid at GRID_HZ, each window centred on its grid point."""
-    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+def _windows(sample_rate: int, n_grid: int) -> tuple[int, np.ndarray]:
+    """The analysis window's length and each grid point's window start (windows centred on the points)."""
     win = max(int(round(_WINDOW_S * sample_rate)), 16)
-    n_fft = 1 << int(np.ceil(np.log2(win)))
     centres = np.round((np.arange(n_grid) + 0.5) * sample_rate / GRID_HZ).astype(np.int64)
-    starts = centres - win // 2
-    level = np.full(n_grid, -120.0)
+    return win, centres - win // 2
+
+
+def _levels(samples: np.ndarray, sample_rate: int, n_grid: int) -> np.ndarray:
+    """RMS level (dBFS) of each grid point's window (zeros outside the signal), from a running sum of squares."""
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    win, starts = _windows(sample_rate, n_grid)
+    energy = np.concatenate([[0.0], np.cumsum(x * x)])
+    ends = np.clip(starts + win, 0, len(x))
+    sums = energy[ends] - energy[np.clip(starts, 0, len(x))]
+    rms = np.sqrt(np.maximum(sums, 0.0) / win)
+    return 20.0 * np.log10(np.maximum(rms, 1e-6))
+
+
+def _centroids(samples: np.ndarray, sample_rate: int, n_grid: int) -> np.ndarray:
+    """log2 spectral centroid (100 Hz .. 5 kHz) of each grid point's Hann-windowed frame."""
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    win, starts = _windows(sample_rate, n_grid)
+    n_fft = 1 << int(np.ceil(np.log2(win)))
     centroid = np.zeros(n_grid)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     band = (freqs >= _CENTROID_BAND[0]) & (freqs <= _CENTROID_BAND[1])
@@ -156,14 +172,12 @@ def _frame_features(samples: np.ndarray, sample_rate: int, n_grid: int) -> tuple
         frames = np.where(inside, x[np.clip(idx, 0, max(len(x) - 1, 0))] if len(x) else 0.0, 0.0).astype(
             np.float64
         )
-        rms = np.sqrt(np.mean(frames**2, axis=1))
-        level[c0 : c0 + _FEATURE_CHUNK] = 20.0 * np.log10(np.maximum(rms, 1e-6))
         power = np.abs(np.fft.rfft(frames * window, n=n_fft, axis=1))[:, band] ** 2
         total = power.sum(axis=1)
         centroid[c0 : c0 + _FEATURE_CHUNK] = np.where(
             total > 0, (power * log_f).sum(axis=1) / np.maximum(total, 1e-20), 0.0
         )
-    return level, centroid
+    return centroid
 
 
 def _voice_activity(level_db: np.ndarray) -> tuple[np.ndarray, float, float]:
