@@ -52,6 +52,7 @@ def test_manifest_lists_every_engine_with_repos_and_licences():
         "latentsync-1.5",
         "latentsync-1.6",
         "echomimic-v2",
+        "echomimic-v2-acc",
         "echomimic-v3-flash",
         "echomimic-v3-preview",
     }
@@ -140,7 +141,7 @@ def test_cli_import_list_path_verify_echomimic(snapshot, tmp_path):
 
     result, out = run("import", "echomimic-v2", airgap, "--dir", weights, "--lock", lock_path)
     assert result.exit_code == 0, out
-    assert "imported 10" in out and "converted 7" in out
+    assert "imported 8" in out and "converted 5" in out
 
     result, _ = run("list", "echomimic-v2", "--dir", weights, "--lock", lock_path, "--json")
     assert result.exit_code == 0
@@ -161,11 +162,11 @@ def test_cli_import_list_path_verify_echomimic(snapshot, tmp_path):
 
     result, out = run("verify", "echomimic-v2", "--dir", weights, "--lock", lock_path)
     assert result.exit_code == 0, out
-    assert "all 10 files verified" in out
+    assert "all 8 files verified" in out
 
     # Import again: nothing is copied twice.
     result, out = run("import", "echomimic-v2", airgap, "--dir", weights, "--lock", lock_path)
-    assert "imported 0, already present 10, converted 0" in out
+    assert "imported 0, already present 8, converted 0" in out
 
 
 def test_verify_names_corrupted_truncated_and_missing_files(snapshot, tmp_path):

@@ -87,8 +87,9 @@ def _sd_vae() -> WeightFile:
     )
 
 
-def _echomimic_v2() -> tuple[WeightFile, ...]:
+def _echomimic_v2(acc: bool) -> tuple[WeightFile, ...]:
     repo = "BadToBest/EchoMimicV2"
+    suffix = "_acc" if acc else ""  # the accelerated engine has its own denoiser and motion modules
 
     def checkpoint(role: str, name: str, approx: int | None) -> WeightFile:
         return WeightFile(
@@ -102,12 +103,10 @@ def _echomimic_v2() -> tuple[WeightFile, ...]:
         )
 
     return (
-        checkpoint("denoising_unet", "denoising_unet", 1_700 * MB),
+        checkpoint("denoising_unet", f"denoising_unet{suffix}", 1_700 * MB),
         checkpoint("reference_unet", "reference_unet", 1_630 * MB),
-        checkpoint("motion_module", "motion_module", 909 * MB),
+        checkpoint("motion_module", f"motion_module{suffix}", 909 * MB),
         checkpoint("pose_encoder", "pose_encoder", None),
-        checkpoint("denoising_unet_acc", "denoising_unet_acc", 1_700 * MB),
-        checkpoint("motion_module_acc", "motion_module_acc", 909 * MB),
         # Only the UNet config is read (the ReferenceNet's architecture); its weights come from reference_unet.pth.
         WeightFile(
             role="reference_unet_config",
@@ -220,7 +219,8 @@ def _echomimic_v3(variant: str) -> tuple[WeightFile, ...]:
 MANIFEST: dict[str, tuple[WeightFile, ...]] = {
     "latentsync-1.5": _latentsync("1.5"),
     "latentsync-1.6": _latentsync("1.6"),
-    "echomimic-v2": _echomimic_v2(),
+    "echomimic-v2": _echomimic_v2(acc=False),
+    "echomimic-v2-acc": _echomimic_v2(acc=True),
     "echomimic-v3-flash": _echomimic_v3("flash"),
     "echomimic-v3-preview": _echomimic_v3("preview"),
 }

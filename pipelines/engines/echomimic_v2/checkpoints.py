@@ -37,7 +37,9 @@ class CheckpointMismatchError(ValueError):
     """A state dict that is not the EchoMimic V2 model it is loaded into."""
 
 
-_MOTION = re.compile(r"^((?:down_blocks|up_blocks)\.\d+\.motion_modules\.\d+\.|mid_block\.motion_modules\.\d+\.)(.*)$")
+_MOTION = re.compile(
+    r"^((?:down_blocks|up_blocks)\.\d+\.motion_modules\.\d+\.|mid_block\.motion_modules\.\d+\.)(.*)$"
+)
 _RENAMES = (
     ("attention_blocks.0.", "attn1."),
     ("attention_blocks.1.", "attn2."),
@@ -172,8 +174,6 @@ _UNET_FIELDS = (
     "act_fn",
     "norm_num_groups",
     "norm_eps",
-    "flip_sin_to_cos",
-    "freq_shift",
     "use_linear_projection",
 )
 
@@ -191,16 +191,28 @@ def read_unet_config(path: str | Path) -> dict[str, Any]:
 
 def reference_config(base: Mapping[str, Any]) -> dict[str, Any]:
     """UNet2DConditionModel kwargs for the ReferenceNet from the base config (as upstream's from_pretrained)."""
-    cfg = {k: base[k] for k in (*_UNET_FIELDS, "cross_attention_dim", "attention_head_dim") if k in base}
+    fields = (*_UNET_FIELDS, "flip_sin_to_cos", "freq_shift", "cross_attention_dim", "attention_head_dim")
+    cfg = {k: base[k] for k in fields if k in base}
     n = len(cfg.get("block_out_channels", REFERENCE_CONFIG["block_out_channels"]))
-    cfg.setdefault("down_block_types", base.get("down_block_types", ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)))
-    cfg.setdefault("up_block_types", base.get("up_block_types", ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)))
+    cfg.setdefault(
+        "down_block_types",
+        base.get("down_block_types", ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)),
+    )
+    cfg.setdefault(
+        "up_block_types", base.get("up_block_types", ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1))
+    )
     return {**REFERENCE_CONFIG, **cfg}
 
 
-def denoiser_config(base: Mapping[str, Any], cross_attention_dim: int = 384, max_frames: int = 32) -> dict[str, Any]:
+def denoiser_config(
+    base: Mapping[str, Any], cross_attention_dim: int = 384, max_frames: int = 32
+) -> dict[str, Any]:
     """UNetMotionModel kwargs for the denoiser: the base layout with 3-D blocks, audio-wide cross-attention and
     motion modules everywhere (upstream's from_pretrained_2d + inference_v2.yaml)."""
+    if not base.get("flip_sin_to_cos", True) or base.get("freq_shift", 0) != 0:
+        raise CheckpointMismatchError(
+            "the denoiser's time embedding needs flip_sin_to_cos true and freq_shift 0"
+        )
     cfg = {k: base[k] for k in _UNET_FIELDS if k in base}
     n = len(cfg.get("block_out_channels", DENOISER_CONFIG["block_out_channels"]))
     down = [t.replace("2D", "Motion").replace("3D", "Motion") for t in base.get("down_block_types", ())]
@@ -270,13 +282,17 @@ def load_reference_net(
     device: str | torch.device = "cpu",
 ) -> ReferenceNet:
     model = build_reference_net(reference_config(base_config), device="meta")
-    _check(official, {k: tuple(v.shape) for k, v in model.state_dict().items()}, "ReferenceNet (reference_unet)")
+    _check(
+        official, {k: tuple(v.shape) for k, v in model.state_dict().items()}, "ReferenceNet (reference_unet)"
+    )
     model.load_state_dict(dict(official), strict=True, assign=True)
     return _finish(model, "ReferenceNet", dtype, device)
 
 
 def load_pose_encoder(
-    official: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+    official: Mapping[str, torch.Tensor],
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
 ) -> PoseEncoder:
     """The pose encoder; its widths come from the shapes (conv_in, every second block, conv_out)."""
     try:

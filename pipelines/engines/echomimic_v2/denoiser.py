@@ -104,7 +104,9 @@ class ScaledCrossAttention:
         self.scale = scale
         self.inner = AttnProcessor2_0()
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, attn: Attention, hidden_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         return self.inner(attn, hidden_states, *args, **kwargs) * self.scale
 
 
@@ -173,7 +175,9 @@ class EchoMimicV2UNet(UNetMotionModel):
             c.pose = c.bank = c.bank_rows = None
 
 
-def build_denoiser(config: Mapping[str, Any] | None = None, device: str | torch.device = "cpu") -> EchoMimicV2UNet:
+def build_denoiser(
+    config: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> EchoMimicV2UNet:
     """The denoiser with the reference config (or overrides, e.g. a tiny test size) on `device` ("meta": no memory)."""
     with torch.device(device):
         return EchoMimicV2UNet(**{**DENOISER_CONFIG, **(config or {})})

@@ -1,0 +1,57 @@
+"""Tiny EchoMimic V2 components: the real classes with the real block layout at toy width, random weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# a sd-image-variations-style unet/config.json at toy width (one layer per block, 8 norm groups, 2 heads)
+TINY_BASE: dict[str, Any] = {
+    "_class_name": "UNet2DConditionModel",
+    "act_fn": "silu",
+    "attention_head_dim": 2,
+    "block_out_channels": [16, 32, 32, 32],
+    "cross_attention_dim": 32,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 1,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 8,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    "use_linear_projection": False,
+}
+TINY_AUDIO_WIDTH = 32
+TINY_POSE = {"embedding_channels": 16, "conditioning_channels": 3, "block_out_channels": (4, 8, 8, 8)}
+
+
+def perturbed(model, seed: int = 0, amount: float = 0.05):
+    """Random offsets on every weight, so zero-initialised layers (motion proj_out, pose conv_out) act too."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(amount * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model.eval()
+
+
+def tiny_models(seed: int = 0) -> dict[str, Any]:
+    """reference_net, denoiser, pose_encoder at toy size."""
+    import torch
+
+    from pipelines.engines.echomimic_v2.checkpoints import denoiser_config, reference_config
+    from pipelines.engines.echomimic_v2.denoiser import build_denoiser
+    from pipelines.engines.echomimic_v2.pose_encoder import PoseEncoder
+    from pipelines.engines.echomimic_v2.reference_net import build_reference_net
+
+    torch.manual_seed(seed)
+    return {
+        "reference_net": perturbed(build_reference_net(reference_config(TINY_BASE)), seed),
+        "denoiser": perturbed(build_denoiser(denoiser_config(TINY_BASE, TINY_AUDIO_WIDTH)), seed + 1),
+        "pose_encoder": perturbed(PoseEncoder(**TINY_POSE), seed + 2),
+    }
