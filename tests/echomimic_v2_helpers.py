@@ -55,3 +55,29 @@ def tiny_models(seed: int = 0) -> dict[str, Any]:
         "denoiser": perturbed(build_denoiser(denoiser_config(TINY_BASE, TINY_AUDIO_WIDTH)), seed + 1),
         "pose_encoder": perturbed(PoseEncoder(**TINY_POSE), seed + 2),
     }
+
+
+TINY_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (8, 8, 16, 16),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 4,
+    "sample_size": 64,
+}
+
+
+def tiny_pipeline(seed: int = 0):
+    """EchoMimicV2Pipeline from the tiny models, a tiny VAE and upstream's scheduler."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from pipelines.engines.echomimic_v2.pipeline import EchoMimicV2Pipeline
+    from pipelines.engines.echomimic_v2.sampling import make_scheduler
+
+    models = tiny_models(seed)
+    torch.manual_seed(seed)
+    return EchoMimicV2Pipeline(vae=AutoencoderKL(**TINY_VAE).eval(), scheduler=make_scheduler(), **models)
