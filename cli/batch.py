@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.errors import EXIT_INPUT, EXIT_JOBS_FAILED, EXIT_OK
+from cli.errors import EXIT_INPUT, EXIT_JOBS_FAILED, EXIT_OK, environment_message
 from pipelines.errors import InputError, TalkreelError
 
 RENDERED, UP_TO_DATE, FAILED, INVALID, PLANNED = "rendered", "up to date", "failed", "invalid", "to render"
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -159,6 +160,8 @@ def run_batch(
             plans.append(plan_job(loaded, out_dir, hasher, force=force))
         except OSError as exc:  # an input file vanished or became unreadable since loading
             invalid(InputError(loaded.job_path, None, str(exc)))
+        except InputError as exc:  # e.g. the output's folder is blocked by a file
+            invalid(exc)
 
     plans = _check_media_and_faces(plans, batch, invalid)
 
@@ -240,8 +243,15 @@ def _run_one(
         outcome.status, outcome.error, outcome.exit_code = FAILED, str(exc), exc.exit_code
     except Exception as exc:  # one job's internal error must not stop the batch
         outcome.status, outcome.exit_code = FAILED, EXIT_JOBS_FAILED
-        outcome.error = f"{job}: internal error: {type(exc).__name__}: {exc}"
-        outcome.traceback = traceback.format_exc()
+        environment = environment_message(exc)
+        if environment:
+            outcome.error = f"{job}: {environment}"
+        else:
+            outcome.error = f"{job}: internal error: {type(exc).__name__}: {exc}"
+            outcome.traceback = traceback.format_exc()
+    except KeyboardInterrupt:
+        outcome.status, outcome.exit_code = INTERRUPTED, EXIT_JOBS_FAILED
+        raise
     finally:
         lock.release()
         outcome.seconds = round(time.perf_counter() - t0, 3)

@@ -6,6 +6,7 @@ Exit codes (documented in the README): 0 all done, 1 internal error, 2 invalid i
 
 from __future__ import annotations
 
+import errno
 import functools
 import traceback
 from collections.abc import Callable
@@ -23,6 +24,25 @@ EXIT_JOBS_FAILED = 3
 EXIT_WEIGHTS = 4
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# OS errors that describe the user's machine, not a bug: said plainly instead of as an internal error.
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENAMETOOLONG: "a file name is too long for the filesystem",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EMFILE: "too many open files (raise `ulimit -n`)",
+}
+
+
+def environment_message(exc: BaseException) -> str | None:
+    """A one-line message for an OSError caused by the machine (disk full, name too long, ...), else None."""
+    if not isinstance(exc, OSError) or exc.errno not in ENVIRONMENT_ERRORS:
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{ENVIRONMENT_ERRORS[exc.errno]}{where}"
 
 # -v on the root command sets this; commands read it through `verbose()`.
 _state = {"verbose": False}
@@ -54,6 +74,10 @@ def handle_errors(func: F) -> F:
             err_console.print("interrupted", markup=False)
             raise typer.Exit(130) from None
         except Exception as exc:  # the internal-error row of the table
+            environment = environment_message(exc)
+            if environment:
+                err_console.print(f"error: {environment}", markup=False, highlight=False, soft_wrap=True)
+                raise typer.Exit(EXIT_INTERNAL) from None
             if verbose():
                 err_console.print(traceback.format_exc(), markup=False, highlight=False)
             err_console.print(

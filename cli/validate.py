@@ -30,7 +30,12 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
     for loaded in personas:
         media = {"source": loaded.persona.source} | {f"looks.{k}": v for k, v in loaded.persona.looks.items()}
         for field, path in media.items():
-            for problem in inspect_source(path).problems:
+            try:
+                problems = inspect_source(path).problems
+            except InputError as exc:  # unreadable media: this persona's error, not the batch's end
+                errors.append(InputError(display(loaded.path), field, exc.message))
+                continue
+            for problem in problems:
                 issue = InputError(display(loaded.path), field, f"{problem.message}: {display(path)}")
                 (errors if problem.severity == "error" else warnings).append(issue)
     return errors, warnings

@@ -9,7 +9,6 @@ the frames a full run gives there. Nothing holds the whole clip in memory.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import time
@@ -22,10 +21,18 @@ from typing import Any
 import numpy as np
 
 from pipelines.ahead import in_background
-from pipelines.cache import FileHasher, atomic_write_text, code_version, hash_payload
+from pipelines.cache import FileHasher, code_version, hash_payload
 from pipelines.engines.base import Engine, Frame, RenderSettings
-from pipelines.errors import InputError
-from pipelines.media.atomic import move_into_place
+from pipelines.errors import InputError, RenderError
+from pipelines.publish import (
+    Stage,
+    job_key,
+    matches_record,
+    output_facts,
+    read_record,
+    record_path_for,
+    remove_stale_work,
+)
 from pipelines.spec.audio import FileAudio, PauseSegment, TextAudio
 from pipelines.spec.loader import LoadedJob
 from pipelines.speech.track import Speech, TimedUnit
@@ -55,6 +62,9 @@ class JobPlan:
     content_hash: str
     inputs: dict[str, str]  # input file -> sha256
     up_to_date: bool
+    # Another job whose record is beside out_path: this job would overwrite that job's output (two processes,
+    # or two batches, with different jobs naming one output). None when the output is free or this job's.
+    owner: str | None = None
 
     @property
     def record_path(self) -> Path:
@@ -70,13 +80,10 @@ class JobPlan:
         return self.loaded.job.engine.name
 
 
-def record_path_for(out_path: Path) -> Path:
-    return out_path.with_suffix(".json")
-
-
 def plan_job(loaded: LoadedJob, out_dir: Path, hasher: FileHasher, force: bool = False) -> JobPlan:
     job = loaded.job
     out_path = (out_dir / job.output.path).resolve()
+    _check_output_folder(loaded, out_path)
     inputs = {str(p): hasher(p) for p in sorted(set(loaded.input_files()))}
     content_hash = hash_payload(
         {
@@ -86,17 +93,26 @@ def plan_job(loaded: LoadedJob, out_dir: Path, hasher: FileHasher, force: bool =
             "code": code_version(),
         }
     )
-    up_to_date = False
+    up_to_date, owner = False, None
     if not force and out_path.is_file():
-        up_to_date = read_record(out_path).get("content_hash") == content_hash
-    return JobPlan(loaded, out_path, content_hash, inputs, up_to_date)
+        record = read_record(out_path)
+        # The output must still be the file its record describes: a truncated or replaced MP4 is re-rendered.
+        up_to_date = record.get("content_hash") == content_hash and matches_record(out_path, record, hasher)
+        named = record.get("job_key")
+        if named and named != job_key(loaded.job_path, loaded.project_root):
+            owner = named
+    return JobPlan(loaded, out_path, content_hash, inputs, up_to_date, owner)
 
 
-def read_record(out_path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(record_path_for(out_path).read_text())
-    except (OSError, ValueError):
-        return {}
+def _check_output_folder(loaded: LoadedJob, out_path: Path) -> None:
+    """The output's folder exists or can be made: a plain file where a folder must be is this job's error."""
+    for folder in (out_path.parent, *out_path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(
+                    loaded.job_path, "output.path", f"cannot make {out_path.parent}: {folder} is a file"
+                )
+            return
 
 
 def estimate_frames(loaded: LoadedJob) -> int | None:
@@ -236,10 +252,22 @@ def render_job(
 
     loaded = plan.loaded
     job, persona = loaded.job, loaded.persona
+    if plan.owner:
+        raise RenderError(
+            f"{loaded.job_path}: output.path: {plan.out_path} is the output of {plan.owner} (its record says "
+            "so); give this job another output.path, or render with --force to replace it"
+        )
     fps = float(job.output.fps)
     timings = Timings()
     work = plan.work_dir
+    remove_stale_work(plan.out_path, work)
     work.mkdir(parents=True, exist_ok=True)
+    stage = Stage(work, plan.out_path)
+    staged = stage.staged_record()
+    if staged.get("content_hash") == plan.content_hash:  # killed while publishing: finish that
+        stage.publish(staged)
+        shutil.rmtree(work, ignore_errors=True)
+        return staged
     report = progress or (lambda *_: None)
 
     with timings.stage("audio"):
@@ -317,7 +345,7 @@ def render_job(
             )
         with timings.stage("mux"):
             loud_out, track, audio_seconds = output_audio.result()
-            composed = work / plan.out_path.name  # the name the C2PA manifest's title records
+            composed = stage.mp4  # the final name, which the C2PA manifest's title records
             mux_segments(work / "segments", total, fps, track, composed)
     except BaseException:
         output_audio.abort()
@@ -327,8 +355,7 @@ def render_job(
     with timings.stage("provenance"):
         disclosure = {k: composition.record.get(k) for k in ("label", "watermark")}
         provenance = _sign(composed, plan, engine, disclosure)
-        move_into_place(composed, plan.out_path)
-        sidecars = composition.write_sidecars(plan.out_path, srt=job.captions.srt, vtt=job.captions.vtt)
+        staged_sidecars = composition.write_sidecars(composed, srt=job.captions.srt, vtt=job.captions.vtt)
 
     figures = None
     if qc:
@@ -336,9 +363,11 @@ def render_job(
             from pipelines.qc.contact_sheet import write_contact_sheet
             from pipelines.qc.measure import qc_file
 
-            figures = qc_file(plan.out_path)
+            figures = qc_file(composed)
             figures.pop("file", None)
-            sidecars.append(write_contact_sheet(plan.out_path, plan.out_path.with_suffix(".contact.png")))
+            sheet = stage.path(plan.out_path.with_suffix(".contact.png"))
+            staged_sidecars.append(write_contact_sheet(composed, sheet))
+    sidecars = [plan.out_path.parent / p.name for p in staged_sidecars]
 
     record = {
         "record_version": RECORD_VERSION,
@@ -346,7 +375,9 @@ def render_job(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "talkreel": code_version(),
         "job": str(loaded.job_path),
+        "job_key": job_key(loaded.job_path, loaded.project_root),
         "output": str(plan.out_path),
+        "output_file": output_facts(composed),
         "kind": job.kind,
         "persona": {
             "name": persona.name,
@@ -380,7 +411,7 @@ def render_job(
         "qc": figures,
         "timings": timings.rounded(),
     }
-    atomic_write_text(plan.record_path, json.dumps(record, indent=2, default=str))
+    stage.publish(record)
     shutil.rmtree(work, ignore_errors=True)
     return record
 

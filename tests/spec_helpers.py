@@ -19,10 +19,18 @@ def write_yaml(path: Path, data: Any) -> Path:
     return path
 
 
-def touch(path: Path, content: bytes = b"x") -> Path:
-    """A placeholder media file: the spec checks existence and suffix, it never decodes media."""
+def touch(path: Path, content: bytes | None = None) -> Path:
+    """A placeholder media file: a tiny real image for an image suffix (the spec decodes images, so a
+    persona photo or logo that is not one is an error), else `content` (the spec never decodes audio/video)."""
+    from PIL import Image
+
+    from pipelines.media.formats import media_kind
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
+    if content is None and media_kind(path) == "image":
+        Image.new("RGB", (4, 4), (128, 100, 90)).save(path)
+    else:
+        path.write_bytes(b"x" if content is None else content)
     return path
 
 

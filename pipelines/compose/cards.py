@@ -23,11 +23,13 @@ class CardText:
 
 
 def _logo(path: Path, max_w: int, max_h: int) -> np.ndarray:
+    from pipelines.media.images import ImageProblem, open_image
+
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             logo = img.convert("RGBA")
-    except OSError as exc:
-        raise InputError(path, "logo", f"not a readable image ({exc})") from None
+    except ImageProblem as exc:
+        raise InputError(path, "logo", str(exc)) from None
     logo.thumbnail((max_w, max_h), Image.Resampling.LANCZOS)
     return np.asarray(logo)
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipelines.compose.text import parse_colour
 from pipelines.errors import InputError
@@ -71,11 +70,13 @@ def background(
     path = Path(spec) if spec is not None else image
     if path is None:
         return np.full((height, width, 3), parse_colour(default_colour)[:3], np.uint8)
+    from pipelines.media.images import ImageProblem, open_image
+
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             pixels = np.asarray(img.convert("RGB"))
-    except OSError as exc:
-        raise InputError(path, "background", f"not a readable image ({exc})") from None
+    except ImageProblem as exc:
+        raise InputError(path, "background", str(exc)) from None
     return cover(pixels, size)
 
 

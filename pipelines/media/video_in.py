@@ -46,20 +46,22 @@ def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
 
 def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """A still image as RGB uint8 in display orientation (EXIF applied, alpha dropped), optionally resized."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
+
+    from pipelines.media.images import ImageProblem, open_image
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, f"image file {path.name!r} not found")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             # Phone photos carry their orientation in EXIF instead of in the pixels.
             img = ImageOps.exif_transpose(img).convert("RGB")
             if size is not None and img.size != tuple(size):
                 img = img.resize(tuple(size), Image.Resampling.LANCZOS)
             return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(path, None, f"{path.name!r} is not a readable image ({exc})") from None
+    except ImageProblem as exc:
+        raise InputError(path, None, str(exc)) from None
 
 
 def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:

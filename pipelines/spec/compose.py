@@ -10,11 +10,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.spec.paths import InputFile
+from pipelines.spec.media_checks import FontFile, ImageFile
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No infinite or NaN numbers anywhere in a spec (`start: .inf` is a typo, never a time).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Card(StrictModel):
@@ -83,12 +84,12 @@ class ThemeLabel(StrictModel):
 class Theme(StrictModel):
     """A brand/theme file (YAML) shared by many jobs: fonts, colours, logo, background image."""
 
-    font: InputFile | None = Field(
+    font: FontFile | None = Field(
         None, description="TrueType/OpenType file for body text; default: bundled DejaVu Sans"
     )
-    font_bold: InputFile | None = Field(None, description="for headings; default: bundled DejaVu Sans Bold")
+    font_bold: FontFile | None = Field(None, description="for headings; default: bundled DejaVu Sans Bold")
     colours: ThemeColours = Field(default_factory=ThemeColours)
-    logo: InputFile | None = Field(None, description="PNG (alpha kept) shown on title and closing cards")
-    background_image: InputFile | None = Field(None, description="image behind cards and picture-in-picture")
+    logo: ImageFile | None = Field(None, description="PNG (alpha kept) shown on title and closing cards")
+    background_image: ImageFile | None = Field(None, description="image behind cards and picture-in-picture")
     label: ThemeLabel = Field(default_factory=ThemeLabel)
     crossfade: float = Field(0.5, ge=0, le=3, description="seconds of cross-fade between a card and the clip")

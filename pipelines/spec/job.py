@@ -25,6 +25,7 @@ from pipelines.spec.audio import AudioSpec, TextAudio
 from pipelines.spec.compose import CompositionFields, Layout, StrictModel
 from pipelines.spec.emotion import EmotionEntry, end_before_start
 from pipelines.spec.engines import EngineSettings, PreviewSettings
+from pipelines.spec.media_checks import usable_image
 from pipelines.spec.paths import fail, merge_errors, raise_field_errors, resolve_input, spec_context
 
 Kind = Literal["intro", "summary", "faq"]
@@ -32,6 +33,8 @@ X264Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
 ]
 KINDS: tuple[str, ...] = Kind.__args__
+# Filesystems allow 255 bytes a name; talkreel's temporary names add ~40 (".<stem>.<pid>-<id>.part.mp4").
+MAX_NAME_BYTES = 200
 
 # field -> the one kind that uses it
 KIND_FIELDS: dict[str, Kind] = {
@@ -65,6 +68,12 @@ class Output(StrictModel):
             return None
         if path.suffix.lower() != ".mp4":
             raise fail(f"expected a .mp4 file name, got {str(path)!r}")
+        too_long = [part for part in path.parts if len(part.encode()) > MAX_NAME_BYTES]
+        if too_long:
+            raise fail(
+                f"{too_long[0][:40]}... is {len(too_long[0].encode())} bytes long; file and folder names may "
+                f"be at most {MAX_NAME_BYTES} bytes (the filesystem's limit, less room for temporary names)"
+            )
         ctx = spec_context(info)
         escapes = path.is_absolute() or ".." in path.parts
         if escapes and ctx is not None and not ctx.allow_outside:
@@ -121,7 +130,7 @@ class Job(CompositionFields):
         if ctx is None or background is None or Path(str(background)).suffix.lower() not in IMAGE_SUFFIXES:
             return layout
         try:
-            resolved = resolve_input(Path(str(background)), ctx)
+            resolved = usable_image(resolve_input(Path(str(background)), ctx))
         except PydanticCustomError as exc:
             raise_field_errors("Layout", [(("background",), exc.message())])
         return layout.model_copy(update={"background": resolved})

@@ -13,6 +13,7 @@ from pipelines.media.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, media_kind
 from pipelines.spec.compose import StrictModel
 from pipelines.spec.emotion import known_emotions
 from pipelines.spec.engines import EngineSettings
+from pipelines.spec.media_checks import usable_image
 from pipelines.spec.paths import InputFile, fail, raise_field_errors
 
 SourceKind = Literal["image", "video"]
@@ -28,12 +29,12 @@ def source_kind(path: Path) -> SourceKind:
 
 def _image_or_video(path: Path) -> Path:
     try:
-        source_kind(path)
+        kind = source_kind(path)
     except ValueError:
         raise fail(
             f"expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)}), got {path.name!r}"
         ) from None
-    return path
+    return usable_image(path) if kind == "image" else path
 
 
 MediaFile = Annotated[InputFile, AfterValidator(_image_or_video)]
