@@ -44,6 +44,7 @@ def environment_message(exc: BaseException) -> str | None:
     where = f" ({exc.filename})" if exc.filename else ""
     return f"{ENVIRONMENT_ERRORS[exc.errno]}{where}"
 
+
 # -v on the root command sets this; commands read it through `verbose()`.
 _state = {"verbose": False}
 
