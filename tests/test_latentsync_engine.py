@@ -188,15 +188,12 @@ def test_color_match_moves_only_the_regenerated_region():
 
 
 def test_reader_decodes_forwards_and_restarts_only_for_earlier_frames(tmp_path, monkeypatch):
-    from pipelines.engines.latentsync.engine import SourceClip, _Reader
+    from pipelines.engines.model.source_frames import FrameReader
 
     frames = [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(8)]
     video = tmp_path / "ramp.mp4"
     write_video(video, frames, lossless=True)
-    clip = SourceClip(
-        video, False, None, np.zeros((8, 478, 2)), np.ones(8, bool), np.ones(8), np.zeros((8, 2, 3))
-    )
-    reader = _Reader(clip, 25)
+    reader = FrameReader(video, 25)
     starts = []
     original = reader.src.frames
     monkeypatch.setattr(

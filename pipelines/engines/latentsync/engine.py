@@ -24,11 +24,8 @@ that emotion dominates the track. Head-motion parameters are not used (the sourc
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +34,19 @@ import numpy as np
 
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
+from pipelines.engines.model.chunks import CHUNK_FRAMES, chunk_frames, chunk_generator, chunks_from, pingpong
+from pipelines.engines.model.clock import StageClock
+from pipelines.engines.model.color import color_match, color_ring
+from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
+from pipelines.engines.model.face_region import FaceRegions, crop_key
+from pipelines.engines.model.prefetch import Prefetch, SideStream, adopt
+from pipelines.engines.model.source_frames import FrameReader
+from pipelines.engines.model.weights import resolve_weights, weights_info
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.speech.track import Speech
 
 PREPARE_VERSION = "latentsync-prepare-1"
-CHUNK_FRAMES = 16
 DEEP_CACHE_INTERVAL = 3
 FADE_FRAMES = 4  # frames over which the regenerated face fades in/out around frames without a face
 MAX_STILL_SIDE = 1024  # a large photo persona is scaled down to this (long side) unless the job sets a size
@@ -79,104 +83,6 @@ class LatentSyncPrepared:
     clips: dict[str, SourceClip]  # "" = the persona's source, else emotion name -> its look
     look_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     fps: float = 25.0
-
-
-def pingpong(i: int, n: int) -> int:
-    """Upstream's loop for speech longer than the source: forwards, then backwards (ends shown twice), ..."""
-    if n <= 1:
-        return 0
-    k, r = divmod(i, n)
-    return r if k % 2 == 0 else n - 1 - r
-
-
-def _resolve_dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
-
-
-def color_ring(keep: np.ndarray, band: int = 6) -> np.ndarray:
-    """(R, R) bool: the `band`-pixel ring just inside the regenerated region (keep < 0.5) of the mask."""
-    import cv2
-
-    regen = (np.asarray(keep) < 0.5).astype(np.uint8)
-    return (regen & (1 - cv2.erode(regen, np.ones((2 * band + 1,) * 2, np.uint8)))).astype(bool)
-
-
-def color_match(generated, source, keep, ring):
-    """Shift the regenerated region's colour so that, along the inside of its border, it matches the source face.
-
-    generated, source: (F, 3, R, R) float 8-bit levels (torch); keep: (R, R) mask (1 keep); ring: the flat pixel
-    indices of color_ring(keep) (a tensor, made once; no device synchronisation per chunk). The per-channel mean
-    offset is measured on the ring (skin in both images) and applied to the regenerated region only, weighted by
-    1 - keep, so kept pixels are untouched."""
-    if ring.numel() == 0:
-        return generated
-    offset = source.flatten(2)[:, :, ring].mean(dim=-1) - generated.flatten(2)[:, :, ring].mean(
-        dim=-1
-    )  # (F, 3)
-    return (generated + offset[:, :, None, None] * (1 - keep)).round().clamp(0, 255)
-
-
-class StageClock:
-    """Seconds per stage, summed over a render, from any thread. With `sync`, each stage waits for the device's
-    queued work first and last (figures for a bench; it serialises the GPU)."""
-
-    def __init__(self, sync: bool = False):
-        self.sync = sync
-        self.seconds: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        self._wait()
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._wait()
-            self.add(stage, time.perf_counter() - t)
-
-    def add(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-
-    def _wait(self) -> None:
-        if self.sync:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.current_stream().synchronize()
-
-
-class _Reader:
-    """Frames of one source by index, decoding forwards and restarting only when asked for an earlier frame."""
-
-    def __init__(self, clip: SourceClip, fps: float):
-        from pipelines.media.video_in import open_source
-
-        self.src = open_source(clip.path, fps, clip.size)
-        self._it: Iterator[np.ndarray] | None = None
-        self._pos = 0
-
-    def get(self, indices: list[int]) -> dict[int, np.ndarray]:
-        if self.src.is_still:
-            image = next(self.src.frames(0, 1))
-            return {i: image for i in indices}
-        wanted = sorted(set(indices))
-        lo, hi = wanted[0], wanted[-1]
-        if self._it is None or self._pos > lo:
-            self._it = self.src.frames(start=lo)
-            self._pos = lo
-        out: dict[int, np.ndarray] = {}
-        while self._pos <= hi:
-            frame = next(self._it)
-            if self._pos in wanted:
-                out[self._pos] = frame
-            self._pos += 1
-        return out
 
 
 class LatentSyncEngine:
@@ -220,11 +126,7 @@ class LatentSyncEngine:
         self.resolution = int(resolution or RESOLUTIONS[engine_id])
         if self.resolution <= 0 or self.resolution % 64:
             raise ValueError(f"resolution must be a positive multiple of 64, got {self.resolution}")
-        if device is None:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
+        self.device = default_device(device)
         self.chunk_frames = chunk_frames
         self.prefetch = bool(prefetch)
         self.profile = bool(profile)
@@ -239,14 +141,8 @@ class LatentSyncEngine:
         self._paths: dict[str, Path] = {}
         self._lock_path = Path(lock_path) if lock_path else None
         if components is None:
-            from pipelines.weights.store import resolve
-
             # disk only: missing or unconverted weights fail here (exit 4, naming the command to run)
-            self._paths = resolve(
-                engine_id,
-                Path(weights_dir) if weights_dir else None,
-                Path(lock_path) if lock_path else None,
-            )
+            self._paths = resolve_weights(engine_id, weights_dir, lock_path)
 
     @classmethod
     def v15(cls, **options: Any) -> LatentSyncEngine:
@@ -265,7 +161,7 @@ class LatentSyncEngine:
             "latent_cache_size": self._latent_cache_size,
         }
         if self._paths:
-            info["weights"] = self._weights_info()
+            info["weights"] = weights_info(self.name, self._paths, self._lock_path)
         if self._pipe is not None:
             info["unet_block_out_channels"] = list(self._pipe.unet.config.block_out_channels)
             info["unet_compiled"] = self._pipe.unet_compiled
@@ -273,23 +169,6 @@ class LatentSyncEngine:
         if "reference_latents" in self.stats:
             info["reference_latents"] = dict(self.stats["reference_latents"])
         return info
-
-    def _weights_info(self) -> list[dict[str, Any]]:
-        """Each weight file with its hub repo and the revision weights.lock pins (None when unlocked)."""
-        from pipelines.weights.manifest import entries
-        from pipelines.weights.store import locked_revisions
-
-        revisions = locked_revisions(self.name, self._lock_path)
-        repos = {w.role: w.repo for w in entries(self.name)}
-        return [
-            {
-                "role": role,
-                "file": str(path),
-                "repo": repos.get(role),
-                "revision": revisions.get(repos.get(role)),
-            }
-            for role, path in self._paths.items()
-        ]
 
     # ---- models -----------------------------------------------------------------------------------------------
     def pipeline(self, dtype_name: str = "auto", device: str | None = None, offload: bool = False):
@@ -300,7 +179,7 @@ class LatentSyncEngine:
         from pipelines.engines.latentsync.pipeline import LatentCache, LatentSyncPipeline, make_scheduler
 
         device = device or self.device
-        dtype = _resolve_dtype(dtype_name, device)
+        dtype = resolve_dtype(dtype_name, device)
         if self._pipe is None:
             comps = self._components or self._load_components()
             self._pipe = LatentSyncPipeline(
@@ -312,10 +191,7 @@ class LatentSyncEngine:
         pipe = self._pipe
         home = torch.device("cpu") if offload else torch.device(device)
         pipe.offload_idle_modules(device if offload else None)
-        for module in (pipe.unet, pipe.vae, pipe.audio_encoder):
-            p = next(module.parameters())
-            if p.device != home or p.dtype != dtype:
-                module.to(device=home, dtype=dtype)
+        place_modules((pipe.unet, pipe.vae, pipe.audio_encoder), home, dtype)
         made_for = (str(torch.device(device)), str(dtype))
         if self._latents is None or self._latents_for != made_for:
             self._latents = LatentCache(self._latent_cache_size)  # encodings from another device/dtype differ
@@ -499,18 +375,19 @@ class LatentSyncEngine:
             self, prepared, expression, feats, pipe, clock, settings.fps, str(pipe.unet.dtype), device
         )
         ch = self.chunk_frames
-        waits = [0.0]
+        make = SideStream(device).wrap(source.prepare) if self.prefetch else source.prepare
+        chunks = Prefetch(make, chunks_from(start, n, ch), self.prefetch, name="latentsync-prefetch")
         self.stats = {"stages": clock.seconds}
         done = 0
-        for chunk in _ahead(source.prepare, range(start // ch, (n + ch - 1) // ch), self.prefetch, waits):
-            chunk.adopt()
+        for chunk in chunks:
+            adopt([*chunk.faces.tensors, chunk.windows])
             faces = pipe(
                 chunk.crops / 127.5 - 1.0,
                 chunk.windows,
                 keep,
                 num_inference_steps=steps,
                 guidance_scale=guidance,
-                generator=torch.Generator().manual_seed(seed * 1_000_003 + chunk.index + 1),
+                generator=chunk_generator(seed, chunk.index),
                 latents=noise,
                 chunk_frames=ch,
                 deep_cache_interval=deep,
@@ -523,7 +400,7 @@ class LatentSyncEngine:
                 faces = pixel_levels(faces).to(device)
                 if getattr(opts, "color_match", False):
                     faces = color_match(faces, chunk.crops, keep, ring)
-                images = chunk.paste(self._warp, faces)
+                images = chunk.faces.paste(self._warp, faces, chunk.weights)
             for j, i in enumerate(chunk.frame_indices):
                 if i >= start:
                     done += 1
@@ -533,7 +410,7 @@ class LatentSyncEngine:
         self.stats.update(
             {
                 "prefetch": self.prefetch,
-                "prefetch_wait_s": waits[0],
+                "prefetch_wait_s": chunks.waited,
                 "reference_latents": {
                     "encoded": latents.encoded - before[0],
                     "reused": latents.reused - before[1],
@@ -562,83 +439,19 @@ class LatentSyncEngine:
         return rig.apply(frame, params)
 
 
-def _ahead(
-    make: Callable[[int], Any], items: Iterable[int], enabled: bool, waits: list[float]
-) -> Iterator[Any]:
-    """make(item) for each item, in order; with `enabled`, one background thread makes the next item while the
-    caller works on the current one. waits[0] sums the seconds the caller spent waiting for the thread."""
-    if not enabled:
-        for item in items:
-            yield make(item)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    it = iter(items)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="latentsync-prefetch") as pool:
-        nxt = next(it, None)
-        future = pool.submit(make, nxt) if nxt is not None else None
-        try:
-            while future is not None:
-                t = time.perf_counter()
-                current = future.result()
-                waits[0] += time.perf_counter() - t
-                nxt = next(it, None)
-                future = pool.submit(make, nxt) if nxt is not None else None
-                yield current
-        finally:
-            if future is not None:  # the caller stopped early: let the thread finish, drop its work
-                future.cancel()
-
-
-@dataclass
-class _Group:
-    """The frames of a chunk that share one size: their output copies (CPU) and face region (device)."""
-
-    members: list[int]  # positions in the chunk
-    frame_hw: tuple[int, int]
-    box: tuple[int, int, int, int]
-    images: np.ndarray  # (G, h, w, 3) uint8: the source frames, becoming the output frames
-    region: Any  # (G, 3, y1 - y0, x1 - x0) float32 tensor on the device
-
-
 @dataclass
 class _Chunk:
     index: int
     frame_indices: list[int]
     found: np.ndarray  # (F,) bool
     weights: np.ndarray  # (F,) blend weights
-    matrices: np.ndarray  # (F, 2, 3)
-    groups: list[_Group]
-    crops: Any  # (F, 3, R, R) float 8-bit levels on the device
+    faces: FaceRegions  # the aligned crops on the device and what pasting back needs
     windows: Any  # (F, 50, C) on the device
     keys: list[tuple]
-    stream: Any = None  # the CUDA stream the tensors were made on (prefetch thread)
 
-    def adopt(self) -> None:
-        """Hand tensors made on the prefetch thread's stream to the current stream (allocator bookkeeping)."""
-        if self.stream is None:
-            return
-        import torch
-
-        current = torch.cuda.current_stream()
-        for t in (self.crops, self.windows, *(g.region for g in self.groups)):
-            t.record_stream(current)
-
-    def paste(self, warp: Any, faces: Any) -> list[np.ndarray]:
-        """The output frames: each group's faces pasted on the device, its region downloaded once."""
-        out: list[np.ndarray] = [None] * len(self.frame_indices)  # type: ignore[list-item]
-        for g in self.groups:
-            members = g.members
-            if self.weights[members].max(initial=0.0) > 0 and g.region.numel():
-                x0, y0, x1, y1 = g.box
-                pasted = warp.paste(
-                    g.region, g.box, faces[members], self.matrices[members], self.weights[members]
-                )
-                # levels are whole numbers in 0..255: the uint8 conversion is exact; one download per group
-                g.images[:, y0:y1, x0:x1] = pasted.byte().permute(0, 2, 3, 1).cpu().numpy()
-            for k, j in enumerate(members):
-                out[j] = g.images[k]
-        return out
+    @property
+    def crops(self) -> Any:
+        return self.faces.crops
 
 
 class _ChunkSource:
@@ -656,29 +469,12 @@ class _ChunkSource:
         self.fps = fps
         self.device = device
         self.n = expression.n_frames
-        self.readers: dict[str, _Reader] = {}
+        self.readers: dict[str, FrameReader] = {}
         self.rigs: dict[tuple[str, int], Any] = {}
         self.key_prefix = (str(device), dtype_name, engine.resolution)
-        self._stream = None
 
     def prepare(self, c: int) -> _Chunk:
-        import torch
-
-        if self.device.type == "cuda" and self.engine.prefetch:  # on the prefetch thread: its own stream
-            if self._stream is None:
-                self._stream = torch.cuda.Stream(self.device)
-            with torch.cuda.stream(self._stream):
-                chunk = self._prepare(c)
-            self._stream.synchronize()
-            chunk.stream = self._stream
-            return chunk
-        return self._prepare(c)
-
-    def _prepare(self, c: int) -> _Chunk:
-        import torch
-
-        ch = self.engine.chunk_frames
-        idx = list(range(c * ch, min((c + 1) * ch, self.n)))
+        idx = chunk_frames(c, self.engine.chunk_frames, self.n)
         prepared = self.prepared
         plan = [(self.looks[i], prepared.clips[self.looks[i]]) for i in idx]
         plan = [(key, clip, pingpong(i, clip.n)) for (key, clip), i in zip(plan, idx, strict=True)]
@@ -686,7 +482,8 @@ class _ChunkSource:
             got = {}
             for key in dict.fromkeys(k for k, _, _ in plan):  # each source once per chunk, in first-use order
                 if key not in self.readers:
-                    self.readers[key] = _Reader(prepared.clips[key], prepared.fps)
+                    clip = prepared.clips[key]
+                    self.readers[key] = FrameReader(clip.path, prepared.fps, clip.size)
                 got[key] = self.readers[key].get([s for k, _, s in plan if k == key])
         with self.clock("expression"):
             frames = [
@@ -701,43 +498,10 @@ class _ChunkSource:
         warp = self.engine._warp
         cuda = self.device.type == "cuda"
         with self.clock("preprocessing"):
-            shapes: dict[tuple[int, int], list[int]] = {}
-            for j, f in enumerate(frames):
-                shapes.setdefault(f.shape[:2], []).append(j)
-            r = self.engine.resolution
-            crops = torch.empty((len(idx), 3, r, r), dtype=torch.float32, device=self.device)
-            keys: list[tuple] = [()] * len(idx)
-            groups = []
-            for hw, members in shapes.items():
-                box = warp.box(matrices[members], hw)
-                x0, y0, x1, y1 = box
-                images = np.stack([frames[j] for j in members])
-                host = torch.from_numpy(np.ascontiguousarray(images[:, y0:y1, x0:x1]))
-                if cuda:
-                    host = host.pin_memory()
-                region = host.to(self.device, non_blocking=cuda).permute(0, 3, 1, 2).float()
-                crops[members] = warp.crops(region, box, hw, matrices[members])
-                groups.append(_Group(members, hw, box, images, region))
-                for j in members:
-                    keys[j] = self.key_prefix + (_crop_key(frames[j], matrices[j], warp),)
+            faces = FaceRegions.upload(frames, matrices, warp, self.device, pinned=cuda)
+            keys = [self.key_prefix + (crop_key(f, m, warp),) for f, m in zip(frames, matrices, strict=True)]
             windows = windows.to(self.device, non_blocking=cuda)
-        return _Chunk(c, idx, found, weights, matrices, groups, crops, windows, keys)
-
-
-def _crop_key(frame: np.ndarray, matrix: np.ndarray, warp: Any) -> str:
-    """Content key of one crop: what it is computed from (the pixels under its footprint, the matrix, the frame's
-    size); the crop itself does not depend on anything else (pipelines.face.batch_warp)."""
-    h = hashlib.blake2b(digest_size=16)
-    m = np.ascontiguousarray(matrix, np.float64)
-    h.update(np.array(frame.shape, np.int64).tobytes())
-    h.update(m.tobytes())
-    from pipelines.face.batch_warp import valid_matrices
-
-    if valid_matrices(m[None])[0]:
-        x0, y0, x1, y1 = warp.footprint(m, frame.shape[:2])
-        h.update(np.array([x0, y0, x1, y1], np.int64).tobytes())
-        h.update(np.ascontiguousarray(frame[y0:y1, x0:x1]).tobytes())
-    return h.hexdigest()
+        return _Chunk(c, idx, found, weights, faces, windows, keys)
 
 
 def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +39,10 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from pipelines.audio_features.encoder import WhisperAudioEncoder
 from pipelines.audio_features.features import encode_speech, frame_windows
 from pipelines.engines.latentsync.unet import LatentSyncUNet
+from pipelines.engines.model.chunks import CHUNK_FRAMES
+from pipelines.engines.model.latent_cache import LatentCache
 
 VAE_SCALING = 0.18215  # forced, as upstream (shift 0), whatever the VAE's config says
-CHUNK_FRAMES = 16
 DEFAULT_SEED = 1247
 
 SCHEDULER_CONFIG: dict[str, Any] = {
@@ -65,40 +65,6 @@ def make_scheduler() -> DDIMScheduler:
 def pixel_levels(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] pixels -> float 8-bit levels, truncated as upstream's uint8 conversion does."""
     return torch.floor((x / 2 + 0.5).clamp(0, 1) * 255)
-
-
-class LatentCache:
-    """VAE latent distributions of face crops by content key, least recently used first out, at most `max_items`.
-
-    Values stay on the device they were computed on. `encoded` counts crops sent through the VAE encoder (each is two
-    images: masked and unmasked), `reused` crops served without an encode (from this cache, or a repeat inside the
-    same chunk)."""
-
-    def __init__(self, max_items: int = 256):
-        self.max_items = int(max_items)
-        self._items: OrderedDict[Hashable, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self.encoded = 0
-        self.reused = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: Hashable) -> tuple[torch.Tensor, torch.Tensor] | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: tuple[torch.Tensor, torch.Tensor]) -> None:
-        if self.max_items <= 0:
-            return
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""The shared model-engine machinery (pipelines/engines/model): chunk grid, per-chunk seeds, prefetch, caches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.engines.model.chunks import chunk_frames, chunk_generator, chunks_from, pingpong
+from pipelines.engines.model.device import place_modules, resolve_dtype
+from pipelines.engines.model.latent_cache import LatentCache
+from pipelines.engines.model.prefetch import Prefetch
+
+
+def test_the_grid_starts_at_frame_zero_whatever_the_start():
+    assert list(chunks_from(0, 40, 16)) == [0, 1, 2]
+    assert list(chunks_from(21, 40, 16)) == [1, 2]  # frame 21 is in chunk 1 (16..31)
+    assert list(chunks_from(32, 40, 16)) == [2]
+    assert chunk_frames(2, 16, 40) == list(range(32, 40))  # the short last chunk
+    assert list(chunks_from(40, 40, 16)) == []
+    with pytest.raises(ValueError, match="chunk_frames"):
+        chunks_from(0, 10, 0)
+
+
+def test_each_chunk_has_its_own_stream_that_does_not_depend_on_the_others():
+    first = torch.randn(4, generator=chunk_generator(7, 3))
+    again = torch.randn(4, generator=chunk_generator(7, 3))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, torch.randn(4, generator=chunk_generator(7, 4)))
+    assert not torch.equal(first, torch.randn(4, generator=chunk_generator(8, 3)))
+
+
+def test_pingpong_repeats_the_ends():
+    assert [pingpong(i, 3) for i in range(9)] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
+    assert pingpong(5, 1) == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_prefetch_gives_the_items_in_order_and_makes_at_most_one_ahead(enabled):
+    made: list[int] = []
+    alive = []
+    lock = threading.Lock()
+
+    def make(i):
+        with lock:
+            made.append(i)
+        return i * 10
+
+    got = []
+    for value in Prefetch(make, range(6), enabled):
+        time.sleep(0.02)  # the worker has time to run ahead if it were allowed to
+        with lock:
+            alive.append(len(made) - len(got))  # items made but not yet handed over, besides this one
+        got.append(value)
+    assert got == [0, 10, 20, 30, 40, 50]
+    assert max(alive) <= (2 if enabled else 1)
+
+
+def test_prefetch_stops_its_worker_when_the_caller_stops_and_passes_errors_on():
+    made: list[int] = []
+    it = iter(Prefetch(lambda i: made.append(i) or i, range(100)))
+    assert next(it) == 0
+    it.close()
+    assert len(made) <= 2
+
+    def fail(i):
+        if i == 2:
+            raise RuntimeError("chunk 2 broke")
+        return i
+
+    with pytest.raises(RuntimeError, match="chunk 2 broke"):
+        list(Prefetch(fail, range(5)))
+
+
+def test_latent_cache_keeps_the_most_recent_items():
+    cache = LatentCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
+    none = LatentCache(0)
+    none.put("a", 1)
+    assert len(none) == 0
+
+
+def test_dtype_names_and_placement():
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda:0") == torch.float16
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="float16"):
+        resolve_dtype("fp8", "cpu")
+    layer = torch.nn.Linear(2, 2)
+    weight = layer.weight
+    place_modules([layer], "cpu", torch.float32)
+    assert layer.weight is weight  # already there: not copied
+    place_modules([layer], "cpu", torch.float64)
+    assert layer.weight.dtype == torch.float64 and np.isfinite(layer.weight.detach().numpy()).all()
