@@ -213,3 +213,81 @@ def check_personas(
         _print_errors(errors)
     if errors:
         raise typer.Exit(EXIT_INPUT)
+
+
+@personas_app.command("poses")
+@handle_errors
+def persona_poses(
+    persona_ref: str = typer.Argument(
+        ..., metavar="PERSONA", help="Persona id, or a persona folder or file."
+    ),
+    from_video: Path | None = typer.Option(
+        None, "--from", help="Video of someone gesturing (half body, facing the camera): hands are tracked."
+    ),
+    upstream: Path | None = typer.Option(
+        None,
+        "--upstream",
+        help="Folder of upstream EchoMimic V2 per-frame pose files (0.npy, 1.npy, ...): read as plain arrays only.",
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", min=1.0, max=120.0, help="Sample the video at this rate."
+    ),
+    root: Path | None = typer.Option(None, "--root", help=ROOT_HELP),
+    json_output: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help=OUTSIDE_HELP),
+) -> None:
+    """Give a persona hand gestures for the half-body engine (echomimic-v2): track the hands of a video with
+    MediaPipe, or import an upstream pose folder, and store them with the persona (poses.npz, plain arrays).
+    persona.yaml gets `poses: poses.npz` unless it already names a poses file, which is then replaced."""
+    from pipelines.spec.loader import load_persona_file
+    from pipelines.spec.paths import display
+
+    if (from_video is None) == (upstream is None):
+        raise InputError(None, "--from", "give exactly one of --from VIDEO or --upstream FOLDER")
+    loaded = load_persona_file(_persona_file(find_root(root), persona_ref), allow_outside_paths)
+    if from_video is not None:
+        from pipelines.poses.extract import extract_video
+
+        if not from_video.is_file():
+            raise InputError(str(from_video), "--from", "file not found")
+        poses = extract_video(from_video, fps)
+    else:
+        from pipelines.poses.upstream import import_pose_folder
+
+        if not upstream.is_dir():
+            raise InputError(str(upstream), "--upstream", "not a folder")
+        poses = import_pose_folder(upstream)
+    target = loaded.persona.poses or loaded.dir / "poses.npz"
+    poses.save(Path(target))
+    if loaded.persona.poses is None:
+        text = loaded.path.read_text(encoding="utf-8")
+        sep = "" if text.endswith("\n") or not text else "\n"
+        loaded.path.write_text(f"{text}{sep}poses: {Path(target).name}\n", encoding="utf-8")
+    seen = float((poses.scores.max(axis=2) > 0).mean())
+    summary = {
+        "persona": loaded.id,
+        "poses": display(Path(target)),
+        "frames": len(poses),
+        "fps": poses.fps,
+        "seconds": round(len(poses) / poses.fps, 3),
+        "hands_seen": round(seen, 3),
+        "body_anchor": poses.anchor is not None,
+    }
+    if json_output:
+        print_json(summary)
+        return
+    err_console.print(
+        f"{summary['poses']}: {summary['frames']} frames ({summary['seconds']} s at {poses.fps:g} fps), "
+        f"hands seen in {seen:.0%} of hand slots",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if poses.anchor is None:
+        err_console.print(
+            "warning: no shoulders were found, so the gestures cannot be fitted to the persona's body: they are "
+            "used at the same place in the picture",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -107,7 +107,7 @@ def test_label_off_only_when_explicit(tmp_path):
         ),
         (
             {"voice": "x"},
-            ("voice", "unknown field; known: consent, disclosure, emotions, engine, looks, name, source"),
+            ("voice", "unknown field; known: consent, disclosure, emotions, engine, looks, name, poses, source"),
         ),
     ],
 )

@@ -64,6 +64,8 @@ class LoadedJob:
         """Every file this job reads (audio, persona media, composition files): what its content hash covers."""
         job, persona = self.job, self.persona
         files = [self.job_path, self.persona_file, persona.source, *persona.looks.values()]
+        if persona.poses is not None:
+            files.append(persona.poses)
         if isinstance(job.audio, SegmentsAudio):
             files += job.audio.files()
         elif isinstance(job.audio, FileAudio):

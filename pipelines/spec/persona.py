@@ -77,6 +77,11 @@ class Persona(StrictModel):
         description=f"emotions this persona adds or redefines: {{name: {{param: value}}}}; params: {', '.join(PARAMS)}",
     )
     engine: EngineSettings | None = Field(None, description="default engine of this persona's jobs")
+    poses: InputFile | None = Field(
+        None,
+        description="hand-pose track (.npz, written by `talkreel personas poses`) for the half-body engine "
+        "echomimic-v2; without one it generates hands at rest",
+    )
     consent: Consent
     disclosure: Disclosure = Field(default_factory=Disclosure)
 
