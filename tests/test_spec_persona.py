@@ -107,7 +107,10 @@ def test_label_off_only_when_explicit(tmp_path):
         ),
         (
             {"voice": "x"},
-            ("voice", "unknown field; known: consent, disclosure, emotions, engine, looks, name, poses, source"),
+            (
+                "voice",
+                "unknown field; known: consent, disclosure, emotions, engine, looks, name, poses, source",
+            ),
         ),
     ],
 )
