@@ -64,12 +64,18 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
     """(errors, warnings) of a job's audio files: each must be readable media with an audio stream; an emotion
     entry that starts after the audio has ended is a warning (it would have no effect)."""
     from pipelines.media.probe import probe
-    from pipelines.spec.audio import FileAudio, FileSegment, PauseSegment, SegmentsAudio
+    from pipelines.spec.audio import FileAudio, FileSegment, PauseSegment, SegmentsAudio, TextAudio
     from pipelines.spec.paths import display
+    from pipelines.speech.tts import check_voice
 
     job, file = loaded.job, display(loaded.job_path)
     errors: list[InputError] = []
     warnings: list[InputError] = []
+    if isinstance(job.audio, TextAudio):
+        try:
+            check_voice(job.audio.voice)
+        except InputError as exc:
+            errors.append(InputError(file, "audio.voice", exc.message))
     spoken: list[tuple[str, Path]] = []
     seconds: float | None = None  # unknown for draft text until it is synthesised
     if isinstance(job.audio, FileAudio):
@@ -94,6 +100,15 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
         elif seconds is not None and (field, path) in spoken:
             seconds += info.audio_duration or info.duration
     if seconds is not None:
+        for i, chapter in enumerate(job.chapters):
+            if chapter.at >= seconds:
+                errors.append(
+                    InputError(
+                        file,
+                        f"chapters.{i}.at",
+                        f"{chapter.at:g} s is not before the end of the audio ({seconds:.2f} s)",
+                    )
+                )
         for i, entry in enumerate(job.emotion):
             if entry.start >= seconds:
                 warnings.append(

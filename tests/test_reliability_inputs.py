@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
@@ -185,3 +186,44 @@ def test_ctrl_c_does_not_report_an_unwritten_job_as_up_to_date(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         run_batch([jobs], tmp_path / "out", qc=False, reporter=Seen())
     assert Seen.statuses == ["interrupted"]
+
+
+def test_a_16_bit_greyscale_photo_reads_as_its_picture_and_shows_a_face(tmp_path):
+    from pipelines.face.inspect import inspect_source
+    from pipelines.media.video_in import read_image
+    from tests.project_helpers import portrait
+
+    grey = np.asarray(Image.fromarray(portrait(256)).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")  # mode I;16
+    image = read_image(tmp_path / "grey16.png")
+    assert np.abs(image[..., 0].astype(int) - grey).max() <= 1  # not clipped to white
+    assert not [p for p in inspect_source(tmp_path / "grey16.png").problems if p.severity == "error"]
+
+
+def test_a_float_wav_with_nan_samples_is_refused(tmp_path):
+    from pipelines.errors import InputError
+    from pipelines.media.audio import load_audio
+    from pipelines.media.ffmpeg import run_ffmpeg
+
+    samples = (0.3 * np.sin(np.arange(16000) * 0.07)).astype("<f4")
+    samples[5000:5100] = np.nan
+    (tmp_path / "raw.f32").write_bytes(samples.tobytes())
+    wav = tmp_path / "nan.wav"
+    run_ffmpeg(
+        [
+            "-f",
+            "f32le",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-i",
+            str(tmp_path / "raw.f32"),
+            "-c:a",
+            "pcm_f32le",
+            str(wav),
+        ],
+        what="test wav",
+    )
+    with pytest.raises(InputError, match="non-finite samples"):
+        load_audio(wav, 16000)

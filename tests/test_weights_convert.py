@@ -109,8 +109,16 @@ def test_whisper_with_a_missing_encoder_key_is_refused(tmp_path):
 
 def test_pickle_with_code_is_refused_by_weights_only(tmp_path):
     src = _write(tmp_path, "latentsync_unet.pt", wh.malicious_pt())
-    with pytest.raises(InputError, match="refused to unpickle"):
+    with pytest.raises(InputError, match="never unpickles") as info:
         convert.convert("latentsync_unet", src, tmp_path / "o.safetensors", source_sha256="0" * 64)
+    assert "False" not in str(info.value)  # never advise weights_only=False
+
+
+def test_a_damaged_pickle_never_advises_unsafe_loading(tmp_path):
+    src = _write(tmp_path, "latentsync_unet.pt", b"\x80\x02garbage" * 10)
+    with pytest.raises(InputError, match="not a plain tensor checkpoint") as info:
+        convert.convert("latentsync_unet", src, tmp_path / "o.safetensors", source_sha256="0" * 64)
+    assert "weights_only=False" not in str(info.value) and "False" not in str(info.value)
 
 
 def test_truncated_pickle_is_a_clear_error(tmp_path):

@@ -19,6 +19,20 @@ PARAMS: tuple[str, ...] = (
     "head_pitch",
     "head_roll",
 )
+# The values a persona's own emotion may give each parameter (at intensity 1): beyond them the warps tear the
+# face (eye_open: 5 splits the lids). Head angles in degrees; the built-in presets stay well inside.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "smile": (-1.0, 1.0),
+    "brow_raise": (-1.0, 1.0),
+    "brow_lower": (-1.0, 1.0),
+    "brow_inner": (-1.0, 1.0),
+    "eye_open": (-1.0, 1.0),
+    "blink": (0.0, 1.0),
+    "jaw": (0.0, 1.0),
+    "head_yaw": (-20.0, 20.0),
+    "head_pitch": (-20.0, 20.0),
+    "head_roll": (-20.0, 20.0),
+}
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,14 @@ def iter_audio_blocks(path: str | os.PathLike, sample_rate: int, mono: bool = Tr
             usable = len(data) - len(data) % 4
             carry = data[usable:]
             if usable:
-                yield np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+                block = np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+                if not np.isfinite(block).all():
+                    # A float WAV can carry NaN/infinity: it would be clipped to full scale in the output and
+                    # poison every loudness figure, so the file is refused rather than guessed at.
+                    raise InputError(
+                        path, None, f"{path.name!r} has non-finite samples (NaN or infinity); re-export it"
+                    )
+                yield block
         pipe.finish()
     except FFmpegError as exc:
         raise _as_input_error(path, exc) from None

@@ -56,12 +56,29 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
     try:
         with open_image(path) as img:
             # Phone photos carry their orientation in EXIF instead of in the pixels.
-            img = ImageOps.exif_transpose(img).convert("RGB")
+            img = _eight_bit(ImageOps.exif_transpose(img)).convert("RGB")
             if size is not None and img.size != tuple(size):
                 img = img.resize(tuple(size), Image.Resampling.LANCZOS)
             return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
     except ImageProblem as exc:
         raise InputError(path, None, str(exc)) from None
+
+
+def _eight_bit(img):
+    """A 16-bit or float greyscale image scaled to 8 bits: Pillow's own conversion clips those values at 255,
+    which turns a 16-bit photo into a white sheet (and "no face found")."""
+    from PIL import Image
+
+    if img.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return img
+    pixels = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top = 1.0 if pixels.max() <= 1.0 else 255.0  # float images come as 0..1 or 0..255
+    elif img.mode == "I" and pixels.max() <= 255:
+        top = 255.0  # 8-bit values that were stored wide
+    else:
+        top = 65535.0
+    return Image.fromarray(np.round(np.clip(pixels / top, 0, 1) * 255).astype(np.uint8), "L")
 
 
 def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:

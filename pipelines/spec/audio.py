@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 
 from pipelines.spec.compose import StrictModel
-from pipelines.spec.paths import InputFile
+from pipelines.spec.paths import InputFile, fail
 
 AUDIO_FORMS = (
     "a file path, {file: path}, {segments: [{file: path} | {pause: seconds}, ...]} or {text: ..., voice: en}"
@@ -66,6 +66,13 @@ class SegmentsAudio(StrictModel):
 class TextAudio(StrictModel):
     text: str = Field(min_length=1, description="text to synthesise with espeak-ng (draft speech)")
     voice: str = Field("en", min_length=1, description="espeak-ng voice, e.g. en, en-us, fr, de, it")
+
+    @field_validator("text")
+    @classmethod
+    def _has_words(cls, text: str) -> str:
+        if not text.strip():
+            raise fail("expected words to speak, got only whitespace")
+        return text
 
 
 _FORMS = {"file": FileAudio, "segments": SegmentsAudio, "text": TextAudio}

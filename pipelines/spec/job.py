@@ -173,10 +173,18 @@ def _cross_field_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, .
     if kind == "faq" and not data.get("question"):
         problems.append((("question",), "an faq job needs a question: {text: ...}"))
     audio = data.get("audio")
-    if data.get("script") is not None and (
-        isinstance(audio, TextAudio) or isinstance(audio, dict) and "text" in audio
-    ):
+    is_text = isinstance(audio, TextAudio) or isinstance(audio, dict) and "text" in audio
+    if data.get("script") is not None and is_text:
         problems.append((("script",), "text audio already has its text; script is for recorded audio"))
+    captions = data.get("captions")
+    if isinstance(captions, dict) and captions.get("burn_in") is True and audio is not None and not is_text:
+        if not data.get("script"):
+            problems.append(
+                (
+                    ("captions", "burn_in"),
+                    "captions of recorded audio come from its script: add `script:` with the words spoken",
+                )
+            )
     entries = data.get("emotion")
     if isinstance(entries, list):
         previous: float | None = None

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from pipelines.expression.track import PARAMS
+from pipelines.expression.track import PARAM_RANGES, PARAMS
 from pipelines.media.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, media_kind
 from pipelines.spec.compose import StrictModel
 from pipelines.spec.emotion import known_emotions
@@ -74,7 +74,9 @@ class Persona(StrictModel):
     )
     emotions: dict[str, dict[str, FiniteFloat]] = Field(
         default_factory=dict,
-        description=f"emotions this persona adds or redefines: {{name: {{param: value}}}}; params: {', '.join(PARAMS)}",
+        description="emotions this persona adds or redefines: {name: {param: value}}; params and their ranges: "
+        + ", ".join(f"{p} {lo:g}..{hi:g}" for p, (lo, hi) in PARAM_RANGES.items())
+        + " (head angles in degrees)",
     )
     engine: EngineSettings | None = Field(None, description="default engine of this persona's jobs")
     poses: InputFile | None = Field(
@@ -95,15 +97,18 @@ class Persona(StrictModel):
     @field_validator("emotions")
     @classmethod
     def _known_params(cls, emotions: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        raise_field_errors(
-            "Persona.emotions",
-            [
-                ((name, param), f"unknown expression parameter; known: {', '.join(PARAMS)}")
-                for name, values in emotions.items()
-                for param in values
-                if param not in PARAMS
-            ],
-        )
+        problems = []
+        for name, values in emotions.items():
+            for param, value in values.items():
+                if param not in PARAMS:
+                    problems.append(
+                        ((name, param), f"unknown expression parameter; known: {', '.join(PARAMS)}")
+                    )
+                    continue
+                lo, hi = PARAM_RANGES[param]
+                if not lo <= value <= hi:
+                    problems.append(((name, param), f"expected {lo:g}..{hi:g}, got {value:g}"))
+        raise_field_errors("Persona.emotions", problems)
         return emotions
 
     @model_validator(mode="after")

@@ -248,8 +248,10 @@ def _hangover(mask: np.ndarray, n: int) -> np.ndarray:
     """Extend each active run by n grid steps on both sides (speech starts and ends softer than the gate)."""
     if n <= 0 or not mask.any():
         return mask
-    counts = np.convolve(mask.astype(np.int32), np.ones(2 * n + 1, dtype=np.int32), mode="same")
-    return counts > 0
+    # "full" then the centre, not mode="same": that returns the kernel's length when the clip is shorter
+    # than the kernel (0.1 s of speech), which broke every array beside it.
+    counts = np.convolve(mask.astype(np.int32), np.ones(2 * n + 1, dtype=np.int32), mode="full")
+    return counts[n : n + len(mask)] > 0
 
 
 def _running_max(x: np.ndarray, half: int) -> np.ndarray:

@@ -298,6 +298,12 @@ def available_voices() -> list[str]:
         return _engine().languages()
 
 
+def check_voice(voice: str) -> None:
+    """Raise the InputError synthesize() would raise for `voice` (field audio.voice), without speaking."""
+    with _LOCK:
+        _engine().set_voice(voice)
+
+
 def synthesize(
     text: str, voice: str = "en", rate_wpm: int | None = None, pitch: int | None = None
 ) -> Synthesis:

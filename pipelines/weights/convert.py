@@ -188,6 +188,19 @@ def _whisper_dims(dims: Any, source: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in dims.items() if isinstance(v, int)}
 
 
+def unpickle_refusal(exc: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused a file, without torch's advice to retry with
+    weights_only=False: that would run whatever code the file carries, which talkreel never does."""
+    text = str(exc)
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+    detail = " ".join(detail.split("Check the documentation", 1)[0].split())
+    reason = f" ({detail})" if detail else ""
+    return (
+        f"not a plain tensor checkpoint{reason}: damaged, or it holds code or objects beyond tensors, "
+        "which talkreel never unpickles; re-download it or convert it to safetensors"
+    )
+
+
 def _load_pickle(source: Path) -> Any:
     import pickle
 
@@ -197,9 +210,7 @@ def _load_pickle(source: Path) -> Any:
         # mmap keeps a 5 GB checkpoint out of RAM until each tensor is written out.
         return torch.load(source, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
-        raise InputError(
-            source, None, f"refused to unpickle (weights_only=True): {str(exc).splitlines()[0]}"
-        ) from None
+        raise InputError(source, None, unpickle_refusal(exc)) from None
     except (RuntimeError, OSError, EOFError) as exc:
         if "mmap" not in str(exc):
             raise InputError(
@@ -208,9 +219,7 @@ def _load_pickle(source: Path) -> Any:
     try:  # the legacy (pre-zip) torch format cannot be memory-mapped
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise InputError(
-            source, None, f"refused to unpickle (weights_only=True): {str(exc).splitlines()[0]}"
-        ) from None
+        raise InputError(source, None, unpickle_refusal(exc)) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise InputError(
             source, None, f"not a readable torch checkpoint (truncated or damaged?): {exc}"
