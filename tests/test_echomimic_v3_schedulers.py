@@ -38,7 +38,9 @@ def test_flash_grid_and_integer_timesteps_are_upstreams_flow_unipc():
     assert timesteps.dtype == torch.int64
     assert timesteps.tolist() == [999, 972, 937, 892, 833, 749, 624, 416]
     # diffusers' default flow grid (1 .. 0.001) is NOT upstream's: the explicit sigmas are what makes it equal
-    default = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=SHIFT)
+    default = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=SHIFT
+    )
     default.set_timesteps(FLASH_STEPS)
     assert not np.allclose(default.sigmas.numpy(), scheduler.sigmas.numpy(), atol=1e-4)
 

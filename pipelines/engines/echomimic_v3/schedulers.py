@@ -19,7 +19,9 @@ SHIFT = 5.0
 TRAIN_STEPS = 1000
 PREVIEW_STEPS = 25
 FLASH_STEPS = 8  # run_flash.sh
-FLASH_SIGMA_MAX = 1.0 - 1.0 / TRAIN_STEPS  # upstream's FlowUniPC: sigmas of its 1000-step training grid, 0.999..0
+FLASH_SIGMA_MAX = (
+    1.0 - 1.0 / TRAIN_STEPS
+)  # upstream's FlowUniPC: sigmas of its 1000-step training grid, 0.999..0
 
 
 def preview_scheduler() -> FlowMatchEulerDiscreteScheduler:
