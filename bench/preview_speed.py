@@ -9,7 +9,10 @@ persona is prepared first (not timed: it is cached per persona). Figures:
 - render alone: the engine's frames produced and dropped;
 - encode alone (the floor): the same number of frames, cycled from a pool of the job's own output frames held
   in memory, through pipelines.media encode_final at the job's preset;
-- the ratio of the whole job's time to that floor.
+- the ratio of the whole job's time to that floor;
+- the whole job with QC on (`talkreel render`'s default: pipelines.qc.sampling measures a subsample of the
+  frames while they are made), its QC figures, and the ratio of its time to the job without QC. QC-off and
+  QC-on runs alternate, so a change in the machine's load hits both alike.
 The whole job runs --repeat times (default 3): the figures are the median run's, and the best run's frames/s is
 printed beside it (wall figures on a shared 2-core machine vary by several per cent from run to run).
 Usage: python bench/preview_speed.py [N_FRAMES] [--preset P] [--repeat R]
@@ -144,13 +147,16 @@ def main() -> None:
         prep = engine.prepare(loaded.persona, settings, cache)
         t_prepare = time.perf_counter() - t
 
-        runs = []
+        runs, qc_runs = [], []
         for _ in range(max(1, args.repeat)):
-            plan = plan_job(loaded, tmp / "out", FileHasher(), force=True)
-            t, c, k = time.perf_counter(), time.process_time(), _children_cpu()
-            record = render_job(plan, engine, cache, qc=False)
-            runs.append((time.perf_counter() - t, time.process_time() - c, _children_cpu() - k, record))
+            for qc, into in ((False, runs), (True, qc_runs)):
+                plan = plan_job(loaded, tmp / "out", FileHasher(), force=True)
+                t, c, k = time.perf_counter(), time.process_time(), _children_cpu()
+                record = render_job(plan, engine, cache, qc=qc)
+                into.append((time.perf_counter() - t, time.process_time() - c, _children_cpu() - k, record))
         runs.sort(key=lambda run: run[0])
+        qc_runs.sort(key=lambda run: run[0])
+        t_qc, c_qc, k_qc, qc_record = qc_runs[len(qc_runs) // 2]
         t_best = runs[0][0]
         t_job, c_job, k_job, record = runs[len(runs) // 2]
         out_frames = record["frames"]["output"]
@@ -196,6 +202,17 @@ def main() -> None:
     print(f"  render alone (engine):               {n / t_render:8.1f} frames/s")
     print(f"  encode alone (the floor):            {out_frames / t_encode:8.1f} frames/s")
     print(f"  ratio whole job / floor:             {t_job / t_encode:8.2f} x the floor's time")
+    print(
+        f"  whole job with QC:                   {out_frames / t_qc:8.1f} frames/s  median of {len(qc_runs)};"
+        f" CPU per frame {1000 * (c_qc + k_qc) / out_frames:.2f} ms; qc stage {qc_record['timings']['qc']:.2f} s"
+    )
+    print(f"  ratio with QC / without QC:          {t_qc / t_job:8.3f} (wall, medians)")
+    qc = qc_record["qc"]
+    print(f"  QC figures ({qc['sampling']}, {qc['frames_measured']} of {qc['frames']} frames measured):")
+    for key in ("mouth_audio_correlation", "silent_closed_share", "mouth_opening_mean", "mouth_opening_p95"):
+        print(f"    {key:34s} {qc[key]}")
+    for key in ("mouth_change_per_s", "av_offset_ms", "face_sharpness_median", "loudness_lufs"):
+        print(f"    {key:34s} {qc[key]}")
     print(
         f"  load average at the end:             {' '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} cores)"
     )

@@ -25,11 +25,7 @@ def qc(
     """Mouth opening (MediaPipe) vs. the speech envelope, closed mouth in silence, faces, durations, loudness."""
     from pipelines.qc.measure import qc_file
 
-    figures = qc_file(file)
-    if sheet is not None:
-        from pipelines.qc.contact_sheet import write_contact_sheet
-
-        figures["contact_sheet"] = str(write_contact_sheet(file, sheet))
+    figures = qc_file(file, sheet=sheet)
     if as_json:
         print_json(figures)
         return

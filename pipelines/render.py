@@ -245,8 +245,9 @@ def render_job(
 ) -> dict[str, Any]:
     """Render one planned job into plan.out_path (atomically) and return its record (also written beside it).
 
-    With `qc`, the finished file is measured (pipelines.qc: mouth motion against speech, silences, loudness)
-    and a contact sheet of its frames is written beside it as `<name>.contact.png`.
+    With `qc`, a subsample of the output frames is measured while they are made (pipelines.qc.sampling: mouth
+    against speech, silences, sharpness), the finished file's audio after the mux, and a contact sheet of its
+    frames is written beside it as `<name>.contact.png`.
     """
     from pipelines.media.audio import join_audio
 
@@ -338,10 +339,21 @@ def render_job(
     # a child process at low priority: it never takes the GIL from the compositor, and it runs in the CPU time
     # the frames leave free (it is needed only by the mux). A failed render stops it.
     output_audio = in_background(_output_audio, audio, composition, total, fps, work, nice=AUDIO_NICE)
+    qc_tap = _qc_sampler(total, fps, speech, composition.clip_offset) if qc else None
     try:
         if writer.start < total:
             _render_frames(
-                engine, prepared, speech, expression, settings, composition, writer, faces, timings, report
+                engine,
+                prepared,
+                speech,
+                expression,
+                settings,
+                composition,
+                writer,
+                faces,
+                timings,
+                report,
+                qc_tap,
             )
         with timings.stage("mux"):
             loud_out, track, audio_seconds = output_audio.result()
@@ -349,6 +361,8 @@ def render_job(
             mux_segments(work / "segments", total, fps, track, composed)
     except BaseException:
         output_audio.abort()
+        if qc_tap is not None:
+            qc_tap.close()
         raise
     timings.add("audio_track", audio_seconds)
 
@@ -357,16 +371,14 @@ def render_job(
         provenance = _sign(composed, plan, engine, disclosure)
         staged_sidecars = composition.write_sidecars(composed, srt=job.captions.srt, vtt=job.captions.vtt)
 
-    figures = None
-    if qc:
+    figures = qc_tracks = None
+    if qc_tap is not None:
         with timings.stage("qc"):
-            from pipelines.qc.contact_sheet import write_contact_sheet
-            from pipelines.qc.measure import qc_file
-
-            figures = qc_file(composed)
-            figures.pop("file", None)
             sheet = stage.path(plan.out_path.with_suffix(".contact.png"))
-            staged_sidecars.append(write_contact_sheet(composed, sheet))
+            figures = qc_tap.finish(composed, sheet=sheet)
+            staged_sidecars.append(Path(figures.pop("contact_sheet")))
+            qc_tracks = qc_tap.tracks
+        timings.add("qc_frames", qc_tap.busy)  # the face mesh on the sampled frames, mostly during the render
     sidecars = [plan.out_path.parent / p.name for p in staged_sidecars]
 
     record = {
@@ -409,6 +421,7 @@ def render_job(
         "provenance": provenance,
         "sidecars": [str(p) for p in sidecars],
         "qc": figures,
+        "qc_tracks": qc_tracks,
         "timings": timings.rounded(),
     }
     stage.publish(record)
@@ -427,6 +440,7 @@ def _render_frames(
     faces: _FaceFlags,
     timings: Timings,
     report: StageProgress,
+    qc_tap: Any = None,
 ) -> None:
     """Every output frame from writer.start on, through the compositor into the writer.
 
@@ -445,6 +459,8 @@ def _render_frames(
         frames = composition.frames(faces.images(clip, first_clip), writer.start)
         for frame in timings.around(frames, "compose"):
             writer.write(frame)
+            if qc_tap is not None:
+                qc_tap.offer(writer.next_frame - 1, frame)
             report("render", writer.next_frame, total)
     composing = timings.stages["compose"] - planned
     timings.add("encode", -composing)
@@ -462,6 +478,14 @@ def _made_ahead(frames: Iterator[Frame], engine: Engine, prepared: Any):
         width, height = engine.frame_size(prepared)
         return FramesInChild(frames, (height, width, 3))
     return Ahead(frames, name="engine")
+
+
+def _qc_sampler(n_frames: int, fps: float, speech: Speech, clip_offset: int) -> Any:
+    """QC of a subsample of the output frames as they are made, and of every frame in the speech's pauses."""
+    from pipelines.qc.sampling import QcSampler, pause_hint, render_sampling
+
+    pauses = pause_hint(speech.samples, speech.sample_rate, fps, speech.n_frames, clip_offset)
+    return QcSampler(n_frames, fps, render_sampling(n_frames), also=pauses)
 
 
 def _output_audio(audio: Any, composition: Any, n_frames: int, fps: float, work: Path) -> tuple:

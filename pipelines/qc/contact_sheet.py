@@ -32,30 +32,27 @@ def contact_sheet(
     return sheet
 
 
-def write_contact_sheet(
-    video: str | os.PathLike, out_png: str | os.PathLike, n: int = 16, cols: int = 4, tile_width: int = 256
+def sheet_indices(total: int, n: int = 16) -> list[int]:
+    """The frames of a contact sheet: `n` spread evenly over `total` (fewer when the clip is shorter)."""
+    total = max(total, 1)
+    return sorted(set(np.linspace(0, total - 1, num=min(n, total)).round().astype(int).tolist()))
+
+
+def sheet_label(index: int, fps: float) -> str:
+    return f"{index / fps:5.2f}s  #{index}"
+
+
+def save_contact_sheet(
+    frames: list[np.ndarray],
+    labels: list[str],
+    out_png: str | os.PathLike,
+    cols: int = 4,
+    tile_width: int = 256,
 ) -> Path:
-    """Write a grid of `n` frames spread evenly over `video` to `out_png` (decoded once, only those frames kept)."""
-    import av
+    """contact_sheet() of the frames written to `out_png` (through a temporary name)."""
     import cv2
 
-    video, out_png = Path(video), Path(out_png)
-    with av.open(os.fspath(video)) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate) if stream.average_rate else 25.0
-        total = stream.frames or int(round(float(container.duration or 0) / 1e6 * fps))
-    total = max(total, 1)
-    wanted = sorted(set(np.linspace(0, total - 1, num=min(n, total)).round().astype(int).tolist()))
-    frames, labels = [], []
-    with av.open(os.fspath(video)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for i, frame in enumerate(container.decode(stream)):
-            if i in wanted:
-                frames.append(frame.to_ndarray(format="rgb24"))
-                labels.append(f"{i / fps:5.2f}s  #{i}")
-            if len(frames) == len(wanted):
-                break
+    out_png = Path(out_png)
     sheet = contact_sheet(frames, labels, cols, tile_width)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_png.with_name(f".{out_png.stem}.tmp.png")

@@ -1,17 +1,11 @@
-"""QC figures of a rendered talking-head file, measured on the file itself (not on what the engine intended).
+"""What QC measures on one frame, and on a file's audio; `qc_file`, every QC figure of a rendered file.
 
-- mouth opening per frame: MediaPipe landmarks of the decoded video, the gap between the inner lips at the middle
-  of the mouth (mesh points 13/14) divided by the distance between the pupils, so it does not depend on the
-  frame size or the face size;
-- speech envelope per frame: RMS level (dBFS) of the file's audio over each frame's interval;
-- `mouth_audio_correlation`: Pearson correlation of the two over the frames with a face. Speech with a moving
-  mouth gives clearly positive values (0.3 .. 0.8); a frozen or random mouth gives ~0;
-- `silent_closed_share`: among the silent frames (level more than 35 dB under the loud (95th percentile) level,
-  or under -55 dBFS) of pauses at least `MIN_PAUSE_S` long, leaving out the first `CLOSING_S` of each pause (a
-  mouth needs that long to close), the share whose mouth is "closed", i.e. within `CLOSED_MARGIN` of the clip's
-  most-closed opening (its 5th percentile) — relative to the clip, because a portrait may show its teeth at rest;
-- `frames_without_face`, durations of both streams (and their difference), integrated loudness (EBU R128).
-Streams the video once; memory does not grow with its length beyond two floats per frame.
+- mouth opening: MediaPipe landmarks, the gap between the inner lips at the middle of the mouth (mesh points 13/14)
+  divided by the distance between the pupils, so it does not depend on the frame size or the face size;
+- face sharpness: variance of the Laplacian of the face's landmark box in grey, resized to SHARPNESS_SIDE square
+  first, so it does not depend on the face's size in the frame (a smeared face scores low);
+- speech level per frame: RMS level (dBFS) of the file's audio over each frame's interval.
+The figures made of them: pipelines.qc.figures; which frames are measured: pipelines.qc.sampling.
 """
 
 from __future__ import annotations
@@ -27,12 +21,7 @@ import numpy as np
 from pipelines.errors import InputError
 from pipelines.face import mesh
 
-ENVELOPE_RATE = 16000
-SILENCE_BELOW_LOUD_DB = 35.0
-SILENCE_FLOOR_DBFS = -55.0
-CLOSED_MARGIN = 0.04  # opening units (inner-lip gap / pupil distance)
-MIN_PAUSE_S = 0.3
-CLOSING_S = 0.12
+SHARPNESS_SIDE = 128
 
 
 def mouth_opening(points: np.ndarray) -> float:
@@ -43,23 +32,45 @@ def mouth_opening(points: np.ndarray) -> float:
     return gap / max(eyes, 1e-6)
 
 
-def video_mouth_openings(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """Per-frame mouth opening (NaN where no face) of a video, and its frame rate."""
-    import av
+def face_sharpness(image_rgb: np.ndarray, points: np.ndarray) -> float:
+    """Variance of the Laplacian of the face's landmark box (grey, resized to SHARPNESS_SIDE square)."""
+    import cv2
 
-    from pipelines.face.landmarks import LandmarkDetector
+    h, w = image_rgb.shape[:2]
+    x0, y0 = np.floor(points.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return math.nan
+    grey = cv2.cvtColor(image_rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
-    values: list[float] = []
-    with av.open(os.fspath(path)) as container, LandmarkDetector("video", max_faces=1) as detector:
-        if not container.streams.video:
-            raise InputError(path, None, "has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate) if stream.average_rate else 25.0
-        for frame in container.decode(stream):
-            faces = detector.detect(frame.to_ndarray(format="rgb24"))
-            values.append(mouth_opening(faces[0].points) if faces else math.nan)
-    return np.array(values, np.float64), fps
+
+class FrameMeter:
+    """Mouth opening and face sharpness of frames of one clip, in order (one MediaPipe face-mesh graph in video
+    mode, which tracks the face from the previous call). Not thread-safe; close() it (or use `with`)."""
+
+    def __init__(self) -> None:
+        from pipelines.face.landmarks import LandmarkDetector
+
+        self._detector = LandmarkDetector("video", max_faces=1).__enter__()
+
+    def measure(self, image_rgb: np.ndarray) -> tuple[float, float]:
+        """(opening, sharpness) of one frame; both NaN when no face is found."""
+        faces = self._detector.detect(image_rgb)
+        if not faces:
+            return math.nan, math.nan
+        return mouth_opening(faces[0].points), face_sharpness(image_rgb, faces[0].points)
+
+    def close(self) -> None:
+        self._detector.__exit__(None, None, None)
+
+    def __enter__(self) -> FrameMeter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def frame_levels_db(
@@ -80,63 +91,47 @@ def frame_levels_db(
     return 10 * np.log10(power / counts + 1e-12), seen
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 3 or np.std(a) < 1e-9 or np.std(b) < 1e-9:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def pause_frames(silent: np.ndarray, fps: float) -> np.ndarray:
-    """The silent frames that count for the closed-mouth figure: inside pauses of at least MIN_PAUSE_S, after
-    their first CLOSING_S."""
-    out = np.zeros_like(silent)
-    min_len, skip = int(round(MIN_PAUSE_S * fps)), int(round(CLOSING_S * fps))
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], silent.astype(np.int8), [0]])))
-    for start, end in zip(edges[::2], edges[1::2], strict=True):
-        if end - start >= min_len:
-            out[start + skip : end] = True
-    return out
-
-
-def qc_figures(openings: np.ndarray, levels_db: np.ndarray, fps: float = 25.0) -> dict[str, Any]:
-    """The lip-sync figures from per-frame mouth openings (NaN = no face) and audio levels of the same frames."""
-    n = min(len(openings), len(levels_db))
-    openings, levels_db = openings[:n], levels_db[:n]
-    face = ~np.isnan(openings)
-    loud = float(np.percentile(levels_db, 95)) if n else -120.0
-    silent = (levels_db < loud - SILENCE_BELOW_LOUD_DB) | (levels_db < SILENCE_FLOOR_DBFS)
-    out: dict[str, Any] = {
-        "frames": int(n),
-        "frames_without_face": int((~face).sum()),
-        "silent_frames": int(silent.sum()),
-        "pause_frames_checked": int((pause_frames(silent, fps) & face).sum()),
-        "mouth_audio_correlation": None,
-        "silent_closed_share": None,
-        "mouth_opening_mean": None,
-        "mouth_opening_p95": None,
-    }
-    if face.sum() == 0:
-        return out
-    o = openings[face]
-    # the envelope floor is clipped so that digital silence (-120 dB) does not dominate the correlation
-    env = np.maximum(levels_db[face], loud - 50.0)
-    corr = _correlation(o, env)
-    rest = float(np.percentile(o, 5))
-    closed = openings <= rest + CLOSED_MARGIN
-    silent_face = pause_frames(silent, fps) & face
-    out.update(
-        mouth_audio_correlation=None if corr is None else round(corr, 4),
-        silent_closed_share=round(float(closed[silent_face].mean()), 4) if silent_face.any() else None,
-        mouth_opening_mean=round(float(o.mean()), 4),
-        mouth_opening_p95=round(float(np.percentile(o, 95)), 4),
-    )
-    return out
-
-
-def qc_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Every QC figure of a rendered MP4 (or any video with an audio track), as a JSON-ready dict."""
-    from pipelines.media.audio import iter_audio_blocks, measure_loudness
+def audio_figures(path: Path, fps: float, n_frames: int) -> tuple[dict[str, Any], np.ndarray]:
+    """Durations and loudness (EBU R128, pipelines.media.loudness) of the file's audio, and the level of each
+    video frame (-120 dB without audio): one decode of the audio, at the meter's 48 kHz."""
+    from pipelines.media.audio import iter_audio_blocks
+    from pipelines.media.loudness import RATE, LoudnessMeter
     from pipelines.media.probe import probe
+
+    out: dict[str, Any] = {
+        "audio_duration": None,
+        "duration_difference": None,
+        "loudness_lufs": None,
+        "true_peak_dbtp": None,
+    }
+    if not probe(path).has_audio:
+        return out, np.full(n_frames, -120.0)
+    meter = LoudnessMeter()
+
+    def metered():
+        for block in iter_audio_blocks(path, RATE):
+            meter.feed(block)
+            yield block
+
+    levels, n_samples = frame_levels_db(metered(), RATE, fps, n_frames)
+    loudness = meter.result()
+    out.update(
+        audio_duration=round(n_samples / RATE, 4),
+        duration_difference=round(n_samples / RATE - n_frames / fps, 4),
+        loudness_lufs=round(loudness.integrated, 2) if math.isfinite(loudness.integrated) else None,
+        true_peak_dbtp=round(loudness.true_peak, 2) if math.isfinite(loudness.true_peak) else None,
+    )
+    return out, levels
+
+
+def qc_file(
+    path: str | os.PathLike, sampling: Any = None, sheet: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Every QC figure of a rendered MP4 (or any video with an audio track), as a JSON-ready dict; every frame
+    measured unless `sampling` (a pipelines.qc.sampling.Sampling) says otherwise. `sheet`: also write a contact
+    sheet PNG there."""
+    from pipelines.media.probe import probe
+    from pipelines.qc.sampling import FULL, QcSampler
 
     path = Path(path)
     if not path.is_file():
@@ -144,29 +139,18 @@ def qc_file(path: str | os.PathLike) -> dict[str, Any]:
     info = probe(path)
     if not info.has_video:
         raise InputError(path, None, "has no video stream")
-    openings, fps = video_mouth_openings(path)
-    result: dict[str, Any] = {
-        "file": str(path),
-        "fps": fps,
-        "video_duration": round(len(openings) / fps, 4),
-        "audio_duration": None,
-        "duration_difference": None,
-        "loudness_lufs": None,
-        "true_peak_dbtp": None,
-    }
-    if info.has_audio:
-        levels, n_samples = frame_levels_db(
-            iter_audio_blocks(path, ENVELOPE_RATE), ENVELOPE_RATE, fps, len(openings)
-        )
-        audio_duration = n_samples / ENVELOPE_RATE
-        loudness = measure_loudness(path)
-        result.update(
-            audio_duration=round(audio_duration, 4),
-            duration_difference=round(audio_duration - result["video_duration"], 4),
-            loudness_lufs=loudness.integrated if math.isfinite(loudness.integrated) else None,
-            true_peak_dbtp=loudness.true_peak if math.isfinite(loudness.true_peak) else None,
-        )
-    else:
-        levels = np.full(len(openings), -120.0)
-    result.update(qc_figures(openings, levels, fps))
-    return result
+    fps, n_frames = video_rate_and_frames(path)
+    with QcSampler(n_frames, fps, sampling or FULL) as sampler:
+        result = sampler.finish(path, sheet=sheet)
+    return {"file": str(path), **result}
+
+
+def video_rate_and_frames(path: Path) -> tuple[float, int]:
+    """Frame rate and frame count (from the container, else its duration) of the first video stream."""
+    import av
+
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate) if stream.average_rate else 25.0
+        total = stream.frames or int(round(float(container.duration or 0) / 1e6 * fps))
+    return fps, max(total, 1)
