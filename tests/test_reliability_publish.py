@@ -46,10 +46,10 @@ def test_a_failure_after_encoding_leaves_the_previous_set_untouched(tmp_path, mo
 
     (jobs / "one.yaml").write_text(JOB.replace("Hello there, friends.", "Goodbye now, friends."))
 
-    def disk_full(path):
+    def disk_full(self, path, sheet=None):  # the QC step, after the MP4 is encoded
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("pipelines.qc.measure.qc_file", disk_full)
+    monkeypatch.setattr("pipelines.qc.sampling.QcSampler.finish", disk_full)
     with pytest.raises(OSError, match="No space left"):
         _render(tmp_path, jobs, qc=True)
     assert _snapshot(tmp_path / "out") == before  # the old set, whole, and no stray file beside it
