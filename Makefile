@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench schema clean
+.PHONY: setup demo test test-all lint bench reliability schema clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+reliability: setup
+	$(BIN)/python bench/reliability.py   # bad inputs, kills, resumes, concurrent processes: how many held
 
 schema: setup
 	$(BIN)/talkreel schema --out schema/
