@@ -81,3 +81,55 @@ def tiny_pipeline(seed: int = 0):
     models = tiny_models(seed)
     torch.manual_seed(seed)
     return EchoMimicV2Pipeline(vae=AutoencoderKL(**TINY_VAE).eval(), scheduler=make_scheduler(), **models)
+
+
+TINY_WEIGHTS_AUDIO = {"n_mels": 80, "n_ctx": 150, "n_state": 32, "n_head": 2, "n_layer": 4}
+
+
+def write_tiny_weights(engine_id: str = "echomimic-v2-acc", weights_dir=None, seed: int = 0):
+    """Tiny random EchoMimic V2 weights in the hub layouts, converted by pipelines.weights as `talkreel weights
+    import/download` would leave them: BadToBest/EchoMimicV2/{denoising_unet,motion_module}[_acc].pth (the
+    denoiser's non-motion / motion keys, official names), reference_unet.pth, pose_encoder.pth (flat dicts),
+    lambdalabs/sd-image-variations-diffusers/unet/config.json, the VAE folder and whisper tiny.pt (3 s windows).
+    Returns the weights folder."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from diffusers import AutoencoderKL
+
+    from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
+    from pipelines.engines.echomimic_v2 import checkpoints as ck
+    from pipelines.weights.manifest import entries
+    from pipelines.weights.store import convert_engine, default_weights_dir
+
+    root = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    files = {w.role: (w.repo, w.patterns[0]) for w in entries(engine_id)}
+
+    def path(role: str) -> Path:
+        repo, name = files[role]
+        p = root / repo / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    models = tiny_models(seed)
+    official = {k: v.clone().contiguous() for k, v in ck.official_state_dict(models["denoiser"]).items()}
+    torch.save({k: v for k, v in official.items() if not ck.is_motion_key(k)}, path("denoising_unet"))
+    torch.save({k: v for k, v in official.items() if ck.is_motion_key(k)}, path("motion_module"))
+    torch.save(
+        {k: v.clone() for k, v in models["reference_net"].state_dict().items()}, path("reference_unet")
+    )
+    torch.save({k: v.clone() for k, v in models["pose_encoder"].state_dict().items()}, path("pose_encoder"))
+    path("reference_unet_config").write_text(json.dumps(TINY_BASE))
+    encoder = WhisperAudioEncoder(EncoderDims(**TINY_WEIGHTS_AUDIO))
+    dims = {
+        "n_mels": 80, "n_audio_ctx": TINY_WEIGHTS_AUDIO["n_ctx"], "n_audio_state": 32, "n_audio_head": 2,
+        "n_audio_layer": 4, "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 32, "n_text_head": 2,
+        "n_text_layer": 1,
+    }  # fmt: skip
+    state = {f"encoder.{k}": v.clone() for k, v in encoder.state_dict().items()}
+    torch.save({"dims": dims, "model_state_dict": state}, path("whisper"))
+    vae_repo = files["vae"][0]
+    AutoencoderKL(**TINY_VAE).save_pretrained(root / vae_repo, safe_serialization=True)
+    convert_engine(engine_id, root)
+    return root

@@ -292,7 +292,10 @@ def test_engine_override_applies_to_every_job(tmp_path, monkeypatch):
     assert {j["engine"] for j in json.loads(result.stdout)["jobs"]} == {"latentsync-1.6"}
     result = render(str(jobs), "--out", "out", "--dry-run", "--engine", "warp")
     assert result.exit_code == 2
-    assert "unknown engine 'warp'; known: latentsync-1.5, latentsync-1.6, preview" in result.output
+    assert (
+        "unknown engine 'warp'; known: echomimic-v2, echomimic-v2-acc, latentsync-1.5, latentsync-1.6, preview"
+        in result.output
+    )
 
 
 def test_video_persona_at_29_97_fps(tmp_path, monkeypatch):

@@ -214,11 +214,17 @@ AUDIO_FORMS = "expected a file path, {file: path}, {segments: [{file: path} | {p
         ({"emotion": [{"start": 1}]}, ("emotion.0.emotion", "required field missing")),
         (
             {"engine": "warp"},
-            ("engine", "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6"),
+            (
+                "engine",
+                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc",
+            ),
         ),
         (
             {"engine": {"steps": 4}},
-            ("engine", "engine needs a name, one of: preview, latentsync-1.5, latentsync-1.6"),
+            (
+                "engine",
+                "engine needs a name, one of: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc",
+            ),
         ),
         ({"engine": {"name": "preview", "steps": 4}}, ("engine.steps", "unknown field")),
         (

@@ -96,7 +96,10 @@ def test_label_off_only_when_explicit(tmp_path):
         ({"looks": {"joy": "face.png"}}, ("looks.joy", f"unknown emotion 'joy'; known: {BUILTIN}")),
         (
             {"engine": "warp"},
-            ("engine", "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6"),
+            (
+                "engine",
+                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc",
+            ),
         ),
         (
             {"disclosure": {"position": "middle"}},

@@ -18,7 +18,10 @@ def test_schemas_describe_what_a_user_may_write(tmp_path):
     # the short forms are part of the schema: a plain audio path and a bare engine name
     assert {"type": "string"} in job["properties"]["audio"]["anyOf"]
     engine_forms = job["properties"]["engine"]["anyOf"]
-    assert {"enum": ["preview", "latentsync-1.5", "latentsync-1.6"], "type": "string"} in engine_forms
+    assert {
+        "enum": ["preview", "latentsync-1.5", "latentsync-1.6", "echomimic-v2", "echomimic-v2-acc"],
+        "type": "string",
+    } in engine_forms
     assert {"$ref": "#/$defs/LatentSyncSettings"} in engine_forms
     latentsync = job["$defs"]["LatentSyncSettings"]["properties"]
     assert latentsync["steps"] == {

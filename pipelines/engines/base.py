@@ -76,6 +76,8 @@ _REGISTRY: dict[str, str] = {
     "preview": "pipelines.engines.preview.engine:PreviewEngine",
     "latentsync-1.5": "pipelines.engines.latentsync.engine:LatentSyncEngine.v15",
     "latentsync-1.6": "pipelines.engines.latentsync.engine:LatentSyncEngine.v16",
+    "echomimic-v2": "pipelines.engines.echomimic_v2.engine:EchoMimicV2Engine.full",
+    "echomimic-v2-acc": "pipelines.engines.echomimic_v2.engine:EchoMimicV2Engine.acc",
 }
 
 

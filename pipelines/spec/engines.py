@@ -53,7 +53,21 @@ class LatentSyncSettings(StrictModel):
     )
 
 
-_SETTINGS = (PreviewSettings, LatentSyncSettings)
+class EchoMimicV2Settings(StrictModel):
+    """EchoMimic V2 half-body presenter with hand gestures (GPU); `-acc` is the accelerated 6-step variant."""
+
+    name: Literal["echomimic-v2", "echomimic-v2-acc"]
+    steps: int | None = Field(None, ge=1, le=100, description="denoising steps (default: 30, or 6 for -acc)")
+    guidance: float | None = Field(
+        None,
+        ge=1.0,
+        le=10.0,
+        description="classifier-free guidance scale (default: 2.5, or 1.0 = off for -acc)",
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+
+
+_SETTINGS = (PreviewSettings, LatentSyncSettings, EchoMimicV2Settings)
 ENGINE_NAMES: tuple[str, ...] = tuple(
     name for model in _SETTINGS for name in model.model_fields["name"].annotation.__args__
 )
@@ -70,11 +84,13 @@ def _bare_name(value: Any) -> Any:
 
 
 EngineSettings = Annotated[
-    Union[PreviewSettings, LatentSyncSettings],  # noqa: UP007 -- a discriminated union needs the Union form here
+    Union[PreviewSettings, LatentSyncSettings, EchoMimicV2Settings],  # noqa: UP007 -- a discriminated union needs the Union form here
     Field(discriminator="name"),
     BeforeValidator(
         _bare_name,
-        json_schema_input_type=Union[Literal[ENGINE_NAMES], PreviewSettings, LatentSyncSettings],  # noqa: UP007
+        json_schema_input_type=Union[  # noqa: UP007
+            Literal[ENGINE_NAMES], PreviewSettings, LatentSyncSettings, EchoMimicV2Settings
+        ],
     ),
 ]
 """Settings of one engine: `{name: ..., <settings>}` or just the engine's name."""
@@ -82,6 +98,8 @@ EngineSettings = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(EngineSettings)
 
 
-def engine_settings(value: str | dict[str, Any]) -> PreviewSettings | LatentSyncSettings:
+def engine_settings(
+    value: str | dict[str, Any],
+) -> PreviewSettings | LatentSyncSettings | EchoMimicV2Settings:
     """Settings from a name (`render --engine NAME`) or a mapping; raises pydantic.ValidationError when invalid."""
     return _ADAPTER.validate_python(value)

@@ -1,0 +1,68 @@
+"""`talkreel render` with `engine: echomimic-v2-acc` end to end: tiny random weights written in the hub formats and
+converted by pipelines.weights stand in for the downloaded ones; everything else is the real path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from pipelines.media.probe import probe
+from pipelines.media.video_in import iter_frames
+from tests.echomimic_v2_helpers import write_tiny_weights
+from tests.latentsync_helpers import one_torch_thread
+from tests.project_helpers import make_project
+
+JOB = """\
+kind: summary
+persona: test
+audio: {text: "Hello there.", voice: en}
+engine: {name: echomimic-v2-acc, steps: 2}
+seed: 7
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    jobs = make_project(tmp_path, {"emv2": JOB})
+    persona = tmp_path / "personas" / "test" / "persona.yaml"
+    persona.write_text(persona.read_text() + "disclosure: {label: false}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TALKREEL_ECHOMIMIC_V2_RESOLUTION", "64")  # tiny weights at 64 px: seconds on a CPU
+    with one_torch_thread():
+        yield jobs
+
+
+def render(*args: str):
+    return CliRunner().invoke(app, ["render", *args, "--json", "--no-qc"], catch_exceptions=False)
+
+
+def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "empty-weights"))
+    result = render(str(project), "--out", "out")
+    assert result.exit_code == 4, result.output
+    (job,) = json.loads(result.stdout)["jobs"]
+    assert "talkreel weights download echomimic-v2-acc" in job["error"]
+
+
+def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "weights"))
+    write_tiny_weights("echomimic-v2-acc")
+    first = render(str(project), "--out", "a")
+    assert first.exit_code == 0, first.output
+    record = json.loads((tmp_path / "a" / "emv2.json").read_text())
+    assert record["engine"]["name"] == "echomimic-v2-acc"
+    weights = {w["role"]: w for w in record["engine"]["weights"]}
+    assert weights["denoising_unet"]["file"].endswith("denoising_unet_acc.safetensors")
+    assert weights["motion_module"]["file"].endswith("motion_module_acc.safetensors")
+    n = record["frames"]["clip"]
+    assert n == round(record["duration"]["speech"] * 25)
+    info = probe(tmp_path / "a" / "emv2.mp4")
+    assert info.video_frames == n and (info.width, info.height) == (64, 64)
+    assert render(str(project), "--out", "b").exit_code == 0
+    a = list(iter_frames(tmp_path / "a" / "emv2.mp4"))
+    b = list(iter_frames(tmp_path / "b" / "emv2.mp4"))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
