@@ -71,6 +71,7 @@ def tiny_image_encoder(seed: int = 0):
         num_attention_heads=2,
         image_size=224,
         patch_size=14,
+        hidden_act="gelu",  # open-clip ViT-H/14's (transformers' default is quick_gelu)
     )
     return CLIPVisionModel(config).eval()
 
