@@ -76,6 +76,7 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
             check_voice(job.audio.voice)
         except InputError as exc:
             errors.append(InputError(file, "audio.voice", exc.message))
+    warnings += glyph_warnings(loaded)
     spoken: list[tuple[str, Path]] = []
     seconds: float | None = None  # unknown for draft text until it is synthesised
     if isinstance(job.audio, FileAudio):
@@ -120,6 +121,31 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
                     )
                 )
     return errors, warnings
+
+
+def glyph_warnings(loaded: LoadedJob) -> list[InputError]:
+    """Texts with characters no installed font can draw (they would render as boxes), and a disclosure label
+    that gives way to the default text for that reason."""
+    from pipelines.compose.plan import missing_glyph_report
+    from pipelines.provenance.label import resolve_label
+    from pipelines.spec.audio import TextAudio
+    from pipelines.spec.compose import Theme
+    from pipelines.spec.paths import display
+
+    job, persona = loaded.job, loaded.persona
+    theme = loaded.theme or Theme()
+    script = job.audio.text if isinstance(job.audio, TextAudio) else job.script
+    report = missing_glyph_report(job, job.kind, persona.name, theme, script)
+    warnings = [
+        InputError(
+            display(loaded.job_path), field, f"no installed font has glyphs for {chars!r}; drawn as boxes"
+        )
+        for field, chars in report.items()
+    ]
+    label = resolve_label(persona.disclosure, theme)
+    if label is not None and label.note:
+        warnings.append(InputError(display(loaded.persona_file), "disclosure.text", label.note))
+    return warnings
 
 
 def check_batch_media(batch: Batch) -> list[InputError]:

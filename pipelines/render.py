@@ -40,9 +40,10 @@ from pipelines.speech.track import Speech, TimedUnit
 RECORD_VERSION = 1
 SEGMENT_FRAMES = 250  # output frames per resumable segment: a kill loses at most this much work
 FEATURE_RATE = 16000
-# Engines whose output is a draft get x264's fastest preset by default (output.preset overrides it): at CRF 18 it
-# looks the same, costs ~40 % less CPU than veryfast at 512x512, and makes files ~4x larger (bench/media_encode_floor.py).
-DRAFT_PRESETS = {"preview": "ultrafast"}
+# Engines whose output is a draft get x264's veryfast preset by default (output.preset overrides it). ultrafast
+# costs less CPU but gives no sensible file: a 6 s preview job at 1080x1920, CRF 18, measured 10.7 Mbit/s with
+# ultrafast, 8.7 with superfast and 2.4 with veryfast (x264's time 6.7 s, -, 9.1 s on a busy 2-core machine).
+DRAFT_PRESETS = {"preview": "veryfast"}
 DRAFT_PAUSE = 0.25  # seconds of silence before and after draft (text) speech
 # The output audio's priority (Unix nice) while it is made beside the frames: the lowest, so the engine, the
 # compositor and x264 are not kept waiting by it (interleaved A/B runs of a 750-frame 512x512 preview job: the
@@ -116,24 +117,28 @@ def _check_output_folder(loaded: LoadedJob, out_path: Path) -> None:
 
 
 def estimate_frames(loaded: LoadedJob) -> int | None:
-    """A cheap frame estimate for --dry-run (files probed; draft text at ~14 characters per second)."""
+    """A cheap estimate of the output's frames for --dry-run: the clip (files probed; draft text at ~14
+    characters per second) and the cards around it."""
+    from pipelines.compose.plan import card_frames
     from pipelines.media.probe import probe
 
     job = loaded.job
     fps = job.output.fps
-    if isinstance(job.audio, TextAudio):
-        return round(len(job.audio.text) / 14.0 * fps)
     try:
-        if isinstance(job.audio, FileAudio):
+        if isinstance(job.audio, TextAudio):
+            seconds = len(job.audio.text) / 14.0 + 2 * DRAFT_PAUSE
+        elif isinstance(job.audio, FileAudio):
             seconds = probe(job.audio.file).duration
         else:
             seconds = sum(
                 seg.pause if isinstance(seg, PauseSegment) else probe(seg.file).duration
                 for seg in job.audio.segments
             )
+        question = probe(job.question_audio).duration if job.question_audio is not None else None
     except (InputError, OSError):
         return None  # unreadable media is reported by the checks before rendering
-    return round(seconds * fps)
+    before, after = card_frames(job, job.kind, fps, question)
+    return before + round(seconds * fps) + after
 
 
 @dataclass
@@ -324,12 +329,13 @@ def render_job(
     from pipelines.media.video_out import SegmentWriter, mux_segments
 
     faces = _FaceFlags(work / "face_found.npy", n_frames)
+    preset = job.output.preset or DRAFT_PRESETS.get(engine.name, "medium")
     writer = SegmentWriter(
         work / "segments",
         fps,
         composition.size,
         crf=job.output.crf,
-        preset=job.output.preset or DRAFT_PRESETS.get(engine.name, "medium"),
+        preset=preset,
         segment_frames=SEGMENT_FRAMES,
         before_commit=lambda _end: faces.save(),
         total=composition.n_frames,
@@ -404,6 +410,7 @@ def render_job(
         },
         "seed": job.seed,
         "fps": fps,
+        "encoding": {"codec": "h264", "crf": job.output.crf, "preset": preset},
         "frames": {
             "clip": n_frames,
             "output": composition.n_frames,
@@ -485,7 +492,9 @@ def _qc_sampler(n_frames: int, fps: float, speech: Speech, clip_offset: int) -> 
     from pipelines.qc.sampling import QcSampler, pause_hint, render_sampling
 
     pauses = pause_hint(speech.samples, speech.sample_rate, fps, speech.n_frames, clip_offset)
-    return QcSampler(n_frames, fps, render_sampling(n_frames), also=pauses)
+    return QcSampler(
+        n_frames, fps, render_sampling(n_frames), also=pauses, clip=(clip_offset, speech.n_frames)
+    )
 
 
 def _output_audio(audio: Any, composition: Any, n_frames: int, fps: float, work: Path) -> tuple:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipelines.compose.fonts import load_font
 from pipelines.compose.overlays import Overlay
-from pipelines.compose.text import TextStyle, parse_colour, text_block, wrap
+from pipelines.compose.text import TextStyle, parse_colour, style_for, text_block, wrap
 from pipelines.errors import InputError
 from pipelines.spec.compose import Theme
 
@@ -34,6 +34,11 @@ def _logo(path: Path, max_w: int, max_h: int) -> np.ndarray:
     return np.asarray(logo)
 
 
+def _wrapped(text: str, style: TextStyle, width: int, max_lines: int) -> np.ndarray:
+    style = style_for(text, style)  # a CJK fallback font where the theme's lacks the glyphs
+    return text_block(wrap(text, style.font, width, max_lines=max_lines), style)
+
+
 def render_card(size: tuple[int, int], text: CardText, theme: Theme, backdrop: np.ndarray) -> np.ndarray:
     """The card as an RGB uint8 (h, w, 3) array: logo on top, kicker, heading, subheading, centred."""
     width, height = size
@@ -50,10 +55,10 @@ def render_card(size: tuple[int, int], text: CardText, theme: Theme, backdrop: n
     if theme.logo is not None:
         blocks.append(_logo(theme.logo, int(width * 0.3), int(height * 0.14)))
     if text.kicker:
-        blocks.append(text_block(wrap(text.kicker, small_style.font, text_width, max_lines=2), small_style))
-    blocks.append(text_block(wrap(text.heading, heading_style.font, text_width, max_lines=5), heading_style))
+        blocks.append(_wrapped(text.kicker, small_style, text_width, max_lines=2))
+    blocks.append(_wrapped(text.heading, heading_style, text_width, max_lines=5))
     if text.subheading:
-        blocks.append(text_block(wrap(text.subheading, sub_style.font, text_width, max_lines=3), sub_style))
+        blocks.append(_wrapped(text.subheading, sub_style, text_width, max_lines=3))
 
     gap = int(unit * 0.035)
     total_h = sum(b.shape[0] for b in blocks) + gap * (len(blocks) - 1)

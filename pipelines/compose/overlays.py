@@ -11,7 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
-from pipelines.compose.text import RGBA, TextStyle, text_block, wrap
+from pipelines.compose.text import RGBA, TextStyle, style_for, text_block, wrap
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def text_panel(
     accent: RGBA | None = None,
 ) -> np.ndarray:
     """A wrapped text block on a panel; `accent` draws a bar along the panel's start edge."""
+    style = style_for(text, style)
     size = style.font.size
     lines = wrap(text, style.font, max_text_width, max_lines=max_lines)
     block = text_block(lines, style)

@@ -246,6 +246,61 @@ def _frames(seconds: float, fps: float) -> int:
     return max(1, int(round(seconds * fps)))
 
 
+def card_frames(
+    job: Any, kind: str, fps: float, question_audio_seconds: float | None = None
+) -> tuple[int, int]:
+    """(frames of the card before the clip, frames of the card after it): the title or question card, and an
+    intro's closing card. The composition and the --dry-run estimate both count cards this way."""
+    before = after = 0
+    if kind == "intro":
+        before = _frames(job.title.duration if job.title else 3.0, fps)
+        if job.closing is not None:
+            after = _frames(job.closing.duration, fps)
+    elif kind == "faq":
+        seconds = job.question.duration
+        if question_audio_seconds is not None:
+            seconds = max(seconds, question_audio_seconds + QUESTION_AUDIO_TAIL)
+        before = _frames(seconds, fps)
+    return before, after
+
+
+def drawn_texts(
+    job: Any, kind: str, persona_name: str, script_text: str | None
+) -> dict[str, tuple[str, bool]]:
+    """Every text the composition draws, by field: (text, drawn in the bold font)."""
+    texts: dict[str, tuple[str, bool]] = {}
+    if kind == "intro":
+        texts["persona.name"] = (persona_name, False)
+        for name in ("title", "closing"):
+            card = getattr(job, name)
+            if card is not None:
+                texts[f"{name}.text"] = (card.text, True)
+                if card.subtitle:
+                    texts[f"{name}.subtitle"] = (card.subtitle, False)
+    if kind == "summary":
+        for i, chapter in enumerate(job.chapters):
+            texts[f"chapters.{i}.text"] = (chapter.text, True)
+    if kind == "faq" and job.question is not None:
+        texts["question.text"] = (job.question.text, True)
+    if job.captions.burn_in and script_text:
+        texts["captions"] = (script_text, False)
+    return texts
+
+
+def missing_glyph_report(
+    job: Any, kind: str, persona_name: str, theme: Theme, script_text: str | None
+) -> dict[str, str]:
+    """{field: the characters of its text that no installed font can draw}, for the fields that have some."""
+    from pipelines.compose.fonts import missing_glyphs
+
+    report = {}
+    for field_name, (text, bold) in drawn_texts(job, kind, persona_name, script_text).items():
+        lacking = missing_glyphs(text, theme.font_bold if bold else theme.font, bold=bold)
+        if lacking:
+            report[field_name] = lacking
+    return report
+
+
 def plan_composition(
     job: CompositionFields,
     kind: str,
@@ -297,7 +352,7 @@ def plan_composition(
             if title
             else CardText(heading=persona_name)
         )
-        n = _frames(title.duration if title else 3.0, fps)
+        n = card_frames(job, kind, fps)[0]
         cards.append(
             CardSegment(
                 "title", 0, n, render_card(out_size, text, theme, backdrop), 0, min(xfade, n // 2, n_clip)
@@ -308,13 +363,13 @@ def plan_composition(
         cursor = n
     elif kind == "faq":
         question = job.question
-        seconds = question.duration
+        spoken = None
         if job.question_audio is not None:
             from pipelines.media.audio import OUTPUT_RATE, load_audio
 
             question_samples = load_audio(job.question_audio, OUTPUT_RATE)
-            seconds = max(seconds, len(question_samples) / OUTPUT_RATE + QUESTION_AUDIO_TAIL)
-        n = _frames(seconds, fps)
+            spoken = len(question_samples) / OUTPUT_RATE
+        n = card_frames(job, kind, fps, spoken)[0]
         text = CardText(heading=question.text, subheading=question.subtitle)
         cards.append(
             CardSegment(
@@ -330,7 +385,7 @@ def plan_composition(
     audio.append(AudioSegment(clip_offset, n_clip, Path(clip_audio_48k)))
     cursor += n_clip
     if kind == "intro" and job.closing is not None:
-        n = _frames(job.closing.duration, fps)
+        n = card_frames(job, kind, fps)[1]
         text = CardText(heading=job.closing.text, subheading=job.closing.subtitle)
         cards.append(
             CardSegment(
@@ -422,7 +477,12 @@ def plan_composition(
         "lower_thirds": sum(1 for _ in job.chapters) if kind == "summary" else 0,
         "question_banner": kind == "faq",
         "captions": {"timing": timing, "cues": len(cues), "burn_in": caption_style is not None, "files": []},
-        "label": {"text": label_spec.text, "position": label_spec.position} if label_spec else None,
+        "label": (
+            {"text": label_spec.text, "position": label_spec.position, "note": label_spec.note}
+            if label_spec
+            else None
+        ),
+        "missing_glyphs": missing_glyph_report(job, kind, persona_name, theme, script_text),
         "label_off_reason": None if label_spec else "persona disclosure.label is false",
         "watermark": {
             "library": "invisible-watermark",

@@ -8,7 +8,7 @@ says which one is in use and the job record carries it.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -83,6 +83,14 @@ class TextStyle:
     fill: RGBA
     align: str = "center"  # "center" | "start" (start = left for LTR lines, right for RTL lines)
     line_spacing: float = 1.25
+
+
+def style_for(text: str, style: TextStyle) -> TextStyle:
+    """`style` with a font that has glyphs for `text` (a CJK fallback for Chinese, Japanese, Korean)."""
+    from pipelines.compose.fonts import font_for
+
+    font = font_for(text, style.font)
+    return style if font is style.font else replace(style, font=font)
 
 
 def text_block(lines: list[str], style: TextStyle, width: int | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.compose.fonts import load_font
+from pipelines.compose.fonts import load_font, missing_glyphs
 from pipelines.compose.overlays import Overlay, text_panel
 from pipelines.compose.text import TextStyle, parse_colour
 from pipelines.spec.compose import Theme
@@ -22,6 +22,7 @@ DEFAULT_POSITION = "bottom-right"
 class LabelSpec:
     text: str
     position: str  # top-left | top-right | bottom-left | bottom-right
+    note: str | None = None  # why the text is not the configured one
 
 
 def resolve_label(disclosure: Disclosure | None, theme: Theme) -> LabelSpec | None:
@@ -32,6 +33,11 @@ def resolve_label(disclosure: Disclosure | None, theme: Theme) -> LabelSpec | No
     explicit = disclosure.model_fields_set
     text = disclosure.text if "text" in explicit else (theme.label.text or DEFAULT_TEXT)
     position = disclosure.position if "position" in explicit else (theme.label.position or DEFAULT_POSITION)
+    # The disclosure must always be legible: a text no installed font can draw gives way to the default.
+    lacking = missing_glyphs(text, theme.font_bold, bold=True)
+    if lacking and text != DEFAULT_TEXT:
+        note = f"{text!r} has characters no installed font can draw ({lacking}); shown as {DEFAULT_TEXT!r}"
+        return LabelSpec(DEFAULT_TEXT, position, note)
     return LabelSpec(text, position)
 
 

@@ -105,6 +105,15 @@ def sharpness_figures(sharpness: np.ndarray) -> dict[str, float | None]:
     return out
 
 
+def _in_clip(n: int, clip: tuple[int, int] | None) -> np.ndarray:
+    """Which of n output frames show the clip (`clip`: its first frame and frame count; None: all)."""
+    if clip is None:
+        return np.ones(n, bool)
+    mask = np.zeros(n, bool)
+    mask[clip[0] : clip[0] + clip[1]] = True
+    return mask
+
+
 def qc_figures(
     openings: np.ndarray,
     levels_db: np.ndarray,
@@ -112,6 +121,7 @@ def qc_figures(
     measured: np.ndarray | None = None,
     sharpness: np.ndarray | None = None,
     sample: np.ndarray | None = None,
+    clip: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The figures from per-frame mouth openings (NaN = no face or not measured), audio levels of every frame,
     `measured` (which frames the video was measured on; all when None), `sample` (the even subsample among them
@@ -127,7 +137,8 @@ def qc_figures(
     out: dict[str, Any] = {
         "frames": int(n),
         "frames_measured": int(measured.sum()),
-        "frames_without_face": int((measured & np.isnan(openings)).sum()),
+        # Only frames that show the clip can lack a face: title and question cards have none by design.
+        "frames_without_face": int((measured & np.isnan(openings) & _in_clip(n, clip)).sum()),
         "silent_frames": int(silent.sum()),
         "pause_frames_checked": int(checked.sum()),
         "mouth_audio_correlation": None,

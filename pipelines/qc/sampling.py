@@ -77,8 +77,11 @@ class QcSampler:
         also: frozenset[int] = frozenset(),
         sheet_frames: int = 16,
         tile_width: int = 256,
+        clip: tuple[int, int] | None = None,
     ):
-        """`also`: frames measured besides the sampling's (the pauses, see pause_hint)."""
+        """`also`: frames measured besides the sampling's (the pauses, see pause_hint); `clip`: (first frame,
+        frame count) of the talking clip between the cards, the only frames that should show a face."""
+        self.clip = clip
         from pipelines.qc.contact_sheet import sheet_indices
 
         self.n_frames, self.fps, self.sampling, self.also = n_frames, fps, sampling, also
@@ -167,7 +170,7 @@ class QcSampler:
             "video_duration": round(n / self.fps, 4),
             **audio,
             "sampling": self.sampling.describe(),
-            **qc_figures(openings, levels, self.fps, measured, sharpness, sample),
+            **qc_figures(openings, levels, self.fps, measured, sharpness, sample, self.clip),
         }
         if sheet is not None:
             from pipelines.qc.contact_sheet import save_contact_sheet, sheet_label

@@ -1,0 +1,86 @@
+"""Silent surprises, said or done right: dry-run estimates, QC counts, encoder presets, glyphs, loops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.project_helpers import make_project, tone_wav
+
+INTRO = """\
+kind: intro
+persona: test
+audio: ../take.wav
+title: {text: Welcome, duration: 2}
+closing: {text: Bye, duration: 1}
+output: {size: [192, 192]}
+"""
+
+
+def test_dry_run_counts_the_cards_and_qc_does_not_count_them_as_faceless(tmp_path, monkeypatch):
+    tone_wav(tmp_path / "take.wav", 2.0)
+    jobs = make_project(tmp_path, {"intro": INTRO})
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    dry = runner.invoke(app, ["render", str(jobs), "--out", "out", "--dry-run", "--json"])
+    (planned,) = json.loads(dry.stdout)["jobs"]
+    assert runner.invoke(app, ["render", str(jobs), "--out", "out", "--quiet"]).exit_code == 0
+    record = json.loads((tmp_path / "out" / "intro.json").read_text())
+    assert planned["frames"] == record["frames"]["output"] == 50 + 50 + 25
+    first = record["composition"]["clip"]["first_frame"]
+    assert any(i < first for i in record["qc_tracks"]["measured_frames"])  # card frames were measured
+    assert record["qc"]["frames_without_face"] == 0
+
+
+def test_cjk_text_is_drawn_with_a_fallback_font_that_has_its_glyphs():
+    from pipelines.compose.fonts import default_font_path, fallback_fonts, load_font, missing_glyphs
+    from pipelines.compose.text import TextStyle, style_for
+
+    text = "你好世界 こんにちは 안녕하세요"
+    assert missing_glyphs(text, default_font_path()) == "" or not fallback_fonts()
+    if not fallback_fonts():
+        pytest.skip("no CJK fallback font installed (CI installs fonts-droid-fallback)")
+    style = TextStyle(load_font(None, 24), (255, 255, 255, 255))
+    chosen = style_for(text, style)
+    assert Path(chosen.font.path) == fallback_fonts()[0]
+    assert style_for("plain English", style) is style  # Latin text keeps the theme's font
+
+
+def test_without_a_cjk_font_the_label_stays_legible_and_validate_warns(tmp_path, monkeypatch):
+    import pipelines.compose.fonts as fonts
+
+    monkeypatch.setattr(fonts, "FALLBACK_FONTS", ())
+    jobs = make_project(
+        tmp_path, {"cjk": INTRO.replace("Welcome", "欢迎").replace("../take.wav", "{text: Hi}")}
+    )
+    persona = tmp_path / "personas" / "test" / "persona.yaml"
+    persona.write_text(persona.read_text() + "disclosure: {text: AI生成}\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["validate", str(jobs), "--json", "--no-faces"])
+    warnings = {
+        (Path(w["file"]).name, w["field"]): w["message"] for w in json.loads(result.stdout)["warnings"]
+    }
+    assert "欢迎" in warnings[("cjk.yaml", "title.text")]
+    assert "shown as 'AI-generated'" in warnings[("persona.yaml", "disclosure.text")]
+
+    from pipelines.provenance.label import resolve_label
+    from pipelines.spec.compose import Theme
+    from pipelines.spec.loader import load_persona
+
+    label = resolve_label(load_persona(persona).disclosure, Theme())
+    assert label.text == "AI-generated" and "生成" in label.note
+
+
+def test_a_preview_render_encodes_with_the_documented_preset(tmp_path, monkeypatch):
+    from pipelines.spec.job import Output
+
+    assert "veryfast for the preview engine" in Output.model_fields["preset"].description
+    jobs = make_project(tmp_path, {"one": INTRO.replace("../take.wav", "{text: Hi there.}")})
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(app, ["render", str(jobs), "--out", "out", "--quiet", "--no-qc"]).exit_code == 0
+    record = json.loads((tmp_path / "out" / "one.json").read_text())
+    assert record["encoding"] == {"codec": "h264", "crf": 18, "preset": "veryfast"}
