@@ -478,7 +478,8 @@ def plan_composition(
         "question_banner": kind == "faq",
         "captions": {"timing": timing, "cues": len(cues), "burn_in": caption_style is not None, "files": []},
         "label": (
-            {"text": label_spec.text, "position": label_spec.position, "note": label_spec.note}
+            {"text": label_spec.text, "position": label_spec.position}
+            | ({"note": label_spec.note} if label_spec.note else {})
             if label_spec
             else None
         ),
