@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--source-frames", type=int, default=24, help="frames of the persona video (looped)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=1.5)
-    ap.add_argument("--deep-cache", action="store_true")
+    ap.add_argument("--deep-cache", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--low-vram", action="store_true")
     ap.add_argument(
         "--compile", action="store_true", help="torch.compile the UNet (compile time is reported)"

@@ -285,7 +285,9 @@ def render_job(
             # Name the job first (the batch reports per job), then the media file that failed.
             detail = f"{exc.file}: {exc.message}" if exc.file else exc.message
             raise InputError(loaded.job_path, exc.field or "audio", detail) from None
-        speech = Speech(audio.samples_16k, FEATURE_RATE, fps, audio.n_frames, phonemes, words)
+        speech = Speech(
+            audio.samples_16k, FEATURE_RATE, fps, audio.n_frames, phonemes, words, decoded=audio.decoded_16k
+        )
     n_frames = audio.n_frames
 
     with timings.stage("expression"):

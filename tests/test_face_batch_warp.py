@@ -144,3 +144,42 @@ def test_feathered_alpha_matches_the_per_frame_mask(scale):
     alpha[box[1] : box[3], box[0] : box[2]] = warp.paste(region, box, white, m[None], np.ones(1))[0, 0] / 255
     diff = np.abs(alpha - ref)
     assert diff.max() < 0.13 and diff.mean() < 0.004, (diff.max(), diff.mean())
+
+
+def _grid_sample_crop(frame, matrix, crop_size):
+    """Upstream's crop convention (kornia warp_affine, align_corners=True: pixel centres at integer coordinates,
+    bilinear, fill 127) written independently with torch's grid_sample, in float32."""
+    w, h = crop_size
+    inv = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    us, vs = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    xs = inv[0, 0] * us + inv[0, 1] * vs + inv[0, 2]
+    ys = inv[1, 0] * us + inv[1, 1] * vs + inv[1, 2]
+    fh_, fw_ = frame.shape[:2]
+    grid = np.stack([2 * xs / (fw_ - 1) - 1, 2 * ys / (fh_ - 1) - 1], axis=-1)[None]
+    img = torch.from_numpy(frame.astype(np.float32) - 127).permute(2, 0, 1)[None]
+    out = torch.nn.functional.grid_sample(
+        img, torch.from_numpy(grid).float(), mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return (out[0].permute(1, 2, 0).numpy() + 127).round().clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("resolution", [256, 512])
+def test_crops_follow_upstreams_affine_convention_on_a_real_face(scene, resolution):
+    canvas, points = scene
+    t, mats = _matrices(points, resolution)
+    warp = FaceWarp(t.crop_size, resolution)
+    box = warp.box(mats, canvas.shape[:2])
+    mine = warp.crops(_region([canvas], box), box, canvas.shape[:2], mats)[0].permute(1, 2, 0).numpy()
+    small = _grid_sample_crop(canvas, mats[0], t.crop_size)
+    ref = cv2.resize(small, (resolution, resolution), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
+    diff = np.abs(mine - ref)
+    assert diff.max() <= 3 and diff.mean() < 0.2, (diff.max(), diff.mean())
+    # no geometric offset: a half-pixel convention error would show as a ~0.5 px shift here
+    (dx, dy), _ = cv2.phaseCorrelate(ref.mean(-1).astype(np.float64), mine.mean(-1).astype(np.float64))
+    assert abs(dx) < 0.02 and abs(dy) < 0.02, (dx, dy)
+    # the same check tells the conventions apart: align_corners=False's half-pixel shift is seen
+    flipped = mats.copy()
+    flipped[0, :, 2] += flipped[0, :, :2].sum(axis=1) * 0.5 - 0.5
+    shifted = warp.crops(_region([canvas], box), box, canvas.shape[:2], flipped)[0].permute(1, 2, 0).numpy()
+    (sx, sy), _ = cv2.phaseCorrelate(ref.mean(-1).astype(np.float64), shifted.mean(-1).astype(np.float64))
+    assert max(abs(sx), abs(sy)) > 0.2, (sx, sy)

@@ -332,3 +332,56 @@ def test_color_match_option_changes_only_the_face_region(weights, portrait, tmp_
         assert not np.array_equal(a.image[y0:y1, x0:x1], b.image[y0:y1, x0:x1])
         a.image[y0:y1, x0:x1] = b.image[y0:y1, x0:x1]
         assert np.array_equal(a.image, b.image)
+
+
+def _speech_at(n, fps, gain=1.0, decoded=False):
+    t = np.arange(int(round(16000 * n / fps))) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    return Speech(x * np.float32(gain), 16000, float(fps), n, decoded=x if decoded else None)
+
+
+def test_the_audio_features_come_from_the_speech_as_decoded_not_the_normalised_copy(
+    weights, portrait, tmp_path
+):
+    settings = _settings()
+    engine = _engine(weights)
+    prepared = _prepared(engine, portrait, tmp_path, settings)
+    neutral = ExpressionTrack.neutral(8)
+
+    def frames(speech):
+        return list(engine.render(prepared, speech, neutral, settings))
+
+    decoded = frames(_speech_at(8, 25))
+    # the loudness-normalised samples are 4x louder; the features must follow the decoded samples alone
+    assert _same(frames(_speech_at(8, 25, gain=4.0, decoded=True)), decoded)
+    assert not _same(frames(_speech_at(8, 25, gain=4.0)), decoded)  # (the features do reach the frames)
+
+
+def test_same_seed_same_frames_across_a_resume_at_every_chunk_boundary(weights, moving_video, tmp_path):
+    settings = _settings(seed=11)
+    full_engine = _engine(weights, chunk_frames=4, prefetch=False)
+    prepared = _prepared(full_engine, moving_video, tmp_path, settings)
+    full = _render(full_engine, prepared, 16, settings)
+    for k in (4, 8, 12):  # a killed render resumes at a chunk checkpoint with a fresh engine (cold caches)
+        resumed = _render(_engine(weights, chunk_frames=4), prepared, 16, settings, start=k)
+        assert _same(resumed, full[k:]), k
+    other = _render(full_engine, prepared, 16, _settings(seed=12))
+    assert not _same(other, full)  # the seed is what the frames depend on
+
+
+def test_other_frame_rates_render_at_25_fps_and_show_the_nearest_frame(weights, moving_video, tmp_path):
+    engine = _engine(weights, prefetch=False)
+    prepared = _prepared(engine, moving_video, tmp_path, _settings())
+
+    def frames(n, fps, start=0):
+        settings = RenderSettings(fps=fps, size=None, seed=5, engine=_settings().engine)
+        return list(
+            engine.render(prepared, _speech_at(n, fps), ExpressionTrack.neutral(n), settings, start=start)
+        )
+
+    at25 = frames(12, 25)
+    at50 = frames(24, 50)  # each 25 fps frame shown twice
+    assert len(at50) == 24 and all(_same([at50[i]], [at25[i // 2]]) for i in range(24))
+    at12 = frames(6, 12.5)  # every other one: the frame at the middle of each output frame's interval
+    assert len(at12) == 6 and all(_same([at12[i]], [at25[2 * i + 1]]) for i in range(6))
+    assert _same(frames(24, 50, start=9), at50[9:])  # a resume inside a repeated pair

@@ -163,3 +163,16 @@ def test_real_speech_when_present(shared_dir, tmp_path):
     audio, _ = join_and_write([wavs[0]], fps=25, work_dir=tmp_path)
     assert abs(measure_loudness(audio.wav_48k).integrated + 16.0) <= 1.0
     assert len(audio.samples_16k) == audio.n_frames * 640
+
+
+def test_the_decoded_copy_is_the_speech_before_the_normalisation_gain(tmp_path):
+    src = make_audio(tmp_path / "quiet.wav", duration=2.0, rate=16_000, kind="sine", volume_db=-30)
+    audio = join_audio([src], fps=25, work_dir=tmp_path / "w")
+    gain = np.float32(10.0 ** (audio.normalisation.gain_db / 20.0))
+    assert audio.normalisation.gain_db > 10  # a quiet file: the engines' copy is much louder
+    np.testing.assert_array_equal(audio.samples_16k, audio.decoded_16k * gain)
+    decoded = load_audio(src, 16_000)
+    n = min(len(decoded), len(audio.decoded_16k))
+    # through the 48 kHz join and back: the same speech at its own level, not the normalised one
+    assert np.abs(audio.decoded_16k[:n] - decoded[:n]).max() < 2e-3
+    assert abs(np.abs(audio.decoded_16k).max() - np.abs(decoded).max()) < 2e-3

@@ -99,3 +99,18 @@ def test_dtype_names_and_placement():
     assert layer.weight is weight  # already there: not copied
     place_modules([layer], "cpu", torch.float64)
     assert layer.weight.dtype == torch.float64 and np.isfinite(layer.weight.detach().numpy()).all()
+
+
+@pytest.mark.parametrize(
+    ("n", "fps"), [(40, 25), (40, 50), (37, 30), (40, 24), (13, 12.5), (90, 29.97), (7, 60)]
+)
+def test_the_timeline_shows_every_output_frame_once_from_any_start(n, fps):
+    from pipelines.engines.model.retime import Timeline
+
+    t = Timeline(n, fps, 25)
+    for start in (0, n // 3, n - 1):
+        shown = [(i, j) for j in range(t.model_of(start), t.n_model) for i in t.copies(j, start)]
+        assert [i for i, _ in shown] == list(range(start, n))
+        # each output frame shows the model frame at the middle of its own interval
+        assert all(j == int((i + 0.5) / fps * 25) for i, j in shown)
+    assert len(t.output_rows()) == t.n_model and max(t.output_rows()) < n

@@ -410,7 +410,10 @@ class JoinedAudio:
     `write_normalised` (which a render runs in a background process while the frames render)."""
 
     raw: Path  # the joined audio, mono 48 kHz float32, until write_normalised removes it
-    samples_16k: np.ndarray  # float32 mono at 16 kHz, exactly round(n_frames / fps * 16000) samples
+    samples_16k: (
+        np.ndarray
+    )  # float32 mono at 16 kHz, exactly round(n_frames / fps * 16000) samples, normalised
+    decoded_16k: np.ndarray  # the same before the normalisation gain: the speech as decoded (model features)
     wav_48k: Path  # where write_normalised writes the output track
     n_frames: int
     fps: float
@@ -441,7 +444,8 @@ def join_audio(
     """Decode and join `sources`, decide n_frames, measure the loudness and plan its normalisation.
 
     The 16 kHz copy for the engines is the joined audio with the normalisation gain, ready before the output
-    track is written. For "limited" speech it differs from the track only around the limited peaks, which the
+    track is written; `decoded_16k` is the same copy without the gain, for models whose audio features were
+    trained on speech as decoded (LatentSync's whisper features). For "limited" speech it differs from the track only around the limited peaks, which the
     engines' mouth analysis does not read (its levels are relative to the speech's own loud parts).
     """
     if not (math.isfinite(fps) and fps > 0):
@@ -476,9 +480,11 @@ def join_audio(
         except BaseException:
             resampling.abort()
             raise
-        samples_16k = pad_or_trim(resampling.result(), sample_count(n_frames, fps, FEATURE_RATE))
-        samples_16k *= np.float32(10.0 ** (plan.gain_db / 20.0))
+        decoded_16k = pad_or_trim(resampling.result(), sample_count(n_frames, fps, FEATURE_RATE))
+        samples_16k = decoded_16k * np.float32(10.0 ** (plan.gain_db / 20.0))
     except BaseException:
         raw.unlink(missing_ok=True)
         raise
-    return JoinedAudio(raw, samples_16k, work_dir / "audio_48k.wav", n_frames, fps, source_duration, plan)
+    return JoinedAudio(
+        raw, samples_16k, decoded_16k, work_dir / "audio_48k.wav", n_frames, fps, source_duration, plan
+    )

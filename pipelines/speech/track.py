@@ -30,6 +30,14 @@ class Speech:
     n_frames: int
     phonemes: tuple[TimedUnit, ...] = field(default=())
     words: tuple[TimedUnit, ...] = field(default=())
+    # the same samples before loudness normalisation (the speech as decoded), for models whose audio features were
+    # trained on un-normalised speech; None: `samples` are the decoded speech
+    decoded: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def decoded_samples(self) -> np.ndarray:
+        """The speech as decoded, before loudness normalisation (what upstream models computed features from)."""
+        return self.samples if self.decoded is None else self.decoded
 
     @property
     def duration(self) -> float:

@@ -1,11 +1,14 @@
 """Engines "latentsync-1.5" and "latentsync-1.6": the persona's frames with the mouth region regenerated to the speech.
 
-prepare (cached in the ArrayCache): the persona source and each per-emotion look as frames at the job fps (a video
+prepare (cached in the ArrayCache): the persona source and each per-emotion look as frames at 25 fps (a video
 is resampled by timestamps; a still is one frame), the face track (MediaPipe landmarks, smoothed; frames without a
 face are flagged), LatentSync's anchors and the per-frame similarity alignment to its template (with upstream's
 nose-bias smoothing). Frames are decoded again at render time: nothing per frame is held in memory.
 
-render: the output is cut into 16-frame chunks on a fixed grid from frame 0. Per chunk, prepared by one background
+render: at the model's 25 fps (the rate it was trained at; audio windows and source frames are taken at it), each
+output frame at the job's fps showing the 25 fps frame nearest in time (pipelines.engines.model.retime). The
+audio features come from the speech as decoded (`Speech.decoded_samples`, before loudness normalisation), as
+upstream computes them. The 25 fps frames are cut into 16-frame chunks on a fixed grid from frame 0. Per chunk, prepared by one background
 thread while the pipeline runs the previous chunk (`prefetch`): read the chunk's source frames (ping-pong through
 the source when the speech is longer), pre-condition them with the emotion track's upper-face warps, compute that
 chunk's audio windows, upload the face region of the frames once and crop the aligned faces on the device
@@ -40,6 +43,7 @@ from pipelines.engines.model.color import color_match, color_ring
 from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
 from pipelines.engines.model.face_region import FaceRegions, crop_key
 from pipelines.engines.model.prefetch import Prefetch, SideStream, adopt
+from pipelines.engines.model.retime import Timeline
 from pipelines.engines.model.source_frames import FrameReader
 from pipelines.engines.model.weights import resolve_weights, weights_info
 from pipelines.errors import InputError, RenderError
@@ -47,6 +51,9 @@ from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.speech.track import Speech
 
 PREPARE_VERSION = "latentsync-prepare-1"
+MODEL_FPS = (
+    25.0  # the rate LatentSync was trained at (audio windows, motion): rendered at it, retimed to the job's
+)
 DEEP_CACHE_INTERVAL = 3
 FADE_FRAMES = 4  # frames over which the regenerated face fades in/out around frames without a face
 MAX_STILL_SIDE = 1024  # a large photo persona is scaled down to this (long side) unless the job sets a size
@@ -63,7 +70,7 @@ _IDLE = (
 
 @dataclass
 class SourceClip:
-    """One source (the persona's or a look) at the job fps with its face track and alignment."""
+    """One source (the persona's or a look) at the model's 25 fps with its face track and alignment."""
 
     path: Path
     still: bool
@@ -234,7 +241,7 @@ class LatentSyncEngine:
 
             table = emotion_table(getattr(persona, "emotions", None) or {})
             vectors = {k: table[k] for k in clips if k and k in table}
-        return LatentSyncPrepared(clips, vectors, settings.fps)
+        return LatentSyncPrepared(clips, vectors, MODEL_FPS)
 
     def _prepare_clip(
         self, path: Path, settings: RenderSettings, cache: ArrayCache, field_name: str
@@ -245,18 +252,18 @@ class LatentSyncEngine:
 
         if not path.is_file():
             raise InputError(path, field_name, "file not found")
-        probe = open_source(path, settings.fps)
+        probe = open_source(path, MODEL_FPS)
         size = tuple(settings.size) if settings.size else None
         if size is None and probe.is_still:
             w, h = probe.width, probe.height
             scale = min(1.0, MAX_STILL_SIDE / max(w, h))
             size = (int(w * scale) // 2 * 2, int(h * scale) // 2 * 2)
         key = hashlib.sha256(
-            f"{PREPARE_VERSION}|{sha256_file(path)}|{size}|{settings.fps}|{self.resolution}".encode()
+            f"{PREPARE_VERSION}|{sha256_file(path)}|{size}|{MODEL_FPS}|{self.resolution}".encode()
         ).hexdigest()[:32]
 
         def compute() -> dict[str, np.ndarray]:
-            src = open_source(path, settings.fps, size)
+            src = open_source(path, MODEL_FPS, size)
             if src.is_still:
                 from pipelines.face.landmarks import detect_faces
 
@@ -364,19 +371,26 @@ class LatentSyncEngine:
         with pipe.placed("audio_encoder"):  # the features record the device their encoder runs on
             feats = SpeechFeatures(
                 pipe.audio_encoder,
-                _at_16k(speech.samples, speech.sample_rate),
+                _at_16k(speech.decoded_samples, speech.sample_rate),
                 overlap_windows=bool(getattr(opts, "overlap_windows", False)),
             )
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
         noise = pipe.prepare_noise(self.resolution, torch.Generator().manual_seed(seed))
         latents = self._latents
         before = (latents.encoded, latents.reused)
+        timeline = Timeline(n, settings.fps, MODEL_FPS)  # rendered at 25 fps, each output frame the nearest
+        values = expression.values[timeline.output_rows()]
         source = _ChunkSource(
-            self, prepared, expression, feats, pipe, clock, settings.fps, str(pipe.unet.dtype), device
+            self, prepared, values, feats, pipe, clock, MODEL_FPS, str(pipe.unet.dtype), device
         )
         ch = self.chunk_frames
         make = SideStream(device).wrap(source.prepare) if self.prefetch else source.prepare
-        chunks = Prefetch(make, chunks_from(start, n, ch), self.prefetch, name="latentsync-prefetch")
+        chunks = Prefetch(
+            make,
+            chunks_from(timeline.model_of(start), timeline.n_model, ch),
+            self.prefetch,
+            name="latentsync-prefetch",
+        )
         self.stats = {"stages": clock.seconds}
         done = 0
         for chunk in chunks:
@@ -401,8 +415,8 @@ class LatentSyncEngine:
                 if getattr(opts, "color_match", False):
                     faces = color_match(faces, chunk.crops, keep, ring)
                 images = chunk.faces.paste(self._warp, faces, chunk.weights)
-            for j, i in enumerate(chunk.frame_indices):
-                if i >= start:
+            for j, m in enumerate(chunk.frame_indices):
+                for _ in timeline.copies(m, start):
                     done += 1
                     yield Frame(image=images[j], face_found=bool(chunk.found[j]))
             if progress is not None:
@@ -458,17 +472,17 @@ class _ChunkSource:
     """Everything a chunk needs before the pipeline: source frames, expression warps, audio windows, crops and
     content keys. Used by one thread at a time, in chunk order (its readers and rigs hold decoding state)."""
 
-    def __init__(self, engine, prepared, expression, feats, pipe, clock, fps, dtype_name, device):
+    def __init__(self, engine, prepared, values, feats, pipe, clock, fps, dtype_name, device):
         self.engine = engine
         self.prepared = prepared
-        self.values = expression.values
-        self.looks = engine.look_for_frames(prepared, expression.values)
+        self.values = values  # expression rows per model frame
+        self.looks = engine.look_for_frames(prepared, values)
         self.feats = feats
         self.pipe = pipe
         self.clock = clock
         self.fps = fps
         self.device = device
-        self.n = expression.n_frames
+        self.n = len(values)
         self.readers: dict[str, FrameReader] = {}
         self.rigs: dict[tuple[str, int], Any] = {}
         self.key_prefix = (str(device), dtype_name, engine.resolution)
