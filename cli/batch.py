@@ -32,6 +32,9 @@ class Outcome:
     frames: int | None = None
     seconds: float | None = None
     traceback: str | None = None  # internal errors only; shown with -v
+    warnings: list[str] | None = (
+        None  # what the record says the user should know (a poor script alignment, ...)
+    )
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None and k != "traceback"}
@@ -239,6 +242,7 @@ def _run_one(
         )
         outcome.status = RENDERED
         outcome.frames = record["frames"]["output"]
+        outcome.warnings = record.get("warnings") or None
     except TalkreelError as exc:
         outcome.status, outcome.error, outcome.exit_code = FAILED, str(exc), exc.exit_code
     except Exception as exc:  # one job's internal error must not stop the batch

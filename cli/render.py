@@ -74,6 +74,10 @@ class RichReporter(Reporter):
         )
         if outcome.error:
             self.progress.console.print(f"  {outcome.error}", markup=False, highlight=False, soft_wrap=True)
+        for warning in outcome.warnings or []:
+            self.progress.console.print(
+                f"  warning: {warning}", markup=False, highlight=False, soft_wrap=True
+            )
         if outcome.traceback and verbose():
             self.progress.console.print(outcome.traceback, markup=False, highlight=False)
 

@@ -195,18 +195,19 @@ def _speech_inputs(loaded: LoadedJob) -> tuple[Any, list]:
     return None, [seg.pause if isinstance(seg, PauseSegment) else seg.file for seg in audio.segments]
 
 
-def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple[tuple[TimedUnit, ...], ...]:
-    """Phoneme and word timing: espeak's own for draft text, DTW alignment of the script for a recording."""
+def _timing(loaded: LoadedJob, synthesis: Any, samples_16k: np.ndarray) -> tuple[tuple, tuple, str | None]:
+    """Phoneme and word timing: espeak's own for draft text, DTW alignment of the script for a recording; and a
+    warning when the script does not seem to be what the recording says."""
     if synthesis is not None:
-        return _shifted(synthesis.phonemes, DRAFT_PAUSE), _shifted(synthesis.words, DRAFT_PAUSE)
+        return _shifted(synthesis.phonemes, DRAFT_PAUSE), _shifted(synthesis.words, DRAFT_PAUSE), None
     script = loaded.job.script
     if not script:
-        return (), ()
-    from pipelines.speech.align import align_script
+        return (), (), None
+    from pipelines.speech.align import script_alignment
 
     # A recording has no voice setting; espeak's English voice is the reference rendition of the script.
-    phonemes, words = align_script(samples_16k, FEATURE_RATE, script, voice="en")
-    return tuple(phonemes), tuple(words)
+    found = script_alignment(samples_16k, FEATURE_RATE, script, voice="en")
+    return tuple(found.phonemes), tuple(found.words), found.warning()
 
 
 def _shifted(units, seconds: float) -> tuple[TimedUnit, ...]:
@@ -280,7 +281,7 @@ def render_job(
         try:
             synthesis, pieces = _speech_inputs(loaded)
             audio = join_audio(pieces, fps, work / "audio")
-            phonemes, words = _timing(loaded, synthesis, audio.samples_16k)
+            phonemes, words, alignment_warning = _timing(loaded, synthesis, audio.samples_16k)
         except InputError as exc:
             # Name the job first (the batch reports per job), then the media file that failed.
             detail = f"{exc.file}: {exc.message}" if exc.file else exc.message
@@ -432,10 +433,22 @@ def render_job(
         "qc": figures,
         "qc_tracks": qc_tracks,
         "timings": timings.rounded(),
+        "warnings": _warnings(alignment_warning, composition.record),
     }
     stage.publish(record)
     shutil.rmtree(work, ignore_errors=True)
     return record
+
+
+def _warnings(alignment: str | None, composed: dict[str, Any]) -> list[str]:
+    """What the user should hear about this output although it rendered (the batch prints them)."""
+    said = [f"script: {alignment}"] if alignment else []
+    for field_name, chars in (composed.get("missing_glyphs") or {}).items():
+        said.append(f"{field_name}: no installed font has glyphs for {chars!r}; drawn as boxes")
+    label = composed.get("label") or {}
+    if label.get("note"):
+        said.append(f"disclosure.text: {label['note']}")
+    return said
 
 
 def _render_frames(

@@ -84,3 +84,47 @@ def test_a_preview_render_encodes_with_the_documented_preset(tmp_path, monkeypat
     assert CliRunner().invoke(app, ["render", str(jobs), "--out", "out", "--quiet", "--no-qc"]).exit_code == 0
     record = json.loads((tmp_path / "out" / "one.json").read_text())
     assert record["encoding"] == {"codec": "h264", "crf": 18, "preset": "veryfast"}
+
+
+SCRIPT = "Good morning to you all, and welcome to the weekly summary."
+
+
+def _spoken_wav(path, text: str, voice: str):
+    import wave
+
+    import numpy as np
+
+    from pipelines.speech.tts import synthesize
+
+    speech = synthesize(text, voice=voice)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(speech.sample_rate)
+        w.writeframes((np.clip(speech.samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return speech
+
+
+def test_a_script_that_matches_its_recording_aligns_without_a_warning():
+    from pipelines.speech.align import script_alignment
+    from pipelines.speech.tts import synthesize
+
+    spoken = synthesize(SCRIPT, voice="en-us", rate_wpm=120)  # another voice, slower
+    found = script_alignment(spoken.samples, spoken.sample_rate, SCRIPT)
+    assert not found.poor and found.warning() is None
+
+
+def test_a_script_that_is_not_what_was_said_is_reported(tmp_path, monkeypatch):
+    other = "The quick brown fox jumps over the lazy dog. Pack my box with five dozen liquor jugs."
+    _spoken_wav(tmp_path / "take.wav", other, "en-us")
+    job = INTRO.replace("kind: intro", "kind: summary").replace("title: {text: Welcome, duration: 2}\n", "")
+    jobs = make_project(
+        tmp_path, {"one": job.replace("closing: {text: Bye, duration: 1}\n", "") + f"script: {SCRIPT}\n"}
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["render", str(jobs), "--out", "out", "--json", "--no-qc"])
+    assert result.exit_code == 0, result.output
+    (outcome,) = json.loads(result.stdout)["jobs"]
+    assert any("does not seem to match the recording" in w for w in outcome["warnings"])
+    record = json.loads((tmp_path / "out" / "one.json").read_text())
+    assert record["warnings"] == outcome["warnings"]
