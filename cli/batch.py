@@ -1,87 +1,36 @@
-"""Batch orchestration: validate everything, plan, then render job by job with isolation and locks.
+"""Batch orchestration: validate everything, plan, then render the jobs with isolation and per-output claims.
 
-A job that fails is reported and the others go on. Engines are created once per batch and reused across jobs
-(models load once). Two processes on the same jobs take a per-output lock: the second waits, then finds
-the output up to date and skips it.
+A job that fails is reported and the others go on. The planned jobs are rendered by workers (cli.worker) that keep
+their engines (models) across jobs: this process, `--workers N` local processes (cli.pool) or Ray actors
+(cli.ray_executor). Several `talkreel render` processes on the same jobs split them: each output is claimed by a
+lock that dies with its holder; a job another live process holds is left for last, then found done (reported as
+"rendered elsewhere") or, if its holder died, resumed.
 """
 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.errors import EXIT_INPUT, EXIT_JOBS_FAILED, EXIT_OK, environment_message
-from pipelines.errors import InputError, TalkreelError
+from cli.errors import EXIT_INPUT
+from cli.outcome import (  # noqa: F401  (the batch's vocabulary, imported from here by the CLI and tests)
+    ELSEWHERE,
+    FAILED,
+    INTERRUPTED,
+    INVALID,
+    PLANNED,
+    RENDERED,
+    UP_TO_DATE,
+    BatchResult,
+    Outcome,
+    Reporter,
+)
+from pipelines.errors import InputError
 
-RENDERED, UP_TO_DATE, FAILED, INVALID, PLANNED = "rendered", "up to date", "failed", "invalid", "to render"
-INTERRUPTED = "interrupted"
-
-
-@dataclass
-class Outcome:
-    job: str
-    status: str
-    output: str | None = None
-    engine: str | None = None
-    error: str | None = None
-    exit_code: int = EXIT_OK
-    frames: int | None = None
-    seconds: float | None = None
-    traceback: str | None = None  # internal errors only; shown with -v
-    warnings: list[str] | None = (
-        None  # what the record says the user should know (a poor script alignment, ...)
-    )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None and k != "traceback"}
-
-
-@dataclass
-class BatchResult:
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        """0 all done; else the shared code of the failures when nothing succeeded; else 3."""
-        failures = [o for o in self.outcomes if o.exit_code != EXIT_OK]
-        if not failures:
-            return EXIT_OK
-        succeeded = any(o.exit_code == EXIT_OK for o in self.outcomes)
-        codes = {o.exit_code for o in failures}
-        if not succeeded and len(codes) == 1:
-            return codes.pop()
-        return EXIT_JOBS_FAILED
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for o in self.outcomes:
-            out[o.status] = out.get(o.status, 0) + 1
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "exit_code": self.exit_code,
-            "counts": self.counts(),
-            "jobs": [o.as_dict() for o in self.outcomes],
-        }
-
-
-class Reporter:
-    """What the batch tells the user; the CLI gives a Rich implementation, tests may give a silent one."""
-
-    def batch_planned(self, n_jobs: int) -> None: ...
-
-    def job_started(self, job: str, total_frames: int | None) -> None: ...
-
-    def job_progress(self, job: str, stage: str, done: int, total: int) -> None: ...
-
-    def job_finished(self, outcome: Outcome) -> None: ...
-
-    def waiting_for_lock(self, job: str, output: Path) -> None: ...
+EXECUTORS = ("local", "ray")
+SHARD_KEYS = ("job", "persona")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -124,14 +73,21 @@ def run_batch(
     qc: bool = True,
     low_vram: bool = False,
     reporter: Reporter | None = None,
+    shard_by: str = "job",
+    workers: int | None = None,
+    devices: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> BatchResult:
-    from pipelines.cache import DiskArrayCache, FileHasher, default_cache_root
+    from pipelines.cache import FileHasher
     from pipelines.render import estimate_frames, plan_job
     from pipelines.spec.loader import load_batch
 
     reporter = reporter or Reporter()
     override = _engine_override(engine)
     shard_kn = parse_shard(shard)
+    device_list = parse_devices(devices)
+    _check_executor(executor, shard_by, workers, address)
     out_dir = Path(out_dir)
     result = BatchResult()
 
@@ -146,8 +102,7 @@ def run_batch(
 
     jobs = sorted(batch.jobs, key=lambda j: str(j.job_path))
     if shard_kn:
-        k, n = shard_kn
-        jobs = [j for i, j in enumerate(jobs) if i % n == k - 1]
+        jobs = shard_jobs(jobs, *shard_kn, by=shard_by)
     if override is not None:
         for loaded in jobs:
             loaded.job.engine = override
@@ -181,12 +136,127 @@ def run_batch(
             )
         return result
 
-    cache = DiskArrayCache(default_cache_root() / "prepared")
-    engines: dict[str, Any] = {}
     reporter.batch_planned(len(plans))
-    for plan in plans:
-        result.outcomes.append(_run_one(plan, out_dir, force, qc, engines, cache, hasher, reporter))
+    execute(plans, reporter, result, force, qc, workers, device_list, executor, address)
     return result
+
+
+def execute(
+    plans: list,
+    reporter: Reporter,
+    result: BatchResult,
+    force: bool,
+    qc: bool,
+    workers: int | None,
+    devices: list[str] | None,
+    executor: str,
+    address: str | None,
+) -> None:
+    """Render the planned jobs on the chosen executor; result.outcomes gets one outcome per plan, in plan order."""
+    from cli.worker import Worker
+
+    started = time.time()
+    outcomes: list[Outcome | None] = [None] * len(plans)
+
+    def finish(index: int, outcome: Outcome) -> None:
+        outcomes[index] = outcome
+        reporter.job_finished(outcome)
+
+    def emit(kind: str, job: str, *details: Any) -> None:
+        if kind == "started":
+            reporter.job_started(job, None, *details)
+        elif kind == "progress":
+            reporter.job_progress(job, *details)
+        elif kind == "waiting":
+            reporter.waiting_for_lock(job, Path(details[0]))
+
+    pending = []
+    for index, plan in enumerate(plans):
+        if plan.up_to_date:
+            finish(
+                index, Outcome(str(plan.loaded.job_path), UP_TO_DATE, str(plan.out_path), plan.engine_name)
+            )
+        else:
+            pending.append((index, plan))
+    if devices and not workers:
+        workers = len(devices)
+    common = dict(force=force, qc=qc, started=started, emit=emit, finish=finish, tell=reporter.worker_event)
+    try:
+        if not pending:
+            pass
+        elif executor == "ray":
+            from cli.ray_executor import run_on_ray
+
+            run_on_ray(pending, workers, address, **common)
+        elif workers and workers > 1 and len(pending) > 1:
+            from cli.pool import run_in_processes
+
+            run_in_processes(pending, workers, devices or _gpus_for(pending), **common)
+        else:
+            _run_here(pending, Worker(force=force, qc=qc, started=started), emit, finish)
+    finally:
+        result.outcomes.extend(o for o in outcomes if o is not None)
+
+
+def _run_here(pending: list, worker: Any, emit: Callable[..., None], finish: Callable) -> None:
+    """This process renders the jobs; the ones another process holds come last, waiting for their holder."""
+
+    def interrupted(kind: str, *details: Any) -> None:
+        if kind == "interrupted":  # Ctrl-C mid-job: reported as such, never as done
+            finish(index, details[0])
+        else:
+            emit(kind, *details)
+
+    held = []
+    for index, plan in pending:
+        outcome = worker.render(plan, False, interrupted)
+        if outcome is None:
+            held.append((index, plan))
+        else:
+            finish(index, outcome)
+    for index, plan in held:
+        finish(index, worker.render(plan, True, interrupted))
+
+
+def parse_devices(text: str | None) -> list[str] | None:
+    """'0,1,3' -> ['0', '1', '3'] (CUDA device numbers, one worker each)."""
+    if text is None:
+        return None
+    devices = [part.strip() for part in text.split(",")]
+    if not all(d.isdigit() for d in devices):
+        raise InputError(None, "--devices", f"expected CUDA device numbers such as 0,1, got {text!r}")
+    return devices
+
+
+def _check_executor(executor: str, shard_by: str, workers: int | None, address: str | None) -> None:
+    if executor not in EXECUTORS:
+        raise InputError(None, "--executor", f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if shard_by not in SHARD_KEYS:
+        raise InputError(None, "--shard-by", f"expected one of {', '.join(SHARD_KEYS)}, got {shard_by!r}")
+    if workers is not None and workers < 1:
+        raise InputError(None, "--workers", f"expected a number of workers >= 1, got {workers}")
+    if address is not None and executor != "ray":
+        raise InputError(None, "--address", "a Ray cluster's address; give it with --executor ray")
+
+
+def shard_jobs(jobs: list, k: int, n: int, by: str = "job") -> list:
+    """The K-th of N shares: round-robin over the sorted jobs, or over the sorted personas (by="persona": every
+    job of a persona in one share, so each persona is prepared on one machine only)."""
+    if by == "persona":
+        personas = sorted({str(j.persona_file) for j in jobs})
+        mine = {p for i, p in enumerate(personas) if i % n == k - 1}
+        return [j for j in jobs if str(j.persona_file) in mine]
+    return [j for i, j in enumerate(jobs) if i % n == k - 1]
+
+
+def _gpus_for(pending: list) -> list[str] | None:
+    """One GPU per worker when model engines render and CUDA devices exist; None: CPU workers (preview)."""
+    if all(plan.engine_name == "preview" for _, plan in pending):
+        return None
+    import torch
+
+    count = torch.cuda.device_count()
+    return [str(d) for d in range(count)] or None
 
 
 def _check_media_and_faces(plans: list, batch: Any, invalid: Callable[[InputError], None]) -> list:
@@ -205,59 +275,3 @@ def _check_media_and_faces(plans: list, batch: Any, invalid: Callable[[InputErro
         invalid(error)
     kept = {id(loaded) for loaded in sub.jobs}
     return [p for p in plans if p.up_to_date or id(p.loaded) in kept]
-
-
-def _run_one(
-    plan, out_dir: Path, force: bool, qc: bool, engines: dict[str, Any], cache, hasher, reporter: Reporter
-) -> Outcome:
-    from pipelines.engines.base import create_engine
-    from pipelines.locks import OutputLock
-    from pipelines.render import plan_job, render_job
-
-    job = str(plan.loaded.job_path)
-    outcome = Outcome(job=job, status=UP_TO_DATE, output=str(plan.out_path), engine=plan.engine_name)
-    if plan.up_to_date:
-        reporter.job_finished(outcome)
-        return outcome
-
-    lock = OutputLock(plan.out_path)
-    if not lock.acquire(wait=False):
-        reporter.waiting_for_lock(job, plan.out_path)
-        lock.acquire(wait=True)
-        # The process we waited for has probably just rendered this very output.
-        plan = plan_job(plan.loaded, out_dir, hasher, force=force)
-    t0 = time.perf_counter()
-    try:
-        if plan.up_to_date:
-            return outcome
-        if plan.engine_name not in engines:
-            engines[plan.engine_name] = create_engine(plan.engine_name)  # once per batch: models load once
-        reporter.job_started(job, None)
-        record = render_job(
-            plan,
-            engines[plan.engine_name],
-            cache,
-            progress=lambda s, d, t: reporter.job_progress(job, s, d, t),
-            qc=qc,
-        )
-        outcome.status = RENDERED
-        outcome.frames = record["frames"]["output"]
-        outcome.warnings = record.get("warnings") or None
-    except TalkreelError as exc:
-        outcome.status, outcome.error, outcome.exit_code = FAILED, str(exc), exc.exit_code
-    except Exception as exc:  # one job's internal error must not stop the batch
-        outcome.status, outcome.exit_code = FAILED, EXIT_JOBS_FAILED
-        environment = environment_message(exc)
-        if environment:
-            outcome.error = f"{job}: {environment}"
-        else:
-            outcome.error = f"{job}: internal error: {type(exc).__name__}: {exc}"
-            outcome.traceback = traceback.format_exc()
-    except KeyboardInterrupt:
-        outcome.status, outcome.exit_code = INTERRUPTED, EXIT_JOBS_FAILED
-        raise
-    finally:
-        lock.release()
-        outcome.seconds = round(time.perf_counter() - t0, 3)
-        reporter.job_finished(outcome)
-    return outcome

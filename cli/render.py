@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -33,8 +34,8 @@ class RichReporter(Reporter):
             transient=True,
         )
         self._batch_task = None
-        self._job_task = None
-        self._stage = None
+        self._jobs: dict[str, Any] = {}  # job -> its progress task (several at once with --workers / Ray)
+        self._stages: dict[str, str] = {}
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -46,24 +47,27 @@ class RichReporter(Reporter):
     def batch_planned(self, n_jobs: int) -> None:
         self._batch_task = self.progress.add_task("jobs", total=n_jobs, rate="")
 
-    def job_started(self, job: str, total_frames: int | None) -> None:
-        self._job_task = self.progress.add_task(Path(job).name, total=total_frames, rate="")
-        self._stage = None
+    def job_started(self, job: str, total_frames: int | None, worker: str | None = None) -> None:
+        if job in self._jobs:  # its worker died and another resumes it
+            self.progress.remove_task(self._jobs.pop(job))
+        self._jobs[job] = self.progress.add_task(Path(job).name, total=total_frames, rate="")
+        self._stages.pop(job, None)
 
     def job_progress(self, job: str, stage: str, done: int, total: int) -> None:
-        if self._job_task is None:
+        task_id = self._jobs.get(job)
+        if task_id is None:
             return
-        if stage != self._stage:
-            self._stage = stage
-            self.progress.reset(self._job_task, total=total, description=f"{Path(job).name} [{stage}]")
-        task = self.progress.tasks[self.progress.task_ids.index(self._job_task)]
+        if stage != self._stages.get(job):
+            self._stages[job] = stage
+            self.progress.reset(task_id, total=total, description=f"{Path(job).name} [{stage}]")
+        task = self.progress.tasks[self.progress.task_ids.index(task_id)]
         rate = f"{task.speed:.0f} frames/s" if task.speed else ""
-        self.progress.update(self._job_task, completed=done, rate=rate)
+        self.progress.update(task_id, completed=done, rate=rate)
 
     def job_finished(self, outcome: Outcome) -> None:
-        if self._job_task is not None:
-            self.progress.remove_task(self._job_task)
-            self._job_task = None
+        task_id = self._jobs.pop(outcome.job, None)
+        if task_id is not None:
+            self.progress.remove_task(task_id)
         if self._batch_task is not None:
             self.progress.advance(self._batch_task)
         style = {FAILED: "red", INVALID: "red"}.get(outcome.status, "green")
@@ -81,6 +85,9 @@ class RichReporter(Reporter):
         if outcome.traceback and verbose():
             self.progress.console.print(outcome.traceback, markup=False, highlight=False)
 
+    def worker_event(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]{message}[/yellow]", highlight=False)
+
     def waiting_for_lock(self, job: str, output: Path) -> None:
         self.progress.console.print(
             f"waiting: another talkreel process is rendering {output}", highlight=False
@@ -94,6 +101,9 @@ class QuietReporter(Reporter):
         if outcome.error:
             err_console.print(outcome.error, markup=False, highlight=False, soft_wrap=True)
 
+    def worker_event(self, message: str) -> None:
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
 
 @handle_errors
 def render(
@@ -104,6 +114,28 @@ def render(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; render nothing."),
     shard: str | None = typer.Option(
         None, "--shard", help="K/N: render only the K-th of N shares of the jobs."
+    ),
+    shard_by: str = typer.Option(
+        "job",
+        "--shard-by",
+        help="job: share the jobs round-robin; persona: every job of a persona in one share.",
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Render on N worker processes (one per GPU with --devices; CPU workers for preview). "
+        "With --executor ray: the number of Ray actors.",
+    ),
+    devices: str | None = typer.Option(
+        None, "--devices", help="CUDA devices for the workers, e.g. 0,1,2,3 (one worker each by default)."
+    ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local: this machine; ray: a Ray cluster (pip install 'talkreel[ray]')."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --executor ray: the cluster's address (default: RAY_ADDRESS, else a local one).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one machine-readable summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; errors only."),
@@ -130,6 +162,11 @@ def render(
         allow_outside_paths=allow_outside_paths,
         qc=qc,
         low_vram=low_vram,
+        shard_by=shard_by,
+        workers=workers,
+        devices=devices,
+        executor=executor,
+        address=address,
     )
     if quiet or as_json or dry_run:
         result = run_batch(paths, out, reporter=QuietReporter(), **kwargs)
