@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from latentsync_helpers import TINY_VAE  # the same toy sd-vae layout (factor 8)
+
 # a sd-image-variations-style unet/config.json at toy width (one layer per block, 8 norm groups, 2 heads)
 TINY_BASE: dict[str, Any] = {
     "_class_name": "UNet2DConditionModel",
@@ -55,19 +57,6 @@ def tiny_models(seed: int = 0) -> dict[str, Any]:
         "denoiser": perturbed(build_denoiser(denoiser_config(TINY_BASE, TINY_AUDIO_WIDTH)), seed + 1),
         "pose_encoder": perturbed(PoseEncoder(**TINY_POSE), seed + 2),
     }
-
-
-TINY_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (8, 8, 16, 16),
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 4,
-    "sample_size": 64,
-}
 
 
 def tiny_pipeline(seed: int = 0):
