@@ -262,8 +262,8 @@ class EchoMimicV2Engine:
         track = self.hand_track(prepared, n, fps, seed)
         with clock("reference"):
             bank = self._bank(pipe, prepared)
-        with clock("features"):
-            feats = SpeechFeatures(self._encoder, at_16k(speech.samples, speech.sample_rate))
+        with clock("features"):  # from the speech as decoded, as upstream's whisper reads the file
+            feats = SpeechFeatures(self._encoder, at_16k(speech.decoded_samples, speech.sample_rate))
         plan = SegmentPlan(n, self.segment_frames, self.segment_overlap)
         fade = crossfade_weights(plan.overlap)
         f = pipe.latent_factor
