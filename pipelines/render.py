@@ -290,6 +290,7 @@ def render_job(
             audio.samples_16k, FEATURE_RATE, fps, audio.n_frames, phonemes, words, decoded=audio.decoded_16k
         )
     n_frames = audio.n_frames
+    looping = _source_looping(persona, audio.duration)
 
     with timings.stage("expression"):
         from pipelines.expression.build import build_expression_track
@@ -306,7 +307,9 @@ def render_job(
         except ValueError as exc:
             raise InputError(loaded.job_path, "emotion", str(exc)) from None
 
-    settings = RenderSettings(fps=fps, size=job.output.size, seed=job.seed, engine=job.engine)
+    settings = RenderSettings(
+        fps=fps, size=job.output.size, seed=job.seed, engine=job.engine, loop=persona.loop
+    )
     with timings.stage("prepare"):
         prepared = engine.prepare(persona, settings, cache)
 
@@ -404,6 +407,7 @@ def render_job(
             "name": persona.name,
             "dir": str(loaded.persona_dir),
             "consent": persona.consent.model_dump(mode="json"),
+            "loop": looping,
         },
         "inputs": plan.inputs,
         "engine": {
@@ -433,16 +437,42 @@ def render_job(
         "qc": figures,
         "qc_tracks": qc_tracks,
         "timings": timings.rounded(),
-        "warnings": _warnings(alignment_warning, composition.record),
+        "warnings": _warnings(alignment_warning, composition.record, looping),
     }
     stage.publish(record)
     shutil.rmtree(work, ignore_errors=True)
     return record
 
 
-def _warnings(alignment: str | None, composed: dict[str, Any]) -> list[str]:
+def _source_looping(persona: Any, speech_seconds: float) -> dict[str, Any] | None:
+    """For a video persona: its length, the speech's, and whether (and how) it has to loop to cover it."""
+    if persona.source_kind != "video":
+        return None
+    from pipelines.media.probe import probe
+
+    seconds = probe(persona.source).duration
+    return {
+        "mode": persona.loop,
+        "source_seconds": round(seconds, 3),
+        "looped": seconds + 1e-3 < speech_seconds,
+    }
+
+
+_LOOP_WORDS = {
+    "pingpong": "plays forwards and backwards",
+    "repeat": "starts over",
+    "hold": "holds its last frame",
+}
+
+
+def _warnings(alignment: str | None, composed: dict[str, Any], looping: dict[str, Any] | None) -> list[str]:
     """What the user should hear about this output although it rendered (the batch prints them)."""
     said = [f"script: {alignment}"] if alignment else []
+    if looping and looping["looped"]:
+        said.append(
+            f"persona source: the video ({looping['source_seconds']:.1f} s) is shorter than the speech, so it "
+            f"{_LOOP_WORDS[looping['mode']]} (persona `loop`: pingpong, repeat or hold)"
+        )
     for field_name, chars in (composed.get("missing_glyphs") or {}).items():
         said.append(f"{field_name}: no installed font has glyphs for {chars!r}; drawn as boxes")
     label = composed.get("label") or {}

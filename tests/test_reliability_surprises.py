@@ -128,3 +128,61 @@ def test_a_script_that_is_not_what_was_said_is_reported(tmp_path, monkeypatch):
     assert any("does not seem to match the recording" in w for w in outcome["warnings"])
     record = json.loads((tmp_path / "out" / "one.json").read_text())
     assert record["warnings"] == outcome["warnings"]
+
+
+def test_loop_frame_modes():
+    from pipelines.engines.base import loop_frame
+    from pipelines.engines.preview.engine import pingpong_index
+
+    assert [loop_frame(i, 3, "repeat", pingpong_index) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [loop_frame(i, 3, "hold", pingpong_index) for i in range(5)] == [0, 1, 2, 2, 2]
+    assert [loop_frame(i, 3, "pingpong", pingpong_index) for i in range(6)] == [0, 1, 2, 1, 0, 1]
+
+
+def test_a_video_persona_shorter_than_the_speech_loops_as_the_persona_says(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.media.ffmpeg import run_ffmpeg
+    from pipelines.media.video_in import iter_frames
+    from tests.project_helpers import portrait
+
+    job = (
+        "kind: summary\npersona: test\naudio: {segments: [{pause: 2.0}]}\nengine: {name: preview, idle: 0}\n"
+    )
+    jobs = make_project(tmp_path, {"v": job})
+    persona = tmp_path / "personas" / "test"
+    Image.fromarray(portrait(320)).save(tmp_path / "big.png")
+    run_ffmpeg(
+        ["-loop", "1", "-framerate", "25", "-t", "1", "-i", str(tmp_path / "big.png")]
+        + [
+            "-vf",
+            "crop=256:256:2*n:32",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            str(persona / "clip.mp4"),
+        ],
+        what="test persona video",
+    )
+    text = (persona / "persona.yaml").read_text().replace("portrait.png", "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    frames = {}
+    for mode in ("hold", "repeat"):
+        (persona / "persona.yaml").write_text(text + f"loop: {mode}\n")
+        result = CliRunner().invoke(app, ["render", str(jobs), "--out", mode, "--json", "--no-qc"])
+        assert result.exit_code == 0, result.output
+        (outcome,) = json.loads(result.stdout)["jobs"]
+        assert any("shorter than the speech" in w for w in outcome["warnings"]), outcome
+        record = json.loads((tmp_path / mode / "v.json").read_text())
+        assert record["persona"]["loop"] == {"mode": mode, "source_seconds": 1.0, "looped": True}
+        frames[mode] = [f.astype(float) for f in iter_frames(tmp_path / mode / "v.mp4")]
+
+    def diff(a, b):
+        return float(np.abs(a - b).mean())
+
+    hold, repeat = frames["hold"], frames["repeat"]
+    assert diff(hold[45], hold[24]) < 2.0 < diff(hold[45], hold[5])  # the last source frame, held
+    assert diff(repeat[30], repeat[5]) < 2.0 < diff(repeat[30], repeat[20])  # the source from its start

@@ -39,6 +39,17 @@ class RenderSettings:
     size: tuple[int, int] | None  # (width, height); None = the engine's natural framing
     seed: int
     engine: Any  # the job's engine-specific pydantic settings (pipelines.spec.engines)
+    loop: str = "pingpong"  # how a video persona shorter than the speech goes on (the persona's `loop`)
+
+
+def loop_frame(i: int, n: int, loop: str, pingpong: Callable[[int, int], int]) -> int:
+    """The source frame shown at output frame i of a video persona of n frames: "repeat" starts it over,
+    "hold" keeps its last frame, "pingpong" plays it back and forth (the engine's own `pingpong(i, n)`)."""
+    if loop == "repeat":
+        return i % max(n, 1)
+    if loop == "hold":
+        return min(i, n - 1) if n > 0 else 0
+    return pingpong(i, n)
 
 
 class ArrayCache(Protocol):

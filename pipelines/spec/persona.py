@@ -79,6 +79,12 @@ class Persona(StrictModel):
         + " (head angles in degrees)",
     )
     engine: EngineSettings | None = Field(None, description="default engine of this persona's jobs")
+    loop: Literal["pingpong", "repeat", "hold"] = Field(
+        "pingpong",
+        description="a video source shorter than the speech: play it back and forth (pingpong), start it over "
+        "(repeat) or keep its last frame (hold); the preview and LatentSync engines follow it, the others "
+        "always ping-pong. The record and the batch say when it happened",
+    )
     poses: InputFile | None = Field(
         None,
         description="hand-pose track (.npz, written by `talkreel personas poses`) for the half-body engine "

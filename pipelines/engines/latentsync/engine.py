@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.cache import sha256_file
-from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
+from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
 from pipelines.engines.model.chunks import CHUNK_FRAMES, chunk_frames, chunk_generator, chunks_from, pingpong
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.color import color_match, color_ring
@@ -381,7 +381,7 @@ class LatentSyncEngine:
         timeline = Timeline(n, settings.fps, MODEL_FPS)  # rendered at 25 fps, each output frame the nearest
         values = expression.values[timeline.output_rows()]
         source = _ChunkSource(
-            self, prepared, values, feats, pipe, clock, MODEL_FPS, str(pipe.unet.dtype), device
+            self, prepared, values, feats, pipe, clock, MODEL_FPS, str(pipe.unet.dtype), device, settings.loop
         )
         ch = self.chunk_frames
         make = SideStream(device).wrap(source.prepare) if self.prefetch else source.prepare
@@ -472,8 +472,11 @@ class _ChunkSource:
     """Everything a chunk needs before the pipeline: source frames, expression warps, audio windows, crops and
     content keys. Used by one thread at a time, in chunk order (its readers and rigs hold decoding state)."""
 
-    def __init__(self, engine, prepared, values, feats, pipe, clock, fps, dtype_name, device):
+    def __init__(
+        self, engine, prepared, values, feats, pipe, clock, fps, dtype_name, device, loop="pingpong"
+    ):
         self.engine = engine
+        self.loop = loop  # the persona's: a source video shorter than the speech goes on this way
         self.prepared = prepared
         self.values = values  # expression rows per model frame
         self.looks = engine.look_for_frames(prepared, values)
@@ -491,7 +494,10 @@ class _ChunkSource:
         idx = chunk_frames(c, self.engine.chunk_frames, self.n)
         prepared = self.prepared
         plan = [(self.looks[i], prepared.clips[self.looks[i]]) for i in idx]
-        plan = [(key, clip, pingpong(i, clip.n)) for (key, clip), i in zip(plan, idx, strict=True)]
+        plan = [
+            (key, clip, loop_frame(i, clip.n, self.loop, pingpong))
+            for (key, clip), i in zip(plan, idx, strict=True)
+        ]
         with self.clock("read"):
             got = {}
             for key in dict.fromkeys(k for k, _, _ in plan):  # each source once per chunk, in first-use order

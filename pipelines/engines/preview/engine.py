@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from pipelines.cache import sha256_file
-from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
+from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.expression.warp import FaceRig
@@ -158,7 +158,7 @@ class PreviewEngine:
         if prepared.kind == "image":
             frames = self._render_still(prepared, expression, curves, start, n)
         else:
-            frames = self._render_video(prepared, expression, curves, start, n)
+            frames = self._render_video(prepared, expression, curves, start, n, settings.loop)
         for done, frame in enumerate(frames, 1):
             yield frame
             if progress is not None:
@@ -195,7 +195,9 @@ class PreviewEngine:
             )
             yield Frame(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), True)
 
-    def _render_video(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
+    def _render_video(
+        self, prep: PreviewPrepared, expression, curves, start, n, loop: str = "pingpong"
+    ) -> Iterator[Frame]:
         src = open_source(prep.source, prep.fps, prep.size)
         # Ping-pong playback needs the source backwards and the decoder only goes forwards, so the source is held
         # for the render, JPEG-compressed (quality 95) in memory: ~0.3 MB per 1080p frame instead of 6 MB, bounded
@@ -207,7 +209,7 @@ class PreviewEngine:
         ]
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
         for k in range(start, n):
-            j = pingpong_index(k, n_src)
+            j = loop_frame(k, n_src, loop, pingpong_index)
             original = cv2.cvtColor(cv2.imdecode(store[j], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             wgt = float(weights[j])
             if wgt <= 0.0:
