@@ -114,3 +114,38 @@ def test_the_timeline_shows_every_output_frame_once_from_any_start(n, fps):
         # each output frame shows the model frame at the middle of its own interval
         assert all(j == int((i + 0.5) / fps * 25) for i, j in shown)
     assert len(t.output_rows()) == t.n_model and max(t.output_rows()) < n
+
+
+@pytest.mark.parametrize("kind", ["group", "leaf"])
+def test_diffusers_offloading_leaves_the_numbers_alone(kind):
+    """enable_offload puts diffusers' group-offloading hooks on a real pipeline (the tiny LatentSync one); on this
+    CPU-only machine the onload device is the CPU, so what is checked is that the hooks run through a whole
+    sampling call (deep-feature cache included for leaf level) and change no number."""
+    from latentsync_helpers import one_torch_thread, tiny_components
+
+    from pipelines.engines.latentsync.pipeline import LatentSyncPipeline
+    from pipelines.engines.model.offload import enable_offload, offloaded
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    audio = torch.from_numpy(rng.standard_normal((2, 50, 32)).astype(np.float32))
+    mask = np.ones((64, 64), np.float32)
+    mask[36:60, 12:52] = 0.0
+    kw = {"num_inference_steps": 3, "deep_cache_interval": 2 if kind == "leaf" else None}
+
+    def run(pipe):
+        return pipe(faces, audio, mask, generator=torch.Generator().manual_seed(3), **kw)
+
+    with one_torch_thread():
+        pipe = LatentSyncPipeline(**tiny_components(0))
+        reference = run(pipe)
+        enable_offload(pipe, "cpu", kind)
+        assert offloaded(pipe.unet) and offloaded(pipe.vae)
+        np.testing.assert_array_equal(run(pipe), reference)
+
+
+def test_unknown_offload_kinds_are_refused():
+    from pipelines.engines.model.offload import enable_offload
+
+    with pytest.raises(ValueError, match="group"):
+        enable_offload(object(), "cpu", "sometimes")

@@ -11,7 +11,9 @@ render loop from these modules:
 - `color`       match the regenerated region's colour to the source face along the inside of the mask border
 - `latent_cache` content-keyed LRU of per-crop VAE latent distributions (reference encodings reused across chunks
                 and jobs)
-- `device`      default device, dtype names ("auto", "float16", ...), placing modules, diffusers CPU offloading
+- `device`      default device, dtype names ("auto", "float16", ...), placing modules
+- `offload`     diffusers' CPU offloading by name: "model", "group" (block level, streamed on CUDA), "leaf"
+- `retime`      render at the model's frame rate (25 fps), deliver each output frame the nearest model frame
 - `clock`       seconds per stage from any thread (optionally synchronised with the device, for bench/)
 - `weights`     an engine's weight files through pipelines.weights (resolve on disk, describe with pinned revisions)
 
