@@ -18,7 +18,7 @@ Method
 - The lips are the one place where the face tears: an opening mouth splits the inner-lip line. The mouth patch has
   two fields, one for everything above the inner lips and one for everything below; each output pixel takes the
   field of its side of the displaced lower inner lip. The opening between the lips is then painted by
-  `mouth_fill` (dark cavity, a hint of upper teeth).
+  `mouth_fill` (pipelines.expression.mouth_interior: a shaded cavity, upper teeth, a tongue, in the face's own colours).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipelines.expression.mouth_interior import MouthPalette, mouth_fill, palette_of
 from pipelines.expression.track import PARAMS
 from pipelines.face import mesh
 
@@ -108,7 +109,12 @@ class FaceRig:
     """
 
     def __init__(
-        self, landmarks: np.ndarray, image_shape: Sequence[int], regions: str = "all", detail: float = 1.0
+        self,
+        landmarks: np.ndarray,
+        image_shape: Sequence[int],
+        regions: str = "all",
+        detail: float = 1.0,
+        palette: MouthPalette | None = None,
     ):
         if regions not in ("all", "upper"):
             raise ValueError(f"regions must be 'all' or 'upper', got {regions!r}")
@@ -128,6 +134,8 @@ class FaceRig:
         # a portrait that already shows its teeth keeps them; a closed mouth gets a painted hint of teeth
         self.closed_at_rest = rest_gap < 0.04
         self._buffer: tuple | None = None
+        self._lid_skins: tuple[np.ndarray | None, dict] = (None, {})
+        self.palette = palette  # read from the first image applied unless given (a video's, once per persona)
         self._build_upper()
         if regions == "all":
             self._build_mouth()
@@ -191,12 +199,16 @@ class FaceRig:
         for patch in self.patches:
             if patch.apply(image, out, coef, memo=constant_source):
                 painted.append(patch.box)
-        if coef["blink"] > 0.5:
-            painted.append(eyelid_fill(out, self.points, self._moved(coef), self.unit, coef["blink"]))
+        if coef["blink"] > 0.05:
+            if self._lid_skins[0] is not image:  # grown from this image's skin once, then reused
+                self._lid_skins = (image, {})
+            painted.append(eyelid_fill(out, self.points, self.unit, coef["blink"], self._lid_skins[1]))
         if self.regions == "all" and coef["mouth_open"] > 0.02:
             top, bottom = self.patches[-1].gap_lines(coef)
+            if self.palette is None:
+                self.palette = palette_of(image, self.points, self.unit, not self.closed_at_rest)
             painted.append(
-                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], teeth=self.closed_at_rest)
+                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.closed_at_rest, self.palette)
             )
         if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
             # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
@@ -490,22 +502,30 @@ class _Patch:
 
     def lower_mask(self, coef) -> tuple[np.ndarray, int, int] | None:
         """Where output pixels take the lower lip/jaw side's field (below the displaced lower inner lip), as the
-        soft mask of the rows [top, bottom) around that line: rows above are all upper side, rows below all lower."""
+        soft mask of the rows [top, bottom) around that line: rows above are all upper side, rows below all lower.
+
+        Between the mouth corners the sides part sharply (the lips open there); beyond the corners the line
+        runs on into the cheeks, where skin does not tear, so the change from one side's field to the other
+        widens with the distance from the corner and the lower face moves as one smooth field."""
         if self.split is None:
             return None
         pts = self._split_points(coef)
         h, w = self.shape
-        k = max(3, int(self.rig.unit * 0.05) | 1)
+        u = self.rig.unit
+        k = max(3, int(u * 0.05) | 1)
         p = pts - np.array([self.x0, self.y0])
-        top = min(max(math.floor(p[:, 1].min()) - k, 0), h)
-        bottom = min(max(math.ceil(p[:, 1].max()) + k + 1, top), h)
-        p = p - [0, top]
-        band = bottom - top
-        poly = np.concatenate([[[0, p[0, 1]]], p, [[w, p[-1, 1]], [w, band + k + 1], [0, band + k + 1]]])
-        # drawn k rows taller than the band so the blur sees the filled area continue below it
-        mask = np.zeros((band + k + 1, w), np.float32)
-        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
-        return cv2.GaussianBlur(mask, (k, k), 0, borderType=cv2.BORDER_REPLICATE)[:band], top, bottom
+        order = np.argsort(p[:, 0])
+        xs = np.arange(w, dtype=np.float64)
+        line = np.interp(xs, p[order, 0], p[order, 1])
+        beyond = np.maximum(np.maximum(p[:, 0].min() - xs, xs - p[:, 0].max()), 0.0)
+        half = k / 2 + np.minimum(0.9 * beyond, 0.45 * u)  # half width of the change, in rows
+        top = min(max(math.floor((line - half).min()) - 1, 0), h)
+        bottom = min(max(math.ceil((line + half).max()) + 2, top), h)
+        ys = np.arange(top, bottom, dtype=np.float32)[:, None]
+        t = np.clip(
+            (ys - line[None, :].astype(np.float32)) / (2 * half[None, :].astype(np.float32)) + 0.5, 0, 1
+        )
+        return (t * t * (3 - 2 * t)).astype(np.float32), top, bottom
 
     def gap_lines(self, coef) -> tuple[np.ndarray, np.ndarray]:
         """The opening the mouth uncovers: the resting lower inner lip carried by the upper side's field (top)
@@ -751,54 +771,66 @@ def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def eyelid_fill(
-    image: np.ndarray, rest: np.ndarray, landmarks: np.ndarray, unit: float, blink: float
+    image: np.ndarray, rest: np.ndarray, unit: float, blink: float, skins: dict | None = None
 ) -> tuple[int, int, int, int] | None:
-    """Cover each eye's resting opening with lid skin and a lash line near full closure, in place; returns the
-    box (y0, y1, x0, x1) holding what it painted.
+    """Draw each eye's upper lid down to where the blink has carried it, in place; returns the box
+    (y0, y1, x0, x1) holding what it painted.
 
-    Squeezing the opening to nothing leaves streaks of iris and white; a closed lid is skin coloured like the
-    lid above it, over the whole area the open eye showed, with the lashes as a soft dark line where the lids
-    meet. `rest`: the landmarks before the warp, `landmarks`: after it."""
-    strength = float(np.clip((blink - 0.5) / 0.35, 0.0, 1.0))
-    pts = np.asarray(landmarks, np.float64)[:, :2]
+    The lid is opaque skin over the band between the resting upper lid and the displaced one, with the lashes
+    as a soft dark line along its moving edge: below that edge the eye is the warped eye, above it the lid,
+    never a see-through mix of the two (a fading fill shows the iris through the lid). The skin is grown in from
+    the skin around the eye (inpainting), so its tone matches. `rest`: the landmarks before the warp. `skins`: a
+    dict kept by the caller between calls on the same face, which holds each eye's grown-in skin (the costly
+    part) after the first call."""
+    if blink <= 0.05:
+        return None
     rest = np.asarray(rest, np.float64)[:, :2]
     painted = None
     for contour in (mesh.LEFT_EYE, mesh.RIGHT_EYE):
-        upper, lower = _lids(contour)
-        eye = np.concatenate([pts[[contour[0]]], pts[lower], pts[[contour[8]]], rest[upper[::-1]]])
+        upper, lower = _lids(contour)  # both outer -> inner
+        corners = [contour[0], contour[8]]
+        # the lid's moving edge: the resting upper lid carried towards the lower lid, to where the blink field
+        # takes them to meet (the warped landmarks themselves zigzag a little; a lid edge is smooth)
+        down = rest[upper] + (0.86 * min(blink, 1.0)) * (rest[lower] - rest[upper])
+        edge = np.concatenate([rest[[corners[0]]], down, rest[[corners[1]]]])
+        lid = np.concatenate([rest[[corners[0]]], rest[upper], rest[[corners[1]]], down[::-1]])
+        # the box holds the whole resting eye, whatever the blink: the same for every call
+        eye = np.concatenate([rest[[corners[0]]], rest[lower], rest[[corners[1]]], rest[upper][::-1]])
         pad = int(0.12 * unit) + 3
-        x0, y0 = np.floor(eye.min(0)).astype(int) - pad
+        x0, y0 = np.floor(eye.min(0)).astype(int) - pad - [0, int(0.015 * unit) + 1]
         x1, y1 = np.ceil(eye.max(0)).astype(int) + pad
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, image.shape[1]), min(y1, image.shape[0])
         if x1 - x0 < 4 or y1 - y0 < 4:
             continue
         h, w = y1 - y0, x1 - x0
-        poly = eye - [x0, y0]
         mask = np.zeros((h, w), np.float32)
-        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
-        k = max(3, int(unit * 0.06) | 1)
-        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-        mask = cv2.GaussianBlur(mask, (k, k), 0)
+        # the lid reaches a little above its resting line, so no sliver of the open eye's edge stays above it
+        grown = lid - [x0, y0] - [0.0, 0.015 * unit]
+        cv2.fillPoly(mask, [np.round(grown * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+        mask = cv2.GaussianBlur(mask, (3, 3), 0)
         rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])  # RGB, or the colour of an RGBA image
         region = rgb.astype(np.float32)
-        # lid skin: grown in from the skin around the opening (inpainting), so its tone matches its surroundings
-        hole = (mask > 0.05).astype(np.uint8)
-        skin = cv2.inpaint(rgb, hole, max(3, int(0.05 * unit)), cv2.INPAINT_TELEA).astype(np.float32)
-        lid = rest[upper] - [x0, y0]
+        skin = None if skins is None else skins.get(contour)
+        if skin is None or skin.shape[:2] != (h, w):
+            # the whole resting opening (and a little above it) grown in: good for every blink amount
+            hole = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(hole, [np.round(eye - [x0, y0] - [0.0, 0.015 * unit]).astype(np.int32)], 1)
+            cv2.fillPoly(hole, [np.round(eye - [x0, y0]).astype(np.int32)], 1)
+            hole = cv2.dilate(hole, np.ones((5, 5), np.uint8))
+            skin = cv2.inpaint(rgb, hole, max(3, int(0.05 * unit)), cv2.INPAINT_TELEA).astype(np.float32)
+            if skins is not None:
+                skins[contour] = skin
         lash = np.zeros((h, w), np.float32)
-        # lids meet along the (smooth) lower lid line; the squeezed upper lid points zigzag
-        meet = pts[lower] - [x0, y0]
-        line = np.round(np.concatenate([poly[:1], meet, poly[8:9]]) * 4).astype(np.int32)
-        cv2.polylines(
-            lash, [line], False, 1.0, thickness=max(1, int(0.02 * unit)), lineType=cv2.LINE_AA, shift=2
-        )
-        lash = cv2.GaussianBlur(lash, (3, 3), 0) * 0.6
-        # the lid darkens a little towards the lashes, which keeps the fill from reading as a flat patch
-        shade = np.clip(
-            (np.arange(h, dtype=np.float32)[:, None] - (lid[:, 1].mean() - 0.08 * unit)) / (0.1 * unit), 0, 1
-        )
-        colour = skin * (1.0 - 0.07 * shade[..., None]) * (1.0 - lash[..., None] * 0.7)
-        alpha = (np.maximum(mask * 0.9, lash) * strength)[..., None]
+        line = np.round((edge - [x0, y0]) * 4).astype(np.int32)
+        thick = max(1, int(0.02 * unit * (0.5 + 0.5 * min(blink, 1.0))))
+        cv2.polylines(lash, [line], False, 1.0, thickness=thick, lineType=cv2.LINE_AA, shift=2)
+        lash = cv2.GaussianBlur(lash, (3, 3), 0) * 0.65
+        # the lid darkens a little towards its edge (its curve turns away from the light)
+        ys = np.arange(h, dtype=np.float32)[:, None]
+        edge_y = np.interp(np.arange(w) + x0, edge[:, 0], edge[:, 1]).astype(np.float32)[None, :] - y0
+        shade = np.clip(1.0 - (edge_y - ys) / max(0.06 * unit, 1.0), 0.0, 1.0)
+        colour = skin * (1.0 - 0.08 * shade[..., None]) * (1.0 - lash[..., None] * 0.7)
+        alpha = np.maximum(mask, lash)[..., None]
         image[y0:y1, x0:x1, :3] = (region + alpha * (colour - region) + 0.5).astype(np.uint8)
         painted = _union(painted, (y0, y1, x0, x1))
     return painted
@@ -834,81 +866,6 @@ def lip_seam(
     out += region
     out += 0.5
     image[y0:y1, x0:x1, :3] = out.astype(np.uint8)
-    return y0, y1, x0, x1
-
-
-CAVITY_RGB = np.array([40, 18, 20], np.float32)
-TONGUE_RGB = np.array([120, 52, 56], np.float32)
-TEETH_RGB = np.array([226, 218, 200], np.float32)
-
-
-def mouth_fill(
-    image: np.ndarray, top: np.ndarray, bottom: np.ndarray, unit: float, opening: float, teeth: bool
-) -> tuple[int, int, int, int] | None:
-    """Paint the part of the mouth that the opening uncovers, in place; returns the box (y0, y1, x0, x1) it
-    painted.
-
-    `top`: where the resting mouth's lower edge went (the lower inner lip carried by the upper side's field),
-    `bottom`: the displaced lower inner lip, both from the image-left inner corner to the right one. Whatever
-    the resting mouth showed (closed lips, or teeth in a smiling portrait) stays above `top`; between the two
-    lines comes a dark cavity whose upper edge fades, so it reads as shadow behind the teeth. `teeth`: paint a
-    hint of upper teeth at the top (for a portrait whose mouth is closed at rest)."""
-    if opening <= 0.02:
-        return None
-    top = np.asarray(top, np.float64)
-    bottom = np.asarray(bottom, np.float64)
-    pts = np.concatenate([top, bottom])
-    x0, y0 = np.floor(pts.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 4
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
-    if x1 - x0 < 3 or y1 - y0 < 3:
-        return None
-    h, w = y1 - y0, x1 - x0
-    poly = np.concatenate([top, bottom[::-1]]) - [x0, y0]
-    mask = np.zeros((h, w), np.float32)
-    cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
-    mask = cv2.GaussianBlur(mask, (3, 3), 0)
-    # depth below the top line, in pixels: the cavity darkens over the first few pixels (shadow, no hard edge)
-    xs = np.arange(w, dtype=np.float64) + x0
-    top_y = (np.interp(xs, top[:, 0], top[:, 1]) - y0).astype(np.float32)
-    depth = np.arange(h, dtype=np.float32)[:, None] - top_y[None, :]
-    fade = np.clip(depth / max(2.0, 0.035 * unit), 0.0, 1.0)
-    gap = max(1.0, float(np.max(bottom[:, 1] - top[:, 1])))
-    strength = min(1.0, (opening - 0.02) / 0.08)
-    # dark behind the teeth, warming towards the tongue and the lower lip
-    t = np.clip(depth / gap, 0, 1)
-    t *= t
-    # alpha * colour, summed term by term on (h, w) weights: a few passes over (h, w, 3) instead of many
-    fade *= 0.65
-    fade += 0.35
-    if teeth:
-        band_h = min(0.06 * unit, 0.4 * gap)
-        tooth = np.clip(1.0 - depth / max(band_h, 1.0), 0.0, 1.0) * (depth >= -1)
-        cx = np.clip((xs - top[0, 0]) / max(1.0, top[-1, 0] - top[0, 0]) * 2 - 1, -1, 1)[None, :]
-        # teeth recede into shadow towards the corners; no bright sliver in a narrow gap
-        recede = (np.clip(1.2 - cx**2, 0, 1) * (0.7 * min(1.0, gap / (0.08 * unit)))).astype(np.float32)
-        tooth *= recede
-        alpha = mask * np.maximum(fade, tooth) * strength
-        # colour = cavity + tooth (TEETH - cavity), cavity = CAVITY + t (TONGUE - CAVITY)
-        w_teeth = alpha * tooth
-        w_tongue = (alpha - w_teeth) * t
-        w_cavity = alpha - w_tongue - w_teeth
-        terms = ((w_cavity, CAVITY_RGB), (w_tongue, TONGUE_RGB), (w_teeth, TEETH_RGB))
-    else:
-        alpha = mask * fade * strength
-        w_tongue = alpha * t
-        terms = ((alpha - w_tongue, CAVITY_RGB), (w_tongue, TONGUE_RGB))
-    # one (h, w) plane per channel: numpy is slow on a trailing axis of 3
-    region = image[y0:y1, x0:x1, :3]
-    keep = 1.0 - alpha
-    planes = [region[..., c] * keep for c in range(3)]
-    for weight, rgb in terms:
-        for c in range(3):
-            cv2.scaleAdd(weight, float(rgb[c]), planes[c], dst=planes[c])
-    blended = cv2.merge(planes)
-    blended += 0.5
-    region[...] = blended.astype(np.uint8)
     return y0, y1, x0, x1
 
 
