@@ -122,3 +122,23 @@ def test_recorded_poses_drive_the_hands_and_rest_poses_stand_in(weights, persona
     a = _frames(engine, plain, 12, _settings())
     b = _frames(engine, posed, 12, _settings())
     assert not np.array_equal(a, b)
+
+
+def test_memory_is_bounded_by_the_segment_not_the_clip(weights, persona, tmp_path):
+    engine = _engine(weights)
+    cache = DiskArrayCache(tmp_path / "cache")
+    prepared = engine.prepare(SimpleNamespace(source=persona / "astronaut.png"), _settings(), cache)
+    pipe = engine.pipeline()
+    seen = []
+    denoise = pipe.denoise
+
+    def recording(latents, *args, **kwargs):  # the real denoise, noting how many frames it holds
+        seen.append(latents.shape[2])
+        return denoise(latents, *args, **kwargs)
+
+    pipe.denoise = recording
+    try:
+        frames = _frames(engine, prepared, 57, _settings(steps=1))
+    finally:
+        del pipe.denoise
+    assert len(frames) == 57 and max(seen) == 12 and len(seen) == 6

@@ -184,3 +184,21 @@ def test_drawn_pose_images_put_red_keypoints_on_black():
     assert r > 150 and g < 60 and b < 60
     assert image[:5].max() == 0  # nothing drawn far from the hands
     assert draw_hands(track.points[0], track.scores[0] * 0, 1024, 768).max() == 0  # unseen: only black
+
+
+def test_personas_poses_imports_an_upstream_folder_and_the_file_joins_the_content_hash(tmp_path, monkeypatch):
+    from pipelines.spec.loader import load_batch
+
+    jobs = make_project(tmp_path, {"a": "kind: summary\npersona: test\naudio: {text: Hi., voice: en}\n"})
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "upstream_pose"
+    folder.mkdir()
+    for i in range(4):
+        _upstream_frame(folder / f"{i}.npy", np.full((2, 21, 2), 0.5))
+    result = CliRunner().invoke(app, ["personas", "poses", "test", "--upstream", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"frames": 4' in result.stdout and '"body_anchor": true' in result.stdout
+    (job,) = load_batch([jobs / "a.yaml"]).jobs
+    assert (tmp_path / "personas" / "test" / "poses.npz").resolve() in {
+        p.resolve() for p in job.input_files()
+    }
