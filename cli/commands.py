@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cli import personas, provenance, qc, render, schema, validate, verify, weights
+from cli import personas, provenance, qc, render, report, schema, validate, verify, weights
 
-MODULES: list = [render, validate, personas, schema, weights, verify, provenance, qc]
+MODULES: list = [render, validate, personas, schema, weights, verify, provenance, qc, report]

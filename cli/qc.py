@@ -1,4 +1,4 @@
-"""`talkreel qc FILE`: lip-sync and delivery figures measured on a rendered file."""
+"""`talkreel qc FILE...`: lip-sync and delivery figures measured on rendered files, and QC gates for CI."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.errors import handle_errors
+from cli.errors import EXIT_JOBS_FAILED, handle_errors
 from cli.output import err_console, print_json
 
 
@@ -14,26 +14,85 @@ def register(app: typer.Typer) -> None:
     app.command("qc")(qc)
 
 
+def gates_from_options(fail_under: list[str], maximum: list[str], gates_file: Path | None) -> list:
+    """The gates of --gates FILE, then of --fail-under / --max (input errors name the option)."""
+    from pipelines.qc.gates import load_gates, parse_gate
+
+    gates = load_gates(gates_file) if gates_file is not None else []
+    gates += [parse_gate(text, True, "--fail-under") for text in fail_under]
+    gates += [parse_gate(text, False, "--max") for text in maximum]
+    return gates
+
+
 @handle_errors
 def qc(
-    file: Path = typer.Argument(..., help="A rendered MP4 (any video with an audio track)."),
+    files: list[Path] = typer.Argument(..., help="Rendered MP4s (any video with an audio track)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout."),
     sheet: Path | None = typer.Option(
-        None, "--sheet", help="Also write a contact sheet (PNG) of the video here."
+        None, "--sheet", help="Also write a contact sheet (PNG) of the video here (one file only)."
+    ),
+    sync: bool = typer.Option(
+        False,
+        "--sync",
+        help="Also score lip sync with LatentSync's SyncNet (talkreel weights download syncnet).",
+    ),
+    fail_under: list[str] = typer.Option(
+        [], "--fail-under", metavar="NAME=VALUE", help="Fail (exit 3) when a figure is under VALUE."
+    ),
+    maximum: list[str] = typer.Option(
+        [], "--max", metavar="NAME=VALUE", help="Fail (exit 3) when a figure is over VALUE."
+    ),
+    gates_file: Path | None = typer.Option(
+        None,
+        "--gates",
+        help="A YAML file of gates (fail_under: / max: mappings), e.g. the project's qc-gates.yaml.",
     ),
 ) -> None:
-    """Mouth opening (MediaPipe) vs. the speech envelope, closed mouth in silence, faces, durations, loudness."""
+    """Every frame measured: mouth opening statistics, closed mouth in pauses, audio/video offset, face sharpness,
+    durations, loudness; with --sync the SyncNet confidence, distance and offset. Gates: exit 3 and one line per
+    failing file. What each figure means and its range: docs/qc.md."""
+    from pipelines.errors import InputError
+    from pipelines.qc.gates import failures
     from pipelines.qc.measure import qc_file
 
-    figures = qc_file(file, sheet=sheet)
+    if sheet is not None and len(files) != 1:
+        raise InputError(None, "--sheet", "takes one file; give one FILE with it")
+    gates = gates_from_options(fail_under, maximum, gates_file)
+    model = None
+    if sync:
+        from pipelines.qc.sync import load_default_syncnet
+
+        model = load_default_syncnet()
+    results, failed = [], []
+    for file in files:
+        figures = qc_file(file, sheet=sheet)
+        if model is not None:
+            from pipelines.qc.sync import sync_figures
+
+            figures.update(sync_figures(file, model))
+        reasons = failures(figures, gates)
+        if gates:
+            figures["gates"] = {"passed": not reasons, "failures": reasons}
+        if reasons:
+            failed.append(f"{file}: qc gate failed: {'; '.join(reasons)}")
+        results.append(figures)
     if as_json:
-        print_json(figures)
-        return
+        print_json(results[0] if len(results) == 1 else results)
+    else:
+        _print_tables(results)
+    for line in failed:
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(EXIT_JOBS_FAILED)
+
+
+def _print_tables(results: list[dict]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"QC {file}", show_header=False)
-    for key, value in figures.items():
-        if key == "file":
-            continue
-        table.add_row(key.replace("_", " "), "-" if value is None else str(value))
-    err_console.print(table)
+    for figures in results:
+        table = Table(title=f"QC {figures['file']}", show_header=False)
+        for key, value in figures.items():
+            if key in ("file", "gates"):
+                continue
+            table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+        err_console.print(table)

@@ -147,6 +147,15 @@ def render(
         "--qc/--no-qc",
         help="Measure each output (talkreel qc) into its record and write a contact sheet.",
     ),
+    qc_gate: list[str] = typer.Option(
+        [],
+        "--qc-gate",
+        metavar="NAME>=V|NAME<=V|FILE",
+        help="Fail (exit 3) an output whose QC figure crosses this, or the gates of a file such as qc-gates.yaml.",
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Write the review page <out>/report/index.html at the end (talkreel report)."
+    ),
     low_vram: bool = typer.Option(
         False,
         "--low-vram",
@@ -154,6 +163,7 @@ def render(
     ),
 ) -> None:
     """Render every job into a finished MP4 (with a .json record beside it)."""
+    gates = parse_qc_gates(qc_gate)
     kwargs = dict(
         engine=engine,
         force=force,
@@ -173,6 +183,15 @@ def render(
     else:
         with RichReporter() as reporter:
             result = run_batch(paths, out, reporter=reporter, **kwargs)
+    if not dry_run:
+        gate_lines = apply_qc_gates(result.outcomes, gates)
+        write_batch_summary(out, result)
+        if report:
+            from pipelines.qc.report import write_report
+
+            index = write_report(out)
+            if not quiet and not as_json:
+                err_console.print(f"review page: {index}", highlight=False)
 
     if as_json:
         print_json({"dry_run": dry_run, **result.as_dict()})
@@ -181,8 +200,59 @@ def render(
     elif not quiet:
         counts = ", ".join(f"{n} {status}" for status, n in result.counts().items())
         err_console.print(f"{len(result.outcomes)} jobs: {counts}", highlight=False)
+    if not dry_run:
+        for line in gate_lines:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.exit_code != EXIT_OK:
         raise typer.Exit(result.exit_code)
+
+
+QC_FAILED = "qc failed"
+
+
+def parse_qc_gates(specs: list[str]) -> list:
+    """--qc-gate values: NAME>=VALUE, NAME<=VALUE, or a gate file (pipelines.qc.gates)."""
+    from pipelines.qc.gates import load_gates, parse_comparison
+
+    gates = []
+    for spec in specs:
+        if ">=" in spec or "<=" in spec:
+            gates.append(parse_comparison(spec, "--qc-gate"))
+        else:
+            gates += load_gates(spec)
+    return gates
+
+
+def apply_qc_gates(outcomes: list[Outcome], gates: list) -> list[str]:
+    """Check each finished output's recorded QC figures (rendered now or up to date) against the gates; a
+    failing output stays in place, its outcome becomes "qc failed" (exit 3). One line per failing output."""
+    from cli.batch import RENDERED, UP_TO_DATE
+    from cli.errors import EXIT_JOBS_FAILED
+    from pipelines.qc.gates import failures
+    from pipelines.render import read_record
+
+    lines = []
+    for outcome in outcomes:
+        if not gates or outcome.status not in (RENDERED, UP_TO_DATE) or not outcome.output:
+            continue
+        reasons = failures(read_record(Path(outcome.output)).get("qc"), gates)
+        if reasons:
+            outcome.status, outcome.exit_code = QC_FAILED, EXIT_JOBS_FAILED
+            outcome.error = f"{outcome.output}: qc gate failed: {'; '.join(reasons)}"
+            lines.append(outcome.error)
+    return lines
+
+
+def write_batch_summary(out: Path, result) -> None:
+    """The batch's outcomes as `<out>/.talkreel/last-batch.json`, for the review page (talkreel report)."""
+    import datetime as dt
+    import json
+
+    from pipelines.cache import atomic_write_text
+
+    summary = {"finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **result.as_dict()}
+    (out / ".talkreel").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / ".talkreel" / "last-batch.json", json.dumps(summary, indent=2, default=str))
 
 
 def _print_plan(outcomes: list[Outcome]) -> None:

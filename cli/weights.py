@@ -45,6 +45,10 @@ def expected_keys(engine_id: str, role: str):
         from pipelines.engines.latentsync.unet import RESOLUTIONS, expected_unet_keys
 
         return expected_unet_keys(RESOLUTIONS[engine_id])
+    if engine_id == "syncnet":
+        from pipelines.qc.syncnet import expected_keys as syncnet_keys
+
+        return syncnet_keys()
     return None
 
 

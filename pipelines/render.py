@@ -432,6 +432,7 @@ def render_job(
             "timing": "espeak" if synthesis is not None else ("aligned" if phonemes else "none"),
         },
         "composition": composition.record,
+        "emotion": [segment.model_dump(mode="json") for segment in job.emotion],  # the review page plots it
         "provenance": provenance,
         "sidecars": [str(p) for p in sidecars],
         "qc": figures,

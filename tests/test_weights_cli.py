@@ -55,7 +55,10 @@ def test_manifest_lists_every_engine_with_repos_and_licences():
         "echomimic-v2-acc",
         "echomimic-v3-flash",
         "echomimic-v3-preview",
+        "syncnet",
     }
+    (sync,) = entries("syncnet")
+    assert sync.repo == "ByteDance/LatentSync-1.6" and sync.patterns == ("stable_syncnet.pt",)
     ls = {w.role: w for w in entries("latentsync-1.6")}
     assert ls["unet"].repo == "ByteDance/LatentSync-1.6" and ls["unet"].patterns == ("latentsync_unet.pt",)
     assert ls["whisper"].patterns == ("whisper/tiny.pt",)

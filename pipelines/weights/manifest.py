@@ -216,6 +216,23 @@ def _echomimic_v3(variant: str) -> tuple[WeightFile, ...]:
     )
 
 
+def _syncnet() -> tuple[WeightFile, ...]:
+    # LatentSync's StableSyncNet, for `talkreel qc --sync` (not an engine: it scores outputs). The same repo and
+    # commit as latentsync-1.6's files.
+    return (
+        WeightFile(
+            role="syncnet",
+            repo="ByteDance/LatentSync-1.6",
+            patterns=("stable_syncnet.pt",),
+            target="stable_syncnet.safetensors",
+            licence=LATENTSYNC_LICENCE,
+            convert="state_dict",
+            # 401,306,080 fp32 elements (pipelines.qc.syncnet.expected_keys()).
+            approx_bytes=1_605 * MB,
+        ),
+    )
+
+
 MANIFEST: dict[str, tuple[WeightFile, ...]] = {
     "latentsync-1.5": _latentsync("1.5"),
     "latentsync-1.6": _latentsync("1.6"),
@@ -223,6 +240,7 @@ MANIFEST: dict[str, tuple[WeightFile, ...]] = {
     "echomimic-v2-acc": _echomimic_v2(acc=True),
     "echomimic-v3-flash": _echomimic_v3("flash"),
     "echomimic-v3-preview": _echomimic_v3("preview"),
+    "syncnet": _syncnet(),
 }
 
 # InsightFace (buffalo_l), which LatentSync and EchoMimic V3 use upstream for face detection, is NOT listed:
