@@ -224,16 +224,16 @@ def parse_qc_gates(specs: list[str]) -> list:
 
 
 def apply_qc_gates(outcomes: list[Outcome], gates: list) -> list[str]:
-    """Check each finished output's recorded QC figures (rendered now or up to date) against the gates; a
+    """Check each finished output's recorded QC figures (rendered now, elsewhere or up to date) against the gates; a
     failing output stays in place, its outcome becomes "qc failed" (exit 3). One line per failing output."""
-    from cli.batch import RENDERED, UP_TO_DATE
+    from cli.batch import ELSEWHERE, RENDERED, UP_TO_DATE
     from cli.errors import EXIT_JOBS_FAILED
     from pipelines.qc.gates import failures
     from pipelines.render import read_record
 
     lines = []
     for outcome in outcomes:
-        if not gates or outcome.status not in (RENDERED, UP_TO_DATE) or not outcome.output:
+        if not gates or outcome.status not in (RENDERED, UP_TO_DATE, ELSEWHERE) or not outcome.output:
             continue
         reasons = failures(read_record(Path(outcome.output)).get("qc"), gates)
         if reasons:
