@@ -56,7 +56,8 @@ def run(seconds: float, engine: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         jobs = make_project(root, seconds, engine)
-        env = {**os.environ, "TALKREEL_CACHE": str(root / "cache")}
+        # This checkout's code, whichever environment runs the bench.
+        env = {**os.environ, "TALKREEL_CACHE": str(root / "cache"), "PYTHONPATH": str(REPO)}
         # A fresh helper process per run, so RUSAGE_CHILDREN's max RSS is this render's alone.
         code = (
             "import resource,subprocess,sys,time;t=time.perf_counter();"
@@ -67,7 +68,9 @@ def run(seconds: float, engine: str) -> dict[str, float]:
             sys.executable,
             "-c",
             code,
-            str(REPO / ".venv/bin/talkreel"),
+            sys.executable,
+            "-m",
+            "cli",
             "render",
             str(jobs),
             "--out",

@@ -35,10 +35,34 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
             except InputError as exc:  # unreadable media: this persona's error, not the batch's end
                 errors.append(InputError(display(loaded.path), field, exc.message))
                 continue
+            if (
+                field == "source"
+                and loaded.persona.face is not None
+                and loaded.persona.source_kind == "image"
+            ):
+                problem = _face_pick_problem(path, loaded.persona.face)
+                if problem:
+                    errors.append(InputError(display(loaded.path), "face", problem))
+                    continue
+                problems = [p for p in problems if "faces found" not in p.message]  # the persona chose one
             for problem in problems:
                 issue = InputError(display(loaded.path), field, f"{problem.message}: {display(path)}")
                 (errors if problem.severity == "error" else warnings).append(issue)
     return errors, warnings
+
+
+def _face_pick_problem(path, pick) -> str | None:
+    """Why the persona's `face` pick selects no face of its photo, or None."""
+    from pipelines.face.landmarks import detect_faces
+    from pipelines.face.pick import pick_face
+    from pipelines.media.video_in import read_image
+
+    image = read_image(path)
+    try:
+        pick_face(detect_faces(image), pick, (image.shape[1], image.shape[0]))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def check_batch_faces(batch: Batch) -> list[InputError]:

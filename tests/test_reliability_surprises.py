@@ -186,3 +186,59 @@ def test_a_video_persona_shorter_than_the_speech_loops_as_the_persona_says(tmp_p
     hold, repeat = frames["hold"], frames["repeat"]
     assert diff(hold[45], hold[24]) < 2.0 < diff(hold[45], hold[5])  # the last source frame, held
     assert diff(repeat[30], repeat[5]) < 2.0 < diff(repeat[30], repeat[20])  # the source from its start
+
+
+def _two_faces(path):
+    import numpy as np
+    from PIL import Image
+
+    from tests.project_helpers import portrait
+
+    canvas = np.full((256, 512, 3), 200, np.uint8)
+    canvas[:, :256] = portrait(256)
+    canvas[40:240, 296:496] = portrait(200)[:, ::-1]  # a smaller, mirrored second face on the right
+    Image.fromarray(canvas).save(path)
+
+
+def test_a_persona_picks_which_face_of_a_group_photo(tmp_path, monkeypatch):
+    import numpy as np
+
+    from pipelines.media.video_in import iter_frames
+
+    job = "kind: summary\npersona: test\naudio: {text: Hi there.}\noutput: {size: [128, 128]}\n"
+    jobs = make_project(tmp_path, {"one": job})
+    persona = tmp_path / "personas" / "test"
+    _two_faces(persona / "portrait.png")
+    text = (persona / "persona.yaml").read_text()
+    monkeypatch.chdir(tmp_path)
+
+    (persona / "persona.yaml").write_text(text + "face: {index: 5}\n")
+    result = CliRunner().invoke(app, ["validate", str(jobs), "--json"])
+    assert result.exit_code == 2
+    errors = json.loads(result.stdout)["errors"]
+    assert any(e["field"] == "face" and "shows 2 face(s)" in e["message"] for e in errors), errors
+
+    firsts = {}
+    for name, pick in {
+        "largest": "",
+        "second": "face: {index: 1}\n",
+        "point": "face: {x: 0.8, y: 0.5}\n",
+    }.items():
+        (persona / "persona.yaml").write_text(text + pick)
+        assert (
+            CliRunner().invoke(app, ["render", str(jobs), "--out", name, "--quiet", "--no-qc"]).exit_code == 0
+        )
+        firsts[name] = next(iter(iter_frames(tmp_path / name / "one.mp4"))).astype(float)
+    assert np.abs(firsts["second"] - firsts["point"]).mean() < 1.0  # the same face, chosen two ways
+    assert np.abs(firsts["second"] - firsts["largest"]).mean() > 10.0
+
+
+def test_the_label_never_splits_a_word_on_a_small_frame():
+    from pipelines.compose.fonts import load_font
+    from pipelines.provenance.label import LabelSpec, label_overlay
+    from pipelines.spec.compose import Theme
+
+    overlay = label_overlay(LabelSpec("AI-generated", "bottom-right"), (128, 128), Theme())
+    text_width = load_font(None, 12, bold=True).getlength("AI-generated")
+    assert overlay.rgba.shape[1] > text_width  # one line: the panel is wider than the whole word
+    assert overlay.rgba.shape[0] < 2 * 12 * 1.25  # and not two lines tall

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from pipelines.compose.fonts import load_font, missing_glyphs
 from pipelines.compose.overlays import Overlay, text_panel
-from pipelines.compose.text import TextStyle, parse_colour
+from pipelines.compose.text import TextStyle, parse_colour, style_for
 from pipelines.spec.compose import Theme
 from pipelines.spec.persona import Disclosure
 
@@ -49,9 +51,11 @@ def label_overlay(spec: LabelSpec, size: tuple[int, int], theme: Theme) -> Overl
         load_font(theme.font_bold, max(12, int(unit * 0.032)), bold=True),
         parse_colour(theme.colours.label_text),
     )
-    rgba = text_panel(
-        spec.text, style, parse_colour(theme.colours.label_panel), int(width * 0.4), max_lines=2, pad=0.35
-    )
+    # 40 % of the width, widened (up to 90 %) so that no word of the label is split across lines on a small frame.
+    style = style_for(spec.text, style)
+    longest = max((style.font.getlength(word) for word in spec.text.split()), default=0.0)
+    max_w = max(int(width * 0.4), min(int(np.ceil(longest)) + 1, int(width * 0.9)))
+    rgba = text_panel(spec.text, style, parse_colour(theme.colours.label_panel), max_w, max_lines=2, pad=0.35)
     margin = max(6, int(unit * 0.025))
     h, w = rgba.shape[:2]
     x = margin if spec.position.endswith("left") else width - w - margin

@@ -66,6 +66,23 @@ class Disclosure(StrictModel):
     position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = "bottom-right"
 
 
+class FacePick(StrictModel):
+    """Which face of a photo with several is the persona's: by `index` (0 = the largest) or by a point."""
+
+    index: int | None = Field(None, ge=0, description="0 = the largest face, 1 = the next largest, ...")
+    x: float | None = Field(
+        None, ge=0, le=1, description="a point on the face, as a fraction of the image width"
+    )
+    y: float | None = Field(None, ge=0, le=1, description="... and of the image height")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> FacePick:
+        by_point = self.x is not None or self.y is not None
+        if (self.index is not None) == by_point or by_point and (self.x is None or self.y is None):
+            raise_field_errors("FacePick", [((), "give either index, or both x and y")])
+        return self
+
+
 class Persona(StrictModel):
     name: str = Field(min_length=1, description="display name (title cards, lower thirds)")
     source: MediaFile = Field(description="face photo or short video, relative to this file")
@@ -79,6 +96,11 @@ class Persona(StrictModel):
         + " (head angles in degrees)",
     )
     engine: EngineSettings | None = Field(None, description="default engine of this persona's jobs")
+    face: FacePick | None = Field(
+        None,
+        description="for a photo with several faces: which is the persona's (default: the largest); the preview "
+        "engine follows it, the model engines always take the largest",
+    )
     loop: Literal["pingpong", "repeat", "hold"] = Field(
         "pingpong",
         description="a video source shorter than the speech: play it back and forth (pingpong), start it over "

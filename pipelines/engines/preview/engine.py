@@ -98,10 +98,15 @@ class PreviewEngine:
             raise InputError(source, "source", "file not found")
         kind = getattr(persona, "source_kind", None) or _kind_of(source)
         size = tuple(settings.size) if settings.size else None
+        pick = getattr(persona, "face", None)  # which face of a photo with several (None: the largest)
+        pick_key = pick.model_dump_json() if pick is not None else ""
         key = hashlib.sha256(
-            f"{PREPARE_VERSION}|{sha256_file(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}".encode()
+            f"{PREPARE_VERSION}|{sha256_file(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}"
+            f"{pick_key}".encode()
         ).hexdigest()[:32]
-        prepared = self._recent.pop(key, None) or self._prepared(key, source, kind, size, settings, cache)
+        prepared = self._recent.pop(key, None) or self._prepared(
+            key, source, kind, size, settings, cache, pick
+        )
         self._recent[key] = prepared
         while len(self._recent) > RECENT_PERSONAS:
             self._recent.popitem(last=False)
@@ -109,11 +114,11 @@ class PreviewEngine:
 
     @staticmethod
     def _prepared(
-        key: str, source: Path, kind: str, size, settings: RenderSettings, cache
+        key: str, source: Path, kind: str, size, settings: RenderSettings, cache, pick=None
     ) -> PreviewPrepared:
         if kind == "image":
             out_size = size or DEFAULT_SIZE
-            arrays = cache.get_or_compute("preview", key, lambda: _prepare_still(source, out_size))
+            arrays = cache.get_or_compute("preview", key, lambda: _prepare_still(source, out_size, pick))
             points = arrays["points"].astype(np.float64)
             rig = FaceRig(points[0], arrays["frame"].shape)
             rig.warm()
@@ -250,7 +255,7 @@ def _kind_of(path: Path) -> str:
     return kind
 
 
-def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
+def _prepare_still(source: Path, size: tuple[int, int], pick=None) -> dict[str, np.ndarray]:
     from pipelines.engines.preview.framing import margin_for, portrait_matrix
     from pipelines.face.align import transform_points
     from pipelines.face.landmarks import detect_faces
@@ -260,10 +265,12 @@ def _prepare_still(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]
         image = read_image(source)
     except InputError as exc:
         raise InputError(source, "source", exc.message) from None
-    faces = detect_faces(image)
-    if not faces:
-        raise InputError(source, "source", "no face found in the persona image")
-    face = faces[0]  # largest: the persona in a portrait
+    from pipelines.face.pick import pick_face
+
+    try:  # the largest (the persona in a portrait) unless the persona picks another
+        face = pick_face(detect_faces(image), pick, (image.shape[1], image.shape[0]))
+    except ValueError as exc:
+        raise InputError(source, "face" if pick else "source", f"{exc} in the persona image") from None
     margin = margin_for(size)
     matrix = portrait_matrix(face.points.astype(np.float64), size, margin, (image.shape[1], image.shape[0]))
     canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
