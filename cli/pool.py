@@ -74,7 +74,9 @@ def run_in_processes(
     tell: Callable[[str], None],
 ) -> None:
     """Render the pending (index, plan) jobs on n_workers processes; finish(index, outcome) for each."""
-    ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA or threads
+    # Spawned, never forked: the driver has run MediaPipe (the face checks) and may hold CUDA or threads; a
+    # forked preview worker segfaulted in its first job. The price: each worker's imports (seconds).
+    ctx = mp.get_context("spawn")
     results = ctx.Queue()
     jobs = AffinityQueue.of(pending)
     n_workers = max(1, min(n_workers, len(pending)))
