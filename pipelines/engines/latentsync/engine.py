@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.audio_features.rate import at_16k
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
 from pipelines.engines.model.chunks import CHUNK_FRAMES, chunk_frames, chunk_generator, chunks_from, pingpong
@@ -371,7 +372,7 @@ class LatentSyncEngine:
         with pipe.placed("audio_encoder"):  # the features record the device their encoder runs on
             feats = SpeechFeatures(
                 pipe.audio_encoder,
-                _at_16k(speech.decoded_samples, speech.sample_rate),
+                at_16k(speech.decoded_samples, speech.sample_rate),
                 overlap_windows=bool(getattr(opts, "overlap_windows", False)),
             )
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
@@ -522,15 +523,3 @@ class _ChunkSource:
             keys = [self.key_prefix + (crop_key(f, m, warp),) for f, m in zip(frames, matrices, strict=True)]
             windows = windows.to(self.device, non_blocking=cuda)
         return _Chunk(c, idx, found, weights, faces, windows, keys)
-
-
-def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    samples = np.asarray(samples, np.float32)
-    if rate == 16000:
-        return samples
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(int(rate), 16000)
-    return resample_poly(samples, 16000 // g, int(rate) // g).astype(np.float32)
