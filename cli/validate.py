@@ -125,25 +125,10 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
         elif seconds is not None and (field, path) in spoken:
             seconds += info.audio_duration or info.duration
     if seconds is not None:
-        for i, chapter in enumerate(job.chapters):
-            if chapter.at >= seconds:
-                errors.append(
-                    InputError(
-                        file,
-                        f"chapters.{i}.at",
-                        f"{chapter.at:g} s is not before the end of the audio ({seconds:.2f} s)",
-                    )
-                )
-        for i, entry in enumerate(job.emotion):
-            if entry.start >= seconds:
-                warnings.append(
-                    InputError(
-                        file,
-                        f"emotion.{i}.start",
-                        f"{entry.start:g} s is not before the end of the audio ({seconds:.2f} s); "
-                        "this entry has no effect",
-                    )
-                )
+        chapters = [(f"chapters.{i}.at", c.at) for i, c in enumerate(job.chapters)]
+        errors += _after_the_audio(file, chapters, seconds, "")
+        entries = [(f"emotion.{i}.start", e.start) for i, e in enumerate(job.emotion)]
+        warnings += _after_the_audio(file, entries, seconds, "; this entry has no effect")
     return errors, warnings
 
 
@@ -170,6 +155,17 @@ def glyph_warnings(loaded: LoadedJob) -> list[InputError]:
     if label is not None and label.note:
         warnings.append(InputError(display(loaded.persona_file), "disclosure.text", label.note))
     return warnings
+
+
+def _after_the_audio(
+    file: str, times: list[tuple[str, float]], seconds: float, note: str
+) -> list[InputError]:
+    """An issue for each (field, time) that is not before the end of the audio."""
+    return [
+        InputError(file, field, f"{at:g} s is not before the end of the audio ({seconds:.2f} s){note}")
+        for field, at in times
+        if at >= seconds
+    ]
 
 
 def check_batch_media(batch: Batch) -> list[InputError]:
