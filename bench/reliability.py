@@ -337,6 +337,71 @@ def case_ctrl_c_reports_interrupted(c: Case) -> str | None:
     return None if proc.returncode != 0 else "exit 0 after Ctrl-C"
 
 
+def case_cjk_text_and_label_are_drawn(c: Case) -> str | None:
+    jobs = c.project(
+        {"cjk": GOOD.replace("summary", "intro") + "title: {text: 欢迎, subtitle: 안녕하세요}\n"}
+    )
+    persona = c.root / "personas" / "test" / "persona.yaml"
+    persona.write_text(persona.read_text() + "disclosure: {text: AI生成の動画}\n")
+    code, _ = c.render(str(jobs), "--out", "out", "--no-qc")
+    record = json.loads((c.root / "out" / "cjk.json").read_text()) if code == 0 else {}
+    composed = record.get("composition", {})
+    if composed.get("missing_glyphs") or composed.get("label", {}).get("text") != "AI生成の動画":
+        return f"exit {code}, glyphs missing {composed.get('missing_glyphs')}, label {composed.get('label')}"
+    return None
+
+
+def case_mismatched_script_is_reported(c: Case) -> str | None:
+    import wave
+
+    import numpy as np
+
+    from pipelines.speech.tts import synthesize
+
+    said = synthesize(
+        "The quick brown fox jumps over the lazy dog. Pack my box with five dozen jugs.", voice="en-us"
+    )
+    with wave.open(str(c.root / "said.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(said.sample_rate)
+        w.writeframes((np.clip(said.samples, -1, 1) * 32767).astype("<i2").tobytes())
+    script = "script: Good morning to you all, and welcome to the weekly summary.\n"
+    jobs = c.project({"one": RECORDED.replace("take.wav", "said.wav") + script})
+    code, report = c.render(str(jobs), "--out", "out", "--no-qc")
+    warnings = c.outcome(report, "one").get("warnings") or []
+    return (
+        None if any("does not seem to match" in w for w in warnings) else f"exit {code}, warnings {warnings}"
+    )
+
+
+def case_short_video_persona_loop_is_said(c: Case) -> str | None:
+    from PIL import Image
+
+    from pipelines.media.ffmpeg import run_ffmpeg
+
+    jobs = c.project({"one": RECORDED})
+    persona = c.root / "personas" / "test"
+    Image.fromarray(portrait(256)).save(c.root / "still.png")
+    args = ["-loop", "1", "-framerate", "25", "-t", "0.8", "-i", str(c.root / "still.png"), "-c:v", "libx264"]
+    run_ffmpeg([*args, "-pix_fmt", "yuv420p", "-y", str(persona / "clip.mp4")], what="bench persona video")
+    text = (persona / "persona.yaml").read_text().replace("portrait.png", "clip.mp4")
+    (persona / "persona.yaml").write_text(text + "loop: hold\n")
+    code, report = c.render(str(jobs), "--out", "out", "--no-qc")
+    warnings = c.outcome(report, "one").get("warnings") or []
+    return None if any("holds its last frame" in w for w in warnings) else f"exit {code}, warnings {warnings}"
+
+
+def case_face_pick_beyond_the_faces_is_refused(c: Case) -> str | None:
+    jobs = c.project({"one": GOOD})
+    persona = c.root / "personas" / "test" / "persona.yaml"
+    persona.write_text(persona.read_text() + "face: {index: 3}\n")
+    proc = c.cli("validate", str(jobs), "--json")
+    out, _ = proc.communicate(timeout=300)
+    errors = json.loads(out)["errors"] if out.strip().startswith("{") else []
+    if proc.returncode == 2 and any(e["field"] == "face" and "shows 1 face" in e["message"] for e in errors):
+        return None
+    return f"exit {proc.returncode}: {errors}"
+
+
 CASES: list[Callable[[Case], str | None]] = [
     *BAD_INPUTS,
     case_tenth_of_a_second_intro,
@@ -348,6 +413,10 @@ CASES: list[Callable[[Case], str | None]] = [
     case_truncated_output_is_rerendered,
     case_captions_off_removes_old_captions,
     case_ctrl_c_reports_interrupted,
+    case_cjk_text_and_label_are_drawn,
+    case_mismatched_script_is_reported,
+    case_short_video_persona_loop_is_said,
+    case_face_pick_beyond_the_faces_is_refused,
 ]
 
 
