@@ -82,3 +82,10 @@ def test_a_tenth_of_a_second_of_audio_on_an_intro_renders(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "out" / "short.json").read_text())
     assert record["frames"]["clip"] == 2
+
+
+def test_every_language_espeak_lists_is_a_voice_validate_accepts():
+    from pipelines.speech.tts import available_voices, check_voice
+
+    for language in ("en-gb", "fr-fr", *available_voices()):  # en-gb and fr-fr are only aliases in espeak
+        check_voice(language)

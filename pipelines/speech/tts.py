@@ -219,6 +219,20 @@ class _Espeak:
             i += 1
         return sorted(found)
 
+    def _voice_named_for(self, language: str) -> str | None:
+        """The name of the first voice whose language list holds `language` exactly (languages() lists them)."""
+        voices = self.lib.espeak_ListVoices(None)
+        wanted = language.lower().encode()
+        i = 0
+        while voices[i]:
+            raw = voices[i].contents.languages or b""
+            # the same (priority byte, NUL-terminated name) run languages() reads
+            names = {part[1:].lower() for part in raw.split(b"\0") if len(part) > 1}
+            if wanted in names:
+                return (voices[i].contents.identifier or b"").decode("ascii", "replace") or None
+            i += 1
+        return None
+
     def _steady_variant(self, variant: str) -> str | None:
         """Write (once) our variant file: the named stock variant, or none, with the steady lines appended."""
         safe = "".join(c for c in variant if c.isalnum() or c in "-_")
@@ -256,6 +270,9 @@ class _Espeak:
         if not base or steady is None:
             raise self._unknown_voice(voice)
         status = self.lib.espeak_SetVoiceByName(f"{base}+{steady}".encode())
+        if status == _EE_NOT_FOUND and (named := self._voice_named_for(base)):
+            # A language that is only an alias in some voice's list (en-gb, fr-fr): that voice by its name.
+            status = self.lib.espeak_SetVoiceByName(f"{named}+{steady}".encode())
         if status != _EE_OK:
             if status == _EE_NOT_FOUND:
                 raise self._unknown_voice(voice)
