@@ -95,14 +95,17 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
     job, file = loaded.job, display(loaded.job_path)
     errors: list[InputError] = []
     warnings: list[InputError] = []
+    spoken: list[tuple[str, Path]] = []
+    seconds: float | None = None  # unknown for draft text until it is synthesised
     if isinstance(job.audio, TextAudio):
         try:
             check_voice(job.audio.voice)
         except InputError as exc:
             errors.append(InputError(file, "audio.voice", exc.message))
+        else:
+            if job.chapters or job.emotion:  # times to check against the draft's length: synthesise it
+                seconds = draft_seconds(job.audio)
     warnings += glyph_warnings(loaded)
-    spoken: list[tuple[str, Path]] = []
-    seconds: float | None = None  # unknown for draft text until it is synthesised
     if isinstance(job.audio, FileAudio):
         spoken, seconds = [("audio.file", job.audio.file)], 0.0
     elif isinstance(job.audio, SegmentsAudio):
@@ -130,6 +133,14 @@ def job_media_issues(loaded: LoadedJob) -> tuple[list[InputError], list[InputErr
         entries = [(f"emotion.{i}.start", e.start) for i, e in enumerate(job.emotion)]
         warnings += _after_the_audio(file, entries, seconds, "; this entry has no effect")
     return errors, warnings
+
+
+def draft_seconds(audio) -> float:
+    """How long draft (text) speech lasts in the output clip: espeak's reading plus the pauses around it."""
+    from pipelines.render import DRAFT_PAUSE
+    from pipelines.speech.tts import synthesize
+
+    return synthesize(audio.text, voice=audio.voice).duration + 2 * DRAFT_PAUSE
 
 
 def glyph_warnings(loaded: LoadedJob) -> list[InputError]:

@@ -102,13 +102,15 @@ def test_audio_is_probed_and_late_emotions_warned(tmp_path, monkeypatch):
     ]
     assert report["errors"][0]["message"] == "no audio stream in personas/ann/face.png"
     assert report["errors"][1]["message"].startswith("'junk.wav' is not a readable media file")
-    assert report["warnings"] == [
-        {
-            "file": "jobs/late.yaml",
-            "field": "emotion.0.start",
-            "message": "3.5 s is not before the end of the audio (3.50 s); this entry has no effect",
-        }
-    ]
+    assert report["warnings"][0] == {
+        "file": "jobs/late.yaml",
+        "field": "emotion.0.start",
+        "message": "3.5 s is not before the end of the audio (3.50 s); this entry has no effect",
+    }
+    # draft text is synthesised to know its length when it has timed entries
+    (drafted,) = report["warnings"][1:]
+    assert (drafted["file"], drafted["field"]) == ("jobs/text.yaml", "emotion.0.start")
+    assert drafted["message"].startswith("99 s is not before the end of the audio")
 
 
 def test_allow_outside_paths_flag(tmp_path):

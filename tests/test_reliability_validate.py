@@ -89,3 +89,13 @@ def test_every_language_espeak_lists_is_a_voice_validate_accepts():
 
     for language in ("en-gb", "fr-fr", *available_voices()):  # en-gb and fr-fr are only aliases in espeak
         check_voice(language)
+
+
+def test_a_chapter_after_draft_speech_ends_is_caught_at_validate(tmp_path, monkeypatch):
+    make_project(
+        tmp_path,
+        {"late": TEXT_JOB.format(text="Hello there.", voice="en") + "chapters: [{at: 30, text: X}]\n"},
+    )
+    monkeypatch.chdir(tmp_path)
+    ((field, message),) = errors_by_job(validate(tmp_path, "jobs"))["late"]
+    assert field == "chapters.0.at" and message.startswith("30 s is not before the end of the audio")
