@@ -32,6 +32,14 @@ import numpy as np
 
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
+from pipelines.engines.preview.mouth_library import (
+    MouthLibrary,
+    MouthStore,
+    build_library,
+    choose_entries,
+    paste_mouth,
+    target_shapes,
+)
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.expression.warp import FaceRig
@@ -44,7 +52,7 @@ DEFAULT_SIZE = (512, 512)
 FADE_FRAMES = 4
 VIDEO_DETAIL = 0.5  # a video persona builds a warp rig per frame: coarser fields make that affordable
 HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
-PREPARE_VERSION = "preview-prepare-2"
+PREPARE_VERSION = "preview-prepare-2"  # (the mouth library is built from these arrays, not cached)
 RECENT_PERSONAS = 4
 # Measured against real speakers saying the same audio, the speech curves opened the warped mouth ~1.4x wider
 # than they do (issue 21): the opening is scaled to the real speakers' mean.
@@ -63,6 +71,8 @@ class PreviewPrepared:
     source: Path | None = None  # video
     fps: float = 25.0
     rig: FaceRig | None = None  # still: the portrait's warp rig, every field computed
+    mouths: MouthLibrary | None = None  # video: the footage's own mouths (None: the mouth is warped)
+    mouths_note: str | None = None  # video: why there is no library
 
     @property
     def n_source(self) -> int:
@@ -132,15 +142,30 @@ class PreviewEngine:
                 rig=rig,
             )
         arrays = cache.get_or_compute("preview", key, lambda: _prepare_video(source, settings.fps, size))
+        points, found = arrays["points"].astype(np.float64), arrays["found"].astype(bool)
+        mouths, note = build_library(points, found)
         return PreviewPrepared(
             "video",
             (int(arrays["size"][0]), int(arrays["size"][1])),
             0,
-            arrays["points"].astype(np.float64),
-            arrays["found"].astype(bool),
+            points,
+            found,
             source=source,
             fps=settings.fps,
+            mouths=mouths,
+            mouths_note=note,
         )
+
+    def describe(self) -> dict[str, Any]:
+        """For the record: where the last prepared video persona's mouths come from."""
+        if not self._recent:
+            return {}
+        prep = next(reversed(self._recent.values()))
+        if prep.kind != "video":
+            return {"mouths": "painted interior (photo persona)"}
+        if prep.mouths is None:
+            return {"mouths": f"warped (no mouth library: {prep.mouths_note})"}
+        return {"mouths": {"source": "the persona video's own mouths", **prep.mouths.facts()}}
 
     def frame_size(self, prepared: PreviewPrepared) -> tuple[int, int]:
         return prepared.size
@@ -209,13 +234,23 @@ class PreviewEngine:
         src = open_source(prep.source, prep.fps, prep.size)
         # Ping-pong playback needs the source backwards and the decoder only goes forwards, so the source is held
         # for the render, JPEG-compressed (quality 95) in memory: ~0.3 MB per 1080p frame instead of 6 MB, bounded
-        # by the persona clip and never by the speech.
+        # by the persona clip and never by the speech; the mouth library's lower-face crops likewise.
         n_src = min(len(src), prep.n_source)
-        store = [
-            cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
-            for f in src.frames(0, n_src)
-        ]
+        library = prep.mouths
+        if library is not None and library.frames.max() >= n_src:
+            library = None  # (the decoder gave fewer frames than the track: warp rather than guess)
+        mouths = MouthStore()
+        store = []
+        for j, f in enumerate(src.frames(0, n_src)):
+            store.append(
+                cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+            )
+            if library is not None and prep.found[j]:
+                mouths.add(j, f, prep.points[j])
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
+        if library is not None:
+            t_open, t_width = target_shapes(library, curves[:, 0], curves[:, 1])
+            path = choose_entries(library, t_open, t_width, start)
         for k in range(start, n):
             j = loop_frame(k, n_src, loop, pingpong_index)
             original = cv2.cvtColor(cv2.imdecode(store[j], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -223,9 +258,15 @@ class PreviewEngine:
             if wgt <= 0.0:
                 yield Frame(original, False)
                 continue
-            image = FaceRig(prep.points[j], original.shape, detail=VIDEO_DETAIL).apply(
-                original, self._params(expression, curves, k)
-            )
+            params = self._params(expression, curves, k)
+            if library is None:
+                image = FaceRig(prep.points[j], original.shape, detail=VIDEO_DETAIL).apply(original, params)
+            else:
+                entry = int(library.frames[path[k - start]])
+                crop, origin = mouths.crop(entry)
+                image = paste_mouth(original.copy(), prep.points[j], crop, origin, prep.points[entry])
+                rig = FaceRig(prep.points[j], original.shape, regions="upper", detail=VIDEO_DETAIL)
+                image = rig.apply(image, params)
             if wgt < 1.0:
                 image = (original + wgt * (image.astype(np.float32) - original) + 0.5).astype(np.uint8)
             yield Frame(image, bool(prep.found[j]))

@@ -1,0 +1,179 @@
+"""Mouth statistics of preview renders against real talking footage, and the video persona's frames/s.
+
+Prints figures, asserts nothing. Needs a real talking-head video with its own speech (a path, or the shared
+sample when present) and other speech (a path, or espeak-ng text); a photo persona (default: the demo portrait).
+Mouth openings are measured the way QC measures them (pipelines.qc.measure: MediaPipe inner-lip gap over the
+pupil distance, video mode) on the source and on each render. Figures:
+- video persona with its own audio and with other speech: mean opening and mean frame-to-frame change of the
+  render over the source's own (goal 0.7-1.3x), the correlation between the render's openings and those of
+  the source frames it was made from when the audio differs (goal <= 0.2: the source's speech is replaced),
+  the share of silent frames (QC's pauses) with a closed mouth (QC's rule, goal >= 0.9);
+- photo persona with the other speech: the same mean opening and change against the video's own speech (the
+  statistics of a real speaker), and the closed share in silences;
+- frames/s of the engine alone on the video persona, with the mouth library and with the mouth warp it
+  replaces (the path taken when the footage gives no library).
+Usage: python bench/preview_mouth_stats.py [--video V] [--audio A] [--photo P] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.engines.base import RenderSettings, loop_frame  # noqa: E402
+from pipelines.engines.preview.engine import PreviewEngine, pingpong_index  # noqa: E402
+from pipelines.expression.build import build_expression_track  # noqa: E402
+from pipelines.media.audio import load_audio  # noqa: E402
+from pipelines.qc.figures import CLOSED_MARGIN, pause_frames, silent_frames  # noqa: E402
+from pipelines.qc.measure import FrameMeter, frame_levels_db  # noqa: E402
+from pipelines.spec.engines import PreviewSettings  # noqa: E402
+from pipelines.speech.track import Speech  # noqa: E402
+
+FPS = 25.0
+RATE = 16000
+SHARED = Path("/work/shared/data")
+TEXT = (
+    "Thanks for joining. Here is what changed this week, and why it matters. "
+    "First, the numbers. Then, what we do next."
+)
+
+
+class _Cache:
+    def __init__(self):
+        self.store = {}
+
+    def get_or_compute(self, namespace, key, compute):
+        if (namespace, key) not in self.store:
+            self.store[(namespace, key)] = compute()
+        return self.store[(namespace, key)]
+
+
+def _speech(samples: np.ndarray, seconds: float) -> Speech:
+    n = int(round(seconds * FPS))
+    need = int(round(n / FPS * RATE))
+    samples = np.pad(samples[:need], (0, max(0, need - len(samples)))).astype(np.float32)
+    return Speech(samples, RATE, FPS, n)
+
+
+def _tts(seconds: float) -> np.ndarray:
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    from pipelines.speech.tts import synthesize
+
+    syn = synthesize(TEXT)
+    g = gcd(RATE, syn.sample_rate)
+    one = resample_poly(syn.samples, RATE // g, syn.sample_rate // g).astype(np.float32)
+    gap = np.zeros(int(0.6 * RATE), np.float32)  # a pause between repeats: silences to close the mouth in
+    reps = int(np.ceil(seconds * RATE / (len(one) + len(gap)))) + 1
+    return np.concatenate([np.concatenate([one, gap])] * reps)
+
+
+def _openings(frames) -> np.ndarray:
+    with FrameMeter() as meter:
+        return np.array([meter.measure(f)[0] for f in frames])
+
+
+def _render(engine, prep, speech: Speech, settings: RenderSettings) -> tuple[list[np.ndarray], float]:
+    expression = build_expression_track([], speech.n_frames, FPS, seed=0, idle=1.0)
+    start = time.perf_counter()
+    frames = [f.image for f in engine.render(prep, speech, expression, settings)]
+    return frames, time.perf_counter() - start
+
+
+def _closed_share(openings: np.ndarray, speech: Speech) -> float:
+    levels, _ = frame_levels_db(speech.samples, RATE, FPS, speech.n_frames)
+    pauses = pause_frames(silent_frames(levels), FPS) & np.isfinite(openings)
+    ok = openings[np.isfinite(openings)]
+    if not pauses.any() or not len(ok):
+        return float("nan")
+    rest = float(np.percentile(ok, 5))
+    return float((openings[pauses] <= rest + CLOSED_MARGIN).mean())
+
+
+def _stats(openings: np.ndarray) -> tuple[float, float]:
+    ok = np.isfinite(openings)
+    change = np.abs(np.diff(openings))
+    return float(np.nanmean(openings[ok])), float(np.nanmean(change[np.isfinite(change)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--video", type=Path, default=SHARED / "clips" / "latentsync_demo1_video.mp4")
+    ap.add_argument("--audio", type=Path, default=None, help="other speech (default: espeak-ng text)")
+    ap.add_argument("--photo", type=Path, default=None, help="photo persona (default: the demo portrait)")
+    ap.add_argument("--seconds", type=float, default=12.0)
+    args = ap.parse_args()
+    if not args.video.is_file():
+        sys.exit(f"{args.video}: no talking video (give one with --video)")
+
+    from pipelines.engines.preview.demo import ensure_demo_portrait
+    from pipelines.media.video_in import open_source
+
+    seconds = args.seconds
+    own = _speech(load_audio(args.video, RATE), seconds)
+    other = _speech(load_audio(args.audio, RATE) if args.audio else _tts(seconds), seconds)
+    settings = RenderSettings(fps=FPS, size=None, seed=0, engine=PreviewSettings())
+    engine = PreviewEngine()
+    video = engine.prepare(SimpleNamespace(source=args.video, source_kind="video"), settings, _Cache())
+    src = open_source(args.video, FPS, None)
+    n_src = min(len(src), video.n_source)
+    source_open = _openings(src.frames(0, n_src))
+    shown = np.array([loop_frame(k, n_src, "pingpong", pingpong_index) for k in range(own.n_frames)])
+    src_mean, src_change = _stats(source_open[shown])
+    print(
+        f"video persona {args.video.name}: {video.size[0]}x{video.size[1]}, {n_src} source frames, {seconds} s"
+    )
+    print(f"  mouth library: {engine.describe().get('mouths')}")
+    print(f"  source: mean opening {src_mean:.3f}, mean change {src_change:.4f} per frame")
+    print(f"  source closed share in its own pauses: {_closed_share(source_open[shown], own):.2f}")
+    print("                          opening  change  corr(source)  closed in silence")
+    rows = {}
+    for label, speech in (("own audio", own), ("other speech", other)):
+        frames, _ = _render(engine, video, speech, settings)
+        opens = _openings(frames)
+        mean, change = _stats(opens)
+        ok = np.isfinite(opens) & np.isfinite(source_open[shown[: len(opens)]])
+        corr = float(np.corrcoef(opens[ok], source_open[shown[: len(opens)]][ok])[0, 1])
+        rows[label] = opens
+        print(
+            f"  {label:22s}  {mean / src_mean:6.2f}x  {change / src_change:5.2f}x  {corr:12.2f}"
+            f"  {_closed_share(opens, speech):17.2f}"
+        )
+
+    photo_path = args.photo or ensure_demo_portrait(Path(tempfile.mkdtemp(prefix="talkreel-demo-")))
+    photo_settings = RenderSettings(fps=FPS, size=(512, 512), seed=0, engine=PreviewSettings())
+    photo = engine.prepare(SimpleNamespace(source=photo_path, source_kind="image"), photo_settings, _Cache())
+    own_mean, own_change = _stats(source_open[shown])
+    for label, speech in (("photo, other speech", other), ("photo, video's audio", own)):
+        frames, _ = _render(engine, photo, speech, photo_settings)
+        opens = _openings(frames)
+        mean, change = _stats(opens)
+        print(
+            f"  {label:22s}  {mean / own_mean:6.2f}x  {change / own_change:5.2f}x  {'':>12s}"
+            f"  {_closed_share(opens, speech):17.2f}   (against the real speaker's statistics)"
+        )
+
+    short = _speech(other.samples, min(seconds, 4.0))
+    _, library_s = _render(engine, video, short, settings)
+    library = video.mouths
+    video.mouths = None  # the path without a library: the whole face warped
+    _, warp_s = _render(engine, video, short, settings)
+    video.mouths = library
+    print(f"  engine frames/s at {video.size[0]}x{video.size[1]} (wall, {short.n_frames} frames):")
+    print(f"    with the mouth library {short.n_frames / library_s:6.1f}")
+    print(f"    mouth warp (no library) {short.n_frames / warp_s:6.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Video personas speak with their own mouths: a library of the footage's mouths, chosen by shape.
+
+The classic sample-based approach ("Video Rewrite", Bregler et al. 1997), reduced to what runs on a CPU in
+real time:
+- library: every source frame with a face is an entry; its shape is the inner-lip opening and the mouth width
+  (MediaPipe landmarks, in units of the pupil distance), its appearance the frame's lower face (held as a small
+  JPEG crop, see `MouthStore`);
+- targets: the speech's opening curve is mapped onto the footage's own openings by quantiles (the render opens
+  as wide, as often, as the person does; silence maps to the footage's most closed mouth); width likewise;
+- choice: per window of output frames, a Viterbi path over the entries whose cost is the distance to the
+  target shape plus a cost for every jump in the footage (continuing to the next source frame is free,
+  holding one costs a little), so the chosen mouths mostly play as short runs of real motion;
+- paste: the entry's lower face is moved into the current frame by the similarity transform between the two
+  frames' nose and eye corners (points that do not move with the mouth), colour-matched on its border, and
+  blended in under a feathered mask covering both frames' mouths, so neither the current frame's own mouth
+  nor a seam shows.
+The footage's own mouth motion is replaced, not warped over: the render's mouth follows the new speech.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipelines.face import mesh
+
+STABLE = (1, 2, 4, 5, 195, 197, 98, 327, 33, 133, 263, 362)  # nose and eye corners
+# the lower face that is replaced: lips, the skin around them and the front of the chin (not the jaw outline)
+REGION = (*mesh.LIPS_OUTER, 18, 200, 199, 57, 287, 43, 273, 106, 335, 182, 406, 164, 167, 393)
+WINDOW = 250  # output frames per Viterbi window: memory bounded whatever the speech's length
+MIN_ENTRIES = 12
+MIN_RANGE = 0.04  # footage whose openings span less than this (pupil distances) shows no speech to reuse
+HOLD_COST = 0.3
+JUMP_COST = 1.5
+WIDTH_WEIGHT = 0.3
+_INNER_PAIRS = ((82, 87), (13, 14), (312, 317))
+
+
+def mouth_shapes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(opening, width) per frame of (n, 478, 2) landmarks, in pupil distances: the mean inner-lip gap at the
+    middle of the mouth, and the corner-to-corner width."""
+    p = np.asarray(points, np.float64)
+    unit = np.maximum(np.linalg.norm(p[:, mesh.RIGHT_PUPIL] - p[:, mesh.LEFT_PUPIL], axis=-1), 1e-6)
+    gap = np.mean([np.linalg.norm(p[:, b] - p[:, a], axis=-1) for a, b in _INNER_PAIRS], axis=0)
+    width = np.linalg.norm(p[:, mesh.MOUTH_CORNER_RIGHT] - p[:, mesh.MOUTH_CORNER_LEFT], axis=-1)
+    return gap / unit, width / unit
+
+
+@dataclass(frozen=True)
+class MouthLibrary:
+    frames: np.ndarray  # (n,) source frame of each entry
+    opening: np.ndarray  # (n,) its inner-lip opening
+    width: np.ndarray  # (n,) its mouth width
+
+    @property
+    def size(self) -> int:
+        return len(self.frames)
+
+    def facts(self) -> dict:
+        """What the record says about the library."""
+        return {
+            "entries": self.size,
+            "opening_min": round(float(self.opening.min()), 3),
+            "opening_max": round(float(self.opening.max()), 3),
+        }
+
+
+def build_library(points: np.ndarray, found: np.ndarray) -> tuple[MouthLibrary | None, str | None]:
+    """The library of a video persona's frames, or (None, why) when the footage cannot give one."""
+    frames = np.flatnonzero(found)
+    if len(frames) < MIN_ENTRIES:
+        return None, f"the persona video has a face in {len(frames)} frames (at least {MIN_ENTRIES} needed)"
+    opening, width = mouth_shapes(points[frames])
+    spread = float(np.percentile(opening, 95) - np.percentile(opening, 5))
+    if spread < MIN_RANGE:
+        return None, (
+            f"the persona video's mouth barely moves (openings span {spread:.3f} pupil distances, "
+            f"{MIN_RANGE} needed)"
+        )
+    return MouthLibrary(frames, opening, width), None
+
+
+def target_shapes(
+    library: MouthLibrary, opening: np.ndarray, width: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The speech's (opening, width) curves mapped onto the footage's own values by quantiles: each value goes
+    to the library's quantile at the share of output frames strictly under it, so silence (all zero) maps to
+    the footage's most closed mouth and the widest speech to its widest."""
+
+    def mapped(curve: np.ndarray, values: np.ndarray) -> np.ndarray:
+        curve = np.asarray(curve, np.float64)
+        if len(curve) == 0:
+            return curve
+        share = np.searchsorted(np.sort(curve), curve, side="left") / max(len(curve) - 1, 1)
+        return np.quantile(values, np.clip(share, 0.0, 1.0))
+
+    return mapped(opening, library.opening), mapped(width, library.width)
+
+
+def choose_entries(
+    library: MouthLibrary, t_open: np.ndarray, t_width: np.ndarray, start: int = 0
+) -> np.ndarray:
+    """Entry index per output frame from `start` on (Viterbi per WINDOW frames; the windows are fixed, so a
+    render resumed at any frame chooses what a full render chose)."""
+    n = len(t_open)
+    first = (start // WINDOW) * WINDOW
+    out = [
+        _viterbi(library, t_open[a : a + WINDOW], t_width[a : a + WINDOW]) for a in range(first, n, WINDOW)
+    ]
+    path = np.concatenate(out) if out else np.zeros(0, np.int64)
+    return path[start - first :]
+
+
+def _viterbi(library: MouthLibrary, t_open: np.ndarray, t_width: np.ndarray) -> np.ndarray:
+    s_open = max(float(np.std(library.opening)), 1e-3)
+    s_width = max(float(np.std(library.width)), 1e-3)
+    data = ((library.opening[None] - t_open[:, None]) / s_open) ** 2
+    data += WIDTH_WEIGHT * ((library.width[None] - t_width[:, None]) / s_width) ** 2
+    n, m = data.shape
+    # entry e continues entry e - 1 when they are consecutive source frames
+    follows = np.zeros(m, bool)
+    follows[1:] = np.diff(library.frames) == 1
+    cost = data[0].copy()
+    back = np.zeros((n, m), np.int32)
+    idx = np.arange(m)
+    for k in range(1, n):
+        best = int(np.argmin(cost))
+        options = np.stack([cost + HOLD_COST, np.full(m, cost[best] + JUMP_COST), np.full(m, np.inf)])
+        options[2, 1:] = np.where(follows[1:], cost[:-1], np.inf)
+        choice = np.argmin(options, 0)
+        back[k] = np.choose(choice, [idx, np.full(m, best), idx - 1])
+        cost = options[choice, idx] + data[k]
+    path = np.empty(n, np.int64)
+    path[-1] = int(np.argmin(cost))
+    for k in range(n - 1, 0, -1):
+        path[k - 1] = back[k, path[k]]
+    return path
+
+
+class MouthStore:
+    """Each library entry's lower face as a JPEG crop (quality 95) with its landmarks, held for the render."""
+
+    def __init__(self) -> None:
+        self._crops: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+
+    def add(self, j: int, frame: np.ndarray, points: np.ndarray) -> None:
+        x0, y0, x1, y1 = _box(points, frame.shape)
+        crop = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
+        self._crops[j] = (cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], (x0, y0))
+
+    def crop(self, j: int) -> tuple[np.ndarray, tuple[int, int]]:
+        data, origin = self._crops[j]
+        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), origin
+
+
+def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
+    pts = np.asarray(points, np.float64)
+    unit = float(np.linalg.norm(pts[mesh.RIGHT_PUPIL] - pts[mesh.LEFT_PUPIL]))
+    region = pts[list(REGION)]
+    x0, y0 = np.floor(region.min(0) - 0.45 * unit).astype(int)
+    x1, y1 = np.ceil(region.max(0) + 0.45 * unit).astype(int)
+    return max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+
+
+def paste_mouth(
+    frame: np.ndarray, points: np.ndarray, crop: np.ndarray, origin: tuple[int, int], crop_points: np.ndarray
+) -> np.ndarray:
+    """`frame` (modified in place and returned) with the crop's mouth moved into its geometry and blended in."""
+    pts = np.asarray(points, np.float64)
+    src = np.asarray(crop_points, np.float64) - origin
+    matrix, _ = cv2.estimateAffinePartial2D(src[list(STABLE)], pts[list(STABLE)], method=cv2.LMEDS)
+    if matrix is None:
+        return frame
+    unit = float(np.linalg.norm(pts[mesh.RIGHT_PUPIL] - pts[mesh.LEFT_PUPIL]))
+    moved = src[list(REGION)] @ matrix[:, :2].T + matrix[:, 2]
+    hull = cv2.convexHull(np.concatenate([moved, pts[list(REGION)]]).astype(np.float32))[:, 0]
+    sigma = 0.07 * unit
+    pad = int(3 * sigma) + 2
+    x0, y0 = np.maximum(np.floor(hull.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.ceil(hull.max(0)).astype(int) + pad
+    x1, y1 = min(x1, frame.shape[1]), min(y1, frame.shape[0])
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return frame
+    h, w = y1 - y0, x1 - x0
+    mask = np.zeros((h, w), np.float32)
+    # the hull shrunk by the feather's reach, so the blend ends inside what both frames show
+    centre = hull.mean(0)
+    inner = centre + (hull - centre) * 0.96 - [x0, y0]
+    cv2.fillPoly(mask, [np.round(inner * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+    mask = cv2.GaussianBlur(mask, (0, 0), sigma)
+    m = matrix.copy()
+    m[:, 2] -= [x0, y0]
+    warped = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    warped = warped.astype(np.float32)
+    # lighting differs between the two moments of the footage: match the colour on the blend's border
+    ring = (mask > 0.05) & (mask < 0.6)
+    if ring.sum() > 20:
+        gain = region[ring].mean(0) / np.maximum(warped[ring].mean(0), 1.0)
+        warped *= np.clip(gain, 0.8, 1.25).astype(np.float32)
+    alpha = mask[..., None]
+    frame[y0:y1, x0:x1] = np.clip(region + alpha * (warped - region) + 0.5, 0, 255).astype(np.uint8)
+    return frame

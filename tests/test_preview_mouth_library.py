@@ -1,0 +1,96 @@
+"""The video persona's mouth library: shapes, the mapping of speech onto the footage's own openings, the
+choice of entries (continuity, resume), and the paste (a real portrait, real MediaPipe landmarks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.engines.preview.mouth_library import (
+    WINDOW,
+    MouthLibrary,
+    MouthStore,
+    build_library,
+    choose_entries,
+    mouth_shapes,
+    paste_mouth,
+    target_shapes,
+)
+from pipelines.face.landmarks import detect_faces
+from pipelines.qc.measure import mouth_opening
+from tests.preview_helpers import prepared
+
+
+def _library(openings) -> MouthLibrary:
+    openings = np.asarray(openings, np.float64)
+    return MouthLibrary(np.arange(len(openings)), openings, np.full(len(openings), 0.9))
+
+
+def test_footage_whose_mouth_does_not_move_gives_no_library_and_says_why():
+    points = np.repeat(prepared().points, 30, axis=0)
+    library, why = build_library(points, np.ones(30, bool))
+    assert library is None and "barely moves" in why
+    library, why = build_library(points[:5], np.ones(5, bool))
+    assert library is None and "5 frames" in why
+
+
+def test_shapes_are_in_pupil_distances():
+    pts = prepared().points
+    opening, width = mouth_shapes(pts)
+    assert opening.shape == (1,) and 0.0 <= opening[0] < 0.5
+    assert 0.5 < width[0] < 1.5  # a mouth is about as wide as the eyes are apart
+
+
+def test_silence_maps_to_the_most_closed_mouth_and_the_loudest_to_the_widest():
+    library = _library(np.linspace(0.0, 0.4, 41))
+    speech = np.r_[np.zeros(20), np.linspace(0.1, 1.0, 20)]
+    t_open, _ = target_shapes(library, speech, np.zeros(40))
+    assert np.allclose(t_open[:20], 0.0)
+    assert t_open[-1] == pytest.approx(0.4)
+    assert np.all(np.diff(t_open[20:]) >= 0)
+
+
+def test_the_path_follows_the_target_and_prefers_runs_of_real_motion():
+    # footage that opens and closes twice: the target (one slow opening) is best met by playing a rising run
+    openings = np.r_[np.linspace(0, 0.4, 20), np.linspace(0.4, 0, 20), np.linspace(0, 0.4, 20)]
+    library = _library(openings)
+    target = np.linspace(0.0, 0.4, 20)
+    path = choose_entries(library, target, np.full(20, 0.9))
+    assert np.abs(openings[path] - target).max() < 0.05
+    steps = np.diff(path)
+    assert (steps == 1).mean() > 0.8, "consecutive source frames, not jumps"
+
+
+def test_a_resumed_render_chooses_what_a_full_render_chose():
+    rng = np.random.default_rng(0)
+    library = _library(rng.uniform(0, 0.4, 80))
+    t_open = np.abs(np.sin(np.arange(2 * WINDOW + 30) / 7.0)) * 0.4
+    t_width = np.full(len(t_open), 0.9)
+    full = choose_entries(library, t_open, t_width)
+    for start in (1, WINDOW - 1, WINDOW + 17):
+        assert np.array_equal(choose_entries(library, t_open, t_width, start), full[start:])
+
+
+def test_a_pasted_mouth_takes_the_entrys_opening_in_the_current_frames_place():
+    prep = prepared()
+    frame = np.ascontiguousarray(prep.frame[..., :3])
+    closed_pts = prep.points[0]
+    rig = prep.rig
+    opened = np.ascontiguousarray(rig.apply(prep.frame, {"mouth_open": 1.0})[..., :3]).copy()
+    opened_pts = detect_faces(opened, max_faces=1)[0].points
+    # the entry comes from another moment: the head a little to the side
+    shift = np.float32([[1, 0, 6], [0, 1, -4]])
+    import cv2
+
+    moved = cv2.warpAffine(opened, shift, opened.shape[1::-1], borderMode=cv2.BORDER_REFLECT101)
+    store = MouthStore()
+    store.add(7, moved, opened_pts + [6, -4])
+    crop, origin = store.crop(7)
+    out = paste_mouth(frame.copy(), closed_pts, crop, origin, opened_pts + [6, -4])
+    found = detect_faces(out, max_faces=1)[0].points
+    # (MediaPipe fits its mesh to the whole composite: a few hundredths of noise)
+    assert mouth_opening(found) == pytest.approx(mouth_opening(opened_pts), abs=0.07)
+    assert mouth_opening(found) > mouth_opening(closed_pts) + 0.1
+    # only the lower face changes: the eyes and brows are the frame's own
+    top = int(closed_pts[[1, 2]][:, 1].min())
+    assert np.abs(out[: top - 5].astype(int) - frame[: top - 5]).max() == 0
