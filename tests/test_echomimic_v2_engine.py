@@ -142,3 +142,39 @@ def test_memory_is_bounded_by_the_segment_not_the_clip(weights, persona, tmp_pat
     finally:
         del pipe.denoise
     assert len(frames) == 57 and max(seen) == 12 and len(seen) == 6
+
+
+def test_the_30_step_engine_guides_with_cfg_from_ready_components(persona, tmp_path):
+    from diffusers import AutoencoderKL
+    from echomimic_v2_helpers import TINY_VAE, TINY_WEIGHTS_AUDIO, tiny_models
+
+    from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
+
+    components = {
+        **tiny_models(),
+        "vae": AutoencoderKL(**TINY_VAE).eval(),
+        "audio_encoder": WhisperAudioEncoder(EncoderDims(**TINY_WEIGHTS_AUDIO)).eval(),
+    }
+    engine = create_engine(
+        "echomimic-v2", components=components, resolution=SIZE, segment_frames=12, segment_overlap=3
+    )
+    settings = RenderSettings(
+        fps=24, size=(72, 48), seed=1, engine=engine_settings({"name": "echomimic-v2", "steps": 1})
+    )
+    prepared = engine.prepare(
+        SimpleNamespace(source=persona / "astronaut.png"), settings, DiskArrayCache(tmp_path)
+    )
+    assert engine.frame_size(prepared) == (72, 48)  # the job's size, on the VAE's grid of 8
+    guided = _frames(engine, prepared, 12, settings)
+    plain = _frames(
+        engine,
+        prepared,
+        12,
+        RenderSettings(
+            fps=24,
+            size=(72, 48),
+            seed=1,
+            engine=engine_settings({"name": "echomimic-v2", "steps": 1, "guidance": 1.0}),
+        ),
+    )
+    assert guided.shape == (12, 48, 72, 3) and not np.array_equal(guided, plain)
