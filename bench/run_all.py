@@ -19,6 +19,7 @@ RUNS = [
     ["speech_speed.py", "--minutes", "1"],
     ["compose_speed.py", "--frames", "12"],
     ["latentsync_speed.py", "--size", "tiny", "--frames", "16", "--steps", "2"],
+    ["echomimic_v2_speed.py", "--size", "tiny", "--seconds", "3", "12", "--steps", "1"],
     ["memory_scaling.py", "--short", "10", "--long", "120"],
     ["batch_scaling.py", "--jobs", "8", "--seconds", "1", "--model-jobs", "2"],
 ]
