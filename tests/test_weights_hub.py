@@ -63,7 +63,8 @@ def test_lock_pins_commit_size_and_sha256_of_every_file(hub, tmp_path):
     assert result.exit_code == 0, result.output
     lock = read_lock(lock_path)
     files = lock.files("echomimic-v2")
-    assert len(files) == 10 and len(lock.files("latentsync-1.6")) == 4
+    # 4 .pth, the UNet config, the VAE (2), whisper
+    assert len(files) == 8 and len(lock.files("latentsync-1.6")) == 4
     for f in files + lock.files("latentsync-1.6"):
         data = hub.repos[f.repo][f.path]
         assert f.revision == hub.commit(f.repo) and len(f.revision) == 40
@@ -73,7 +74,7 @@ def test_lock_pins_commit_size_and_sha256_of_every_file(hub, tmp_path):
     assert any(r["method"] == "POST" and "paths-info" in r["path"] for r in hub.requests)
     assert hub.gets("stabilityai/sd-vae-ft-mse", "config.json")
     assert not hub.gets(EMO, "denoising_unet.pth")
-    assert "echomimic-v2:10filespinned" in out
+    assert "echomimic-v2:8filespinned" in out
 
 
 def test_download_fetches_the_locked_revision_verifies_and_converts(hub, tmp_path):
@@ -81,18 +82,18 @@ def test_download_fetches_the_locked_revision_verifies_and_converts(hub, tmp_pat
     lock_engines(["echomimic-v2"], lock_path)
     result, out = run("download", "echomimic-v2", "--dir", weights, "--lock", lock_path)
     assert result.exit_code == 0, result.output
-    assert "done:10downloaded,0alreadypresentandverified,7converted" in out
+    assert "done:8downloaded,0alreadypresentandverified,5converted" in out
     resolves = [r for r in hub.requests if "/resolve/" in r["path"]]
     assert resolves and all("/resolve/main/" not in r["path"] for r in resolves)  # never a floating revision
 
     result, out = run("verify", "--dir", weights, "--lock", lock_path)  # no ENGINE: every locked engine
-    assert result.exit_code == 0 and "all10filesverified" in out
+    assert result.exit_code == 0 and "all8filesverified" in out
     paths = resolve("echomimic-v2", weights, lock_path)
     assert paths["pose_encoder"].name == "pose_encoder.safetensors" and paths["pose_encoder"].is_file()
 
     before = len(hub.requests)
     result, out = run("download", "echomimic-v2", "--dir", weights, "--lock", lock_path)
-    assert "done:0downloaded,10alreadypresentandverified,0converted" in out
+    assert "done:0downloaded,8alreadypresentandverified,0converted" in out
     assert len(hub.requests) == before  # nothing to fetch: not even a HEAD
 
 
@@ -272,7 +273,7 @@ def test_lfs_files_follow_a_cdn_redirect_without_the_token(hub, monkeypatch, tmp
     result, _ = run("download", "echomimic-v2", "--dir", weights, "--lock", lock_path)
     assert result.exit_code == 0, result.output
     cdn = [r for r in hub.requests if r["path"].startswith("/cdn/")]
-    assert len(cdn) == 8 and {r["authorization"] for r in cdn} == {None}  # 6 .pth, tiny.pt, the VAE
+    assert len(cdn) == 6 and {r["authorization"] for r in cdn} == {None}  # 4 .pth, tiny.pt, the VAE
     assert {r["authorization"] for r in hub.requests if not r["path"].startswith("/cdn/")} == {
         "Bearer hf_testtoken"
     }
