@@ -17,6 +17,9 @@ SILENCE_BELOW_LOUD_DB = 35.0
 SILENCE_FLOOR_DBFS = -55.0
 CLOSED_MARGIN = 0.04  # opening units (inner-lip gap / pupil distance)
 MIN_PAUSE_S = 0.3
+MIN_PAUSE_FRAMES = (
+    5  # fewer pause frames than this give no closed-mouth share: a share of 1 or 2 frames is noise
+)
 CLOSING_S = 0.12
 MAX_OFFSET_S = 0.4  # the cross-correlation looks for the audio/video offset within +-this
 # Below this peak correlation the mouth does not follow the envelope closely enough for its peak to say anything
@@ -162,7 +165,9 @@ def qc_figures(
     lag, lag_r = av_offset(np.where(face, openings, np.nan), env, fps)
     out.update(
         mouth_audio_correlation=None if corr is None else round(corr, 4),
-        silent_closed_share=round(float(closed[checked].mean()), 4) if checked.any() else None,
+        silent_closed_share=round(float(closed[checked].mean()), 4)
+        if checked.sum() >= MIN_PAUSE_FRAMES
+        else None,
         mouth_opening_mean=round(float(o.mean()), 4),
         mouth_opening_p95=round(float(np.percentile(o, 95)), 4),
         mouth_change_per_s=None if change is None else round(change, 4),

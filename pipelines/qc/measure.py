@@ -2,8 +2,10 @@
 
 - mouth opening: MediaPipe landmarks, the gap between the inner lips at the middle of the mouth (mesh points 13/14)
   divided by the distance between the pupils, so it does not depend on the frame size or the face size;
-- face sharpness: variance of the Laplacian of the face's landmark box in grey, resized to SHARPNESS_SIDE square
-  first, so it does not depend on the face's size in the frame (a smeared face scores low);
+- face sharpness: variance of the Laplacian of the band from the brows to the top of the upper lip (eyes and
+  nose), across the face's width, in grey, resized to SHARPNESS_SIDE square first, so it does not depend on the
+  face's size in the frame (a smeared face scores low). The mouth and chin are left out: burnt-in captions and
+  lower thirds often cover them, and text is as sharp as a picture gets;
 - speech level per frame: RMS level (dBFS) of the file's audio over each frame's interval.
 The figures made of them: pipelines.qc.figures; which frames are measured: pipelines.qc.sampling.
 """
@@ -33,12 +35,14 @@ def mouth_opening(points: np.ndarray) -> float:
 
 
 def face_sharpness(image_rgb: np.ndarray, points: np.ndarray) -> float:
-    """Variance of the Laplacian of the face's landmark box (grey, resized to SHARPNESS_SIDE square)."""
+    """Variance of the Laplacian of the brows-to-upper-lip band of the face (grey, resized to SHARPNESS_SIDE
+    square)."""
     import cv2
 
     h, w = image_rgb.shape[:2]
-    x0, y0 = np.floor(points.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(points.max(axis=0)).astype(int)
+    brows = points[list(mesh.LEFT_BROW + mesh.RIGHT_BROW), 1]
+    x0, x1 = int(np.floor(points[:, 0].min())), int(np.ceil(points[:, 0].max()))
+    y0, y1 = int(np.floor(brows.min())), int(np.ceil(points[mesh.UPPER_LIP_TOP, 1]))
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return math.nan

@@ -101,9 +101,10 @@ def _output_section(record: dict[str, Any], report: Path, assets: Path, index: i
     track = ""
     if vtt.is_file():
         data = base64.b64encode(vtt.read_bytes()).decode("ascii")
-        track = (
-            f'<track kind="captions" srclang="en" label="captions" default src="data:text/vtt;base64,{data}">'
-        )
+        # shown by default unless the captions are burnt into the picture already (they would show twice)
+        burnt = ((record.get("composition") or {}).get("captions") or {}).get("burn_in")
+        default = "" if burnt else " default"
+        track = f'<track kind="captions" srclang="en" label="captions"{default} src="data:text/vtt;base64,{data}">'
     sheet = out.with_suffix(".contact.png")
     sheet_html = (
         f'<img class=sheet alt="contact sheet of {_esc(name)}" src="{_esc(_rel(sheet, report))}">'
@@ -164,7 +165,7 @@ def _qc_table(qc: dict[str, Any] | None) -> str:
         "frames_without_face": lambda v: v == 0,
         "duration_difference": lambda v: abs(v) <= 0.04,
         "av_offset_ms": lambda v: abs(v) <= 80,
-        "face_sharpness_end_ratio": lambda v: v >= 0.7,
+        "face_sharpness_end_ratio": lambda v: 0.7 <= v <= 1.5,
     }
     rows = []
     for key, value in qc.items():
