@@ -201,3 +201,48 @@ def test_pickled_checkpoints_are_read_with_weights_only(tmp_path):
 
     with pytest.raises(pickle.UnpicklingError):
         ck.read_state_dict(path)
+
+
+# lambdalabs/sd-image-variations-diffusers unet/config.json: what `talkreel weights download` fetches as the base
+SD_IMAGE_VARIATIONS_UNET = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.9.0",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "downsample_padding": 1,
+    "dual_cross_attention": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "use_linear_projection": False,
+}
+
+
+def test_models_built_from_the_downloaded_base_config_have_upstreams_keys(shared_dir):
+    from pipelines.engines.echomimic_v2.denoiser import build_denoiser
+    from pipelines.engines.echomimic_v2.reference_net import build_reference_net
+
+    den = build_denoiser(ck.denoiser_config(SD_IMAGE_VARIATIONS_UNET), device="meta")
+    ref = build_reference_net(ck.reference_config(SD_IMAGE_VARIATIONS_UNET), device="meta")
+    assert {k: tuple(v.shape) for k, v in ck.official_state_dict(den).items()} == _tsv(
+        shared_dir, "denoising_unet"
+    )
+    assert {k: tuple(v.shape) for k, v in ref.state_dict().items()} == _tsv(shared_dir, "reference_unet")
