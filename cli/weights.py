@@ -49,6 +49,10 @@ def expected_keys(engine_id: str, role: str):
         from pipelines.qc.syncnet import expected_keys as syncnet_keys
 
         return syncnet_keys()
+    if engine_id.startswith("musetalk-") and role == "unet":
+        from pipelines.engines.musetalk.unet import expected_unet_keys as musetalk_keys
+
+        return musetalk_keys()
     return None
 
 

@@ -107,3 +107,20 @@ def unet_files(folder: Path, seed: int = 0) -> Path:
     (folder / "musetalk.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     torch.save(tiny_unet(seed).state_dict(), folder / "unet.pth")
     return folder
+
+
+def write_tiny_weights(weights_dir=None, seed: int = 0) -> Path:
+    """Tiny random MuseTalk weights in the hub layouts under `weights_dir` (default: the TALKREEL_WEIGHTS folder),
+    converted by pipelines.weights as `talkreel weights download/import` leaves them: TMElyralab/MuseTalk/
+    musetalkV15/{unet.pth, musetalk.json}, stabilityai/sd-vae-ft-mse/ (diffusers folder), openai/whisper-tiny/
+    (config.json, preprocessor_config.json, pytorch_model.bin). Faces are 32 px (TALKREEL_MUSETALK_RESOLUTION)."""
+    from pipelines.weights.manifest import entries
+    from pipelines.weights.store import convert_engine, default_weights_dir
+
+    root = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    repos = {w.role: w.repo for w in entries("musetalk-1.5")}
+    unet_files(root / repos["unet"] / "musetalkV15", seed)
+    tiny_vae(seed + 1).save_pretrained(root / repos["vae"], safe_serialization=True)
+    whisper_folder(root / repos["whisper"], seed + 2)
+    convert_engine("musetalk-1.5", root)
+    return root

@@ -216,14 +216,14 @@ AUDIO_FORMS = "expected a file path, {file: path}, {segments: [{file: path} | {p
             {"engine": "warp"},
             (
                 "engine",
-                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc",
+                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, musetalk-1.5",
             ),
         ),
         (
             {"engine": {"steps": 4}},
             (
                 "engine",
-                "engine needs a name, one of: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc",
+                "engine needs a name, one of: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, musetalk-1.5",
             ),
         ),
         ({"engine": {"name": "preview", "steps": 4}}, ("engine.steps", "unknown field")),

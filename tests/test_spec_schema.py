@@ -19,7 +19,14 @@ def test_schemas_describe_what_a_user_may_write(tmp_path):
     assert {"type": "string"} in job["properties"]["audio"]["anyOf"]
     engine_forms = job["properties"]["engine"]["anyOf"]
     assert {
-        "enum": ["preview", "latentsync-1.5", "latentsync-1.6", "echomimic-v2", "echomimic-v2-acc"],
+        "enum": [
+            "preview",
+            "latentsync-1.5",
+            "latentsync-1.6",
+            "echomimic-v2",
+            "echomimic-v2-acc",
+            "musetalk-1.5",
+        ],
         "type": "string",
     } in engine_forms
     assert {"$ref": "#/$defs/LatentSyncSettings"} in engine_forms

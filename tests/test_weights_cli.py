@@ -56,9 +56,16 @@ def test_manifest_lists_every_engine_with_repos_and_licences():
         "echomimic-v3-flash",
         "echomimic-v3-preview",
         "syncnet",
+        "musetalk-1.5",
     }
     (sync,) = entries("syncnet")
     assert sync.repo == "ByteDance/LatentSync-1.6" and sync.patterns == ("stable_syncnet.pt",)
+    mt = {w.role: w for w in entries("musetalk-1.5")}
+    assert mt["unet"].patterns == ("musetalkV15/unet.pth",) and mt["unet"].repo == "TMElyralab/MuseTalk"
+    assert mt["unet_config"].patterns == ("musetalkV15/musetalk.json",)
+    # the card's licence tag and the README's wording differ: both are recorded
+    assert "creativeml-openrail-m" in mt["unet"].licence and "even commercially" in mt["unet"].licence
+    assert mt["whisper"].repo == "openai/whisper-tiny"
     ls = {w.role: w for w in entries("latentsync-1.6")}
     assert ls["unet"].repo == "ByteDance/LatentSync-1.6" and ls["unet"].patterns == ("latentsync_unet.pt",)
     assert ls["whisper"].patterns == ("whisper/tiny.pt",)

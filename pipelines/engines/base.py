@@ -89,6 +89,7 @@ _REGISTRY: dict[str, str] = {
     "latentsync-1.6": "pipelines.engines.latentsync.engine:LatentSyncEngine.v16",
     "echomimic-v2": "pipelines.engines.echomimic_v2.engine:EchoMimicV2Engine.full",
     "echomimic-v2-acc": "pipelines.engines.echomimic_v2.engine:EchoMimicV2Engine.acc",
+    "musetalk-1.5": "pipelines.engines.musetalk.engine:MuseTalkEngine",
 }
 
 

@@ -69,7 +69,18 @@ class EchoMimicV2Settings(StrictModel):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
 
 
-_SETTINGS = (PreviewSettings, LatentSyncSettings, EchoMimicV2Settings)
+class MuseTalkSettings(StrictModel):
+    """MuseTalk 1.5 single-step lip-sync (GPU): the preview engine's motion with MuseTalk's mouth on every frame."""
+
+    name: Literal["musetalk-1.5"]
+    idle: float = Field(
+        1.0, ge=0, le=2, description="amplitude of idle head motion and blinks on a photo persona; 0 = still"
+    )
+    batch_size: int = Field(8, ge=1, le=64, description="frames per UNet call")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+
+
+_SETTINGS = (PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings)
 ENGINE_NAMES: tuple[str, ...] = tuple(
     name for model in _SETTINGS for name in model.model_fields["name"].annotation.__args__
 )
@@ -86,12 +97,12 @@ def _bare_name(value: Any) -> Any:
 
 
 EngineSettings = Annotated[
-    Union[PreviewSettings, LatentSyncSettings, EchoMimicV2Settings],  # noqa: UP007 -- a discriminated union needs the Union form here
+    Union[PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings],  # noqa: UP007 -- a discriminated union needs the Union form here
     Field(discriminator="name"),
     BeforeValidator(
         _bare_name,
         json_schema_input_type=Union[  # noqa: UP007
-            Literal[ENGINE_NAMES], PreviewSettings, LatentSyncSettings, EchoMimicV2Settings
+            Literal[ENGINE_NAMES], PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings
         ],
     ),
 ]
@@ -102,6 +113,6 @@ _ADAPTER: TypeAdapter[Any] = TypeAdapter(EngineSettings)
 
 def engine_settings(
     value: str | dict[str, Any],
-) -> PreviewSettings | LatentSyncSettings | EchoMimicV2Settings:
+) -> PreviewSettings | LatentSyncSettings | EchoMimicV2Settings | MuseTalkSettings:
     """Settings from a name (`render --engine NAME`) or a mapping; raises pydantic.ValidationError when invalid."""
     return _ADAPTER.validate_python(value)

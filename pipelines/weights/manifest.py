@@ -22,6 +22,13 @@ CHINESE_WAV2VEC2_LICENCE = (
     "not confirmed here: read the TencentGameMate/chinese-wav2vec2-base card when locking"
 )
 
+# Both wordings, because they differ: the hub card's licence tag, and what upstream's README says of the weights.
+MUSETALK_LICENCE = (
+    "creativeml-openrail-m (TMElyralab/MuseTalk model card tag; use restrictions apply, read the card); "
+    "upstream's README: code MIT, 'the model is available for any purpose, even commercially'"
+)
+WHISPER_HF_LICENCE = "Apache-2.0 (openai/whisper-tiny model card)"
+
 GB = 1_000_000_000
 MB = 1_000_000
 
@@ -126,6 +133,40 @@ def _echomimic_v2(acc: bool) -> tuple[WeightFile, ...]:
             licence=LATENTSYNC_LICENCE + "; whisper itself is MIT (openai/whisper)",
             convert="whisper",
             approx_bytes=75 * MB,
+        ),
+    )
+
+
+def _musetalk() -> tuple[WeightFile, ...]:
+    repo = "TMElyralab/MuseTalk"
+    return (
+        WeightFile(
+            role="unet",
+            repo=repo,
+            patterns=("musetalkV15/unet.pth",),
+            target="musetalkV15/unet.safetensors",
+            licence=MUSETALK_LICENCE,
+            convert="state_dict",
+            # 849,947,844 fp32 parameters (musetalk_v15_unet_keys.tsv)
+            approx_bytes=3_400 * MB,
+        ),
+        WeightFile(
+            role="unet_config",
+            repo=repo,
+            patterns=("musetalkV15/musetalk.json",),
+            target="musetalkV15/musetalk.json",
+            licence=MUSETALK_LICENCE,
+        ),
+        _sd_vae(),
+        # transformers' WhisperModel format (upstream's download_weights.sh takes these three files)
+        WeightFile(
+            role="whisper",
+            repo="openai/whisper-tiny",
+            patterns=("config.json", "preprocessor_config.json", "pytorch_model.bin"),
+            target=".",
+            licence=WHISPER_HF_LICENCE,
+            convert="state_dict",
+            approx_bytes=151 * MB,
         ),
     )
 
@@ -241,6 +282,7 @@ MANIFEST: dict[str, tuple[WeightFile, ...]] = {
     "echomimic-v3-flash": _echomimic_v3("flash"),
     "echomimic-v3-preview": _echomimic_v3("preview"),
     "syncnet": _syncnet(),
+    "musetalk-1.5": _musetalk(),
 }
 
 # InsightFace (buffalo_l), which LatentSync and EchoMimic V3 use upstream for face detection, is NOT listed:

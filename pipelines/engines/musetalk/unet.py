@@ -56,6 +56,13 @@ def build_unet(config: Mapping[str, Any] | None = None):
     return UNet2DConditionModel(**dict(config or UNET_CONFIG))
 
 
+def expected_unet_keys(config: Mapping[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
+    """key -> shape of the UNet for `config` (default: musetalk.json's), built on the meta device (no memory)."""
+    with torch.device("meta"):
+        unet = build_unet(config)
+    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+
+
 def map_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """upstream unet.pth keys -> diffusers keys: the identity (upstream saves diffusers' own state dict); a
     `module.` prefix left by DataParallel training is the one wrapper removed."""
