@@ -443,15 +443,18 @@ def join_audio(
 ) -> JoinedAudio:
     """Decode and join `sources`, decide n_frames, measure the loudness and plan its normalisation.
 
-    The 16 kHz copy for the engines is the joined audio with the normalisation gain, ready before the output
-    track is written; `decoded_16k` is the same copy without the gain, for models whose audio features were
-    trained on speech as decoded (LatentSync's whisper features). For "limited" speech it differs from the track only around the limited peaks, which the
-    engines' mouth analysis does not read (its levels are relative to the speech's own loud parts).
+    The 16 kHz copy for the engines is decoded from the pieces at 16 kHz directly (as upstream models read their
+    audio files: a 16 kHz recording is not filtered by a round trip through 48 kHz), ready before the output
+    track is written. `decoded_16k` is that copy as decoded, for models whose audio features were trained on it
+    (LatentSync's whisper features); `samples_16k` is it with the normalisation gain. For "limited" speech the
+    latter differs from the track only around the limited peaks, which the engines' mouth analysis does not read
+    (its levels are relative to the speech's own loud parts).
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    sources = list(sources)  # decoded twice: at the output rate and at the features' rate
     raw = temp_path_for(work_dir / "joined.f32")
     try:
         from pipelines.media.loudness import LoudnessMeter
@@ -473,8 +476,8 @@ def join_audio(
                 "audio",
                 f"the audio lasts {source_duration:.3f} s, shorter than one frame at {fps:g} fps",
             )
-        # ffmpeg resamples the joined file for the engines while the normalisation is planned
-        resampling = InThread(_resampled_f32, raw, OUTPUT_RATE, FEATURE_RATE, "resample the joined audio")
+        # the engines' 16 kHz copy is decoded from the pieces while the normalisation is planned
+        resampling = InThread(join_segments, sources, FEATURE_RATE)
         try:
             plan = plan_normalisation(raw, meter, target_lufs, true_peak)
         except BaseException:
