@@ -202,3 +202,24 @@ def test_personas_poses_imports_an_upstream_folder_and_the_file_joins_the_conten
     assert (tmp_path / "personas" / "test" / "poses.npz").resolve() in {
         p.resolve() for p in job.input_files()
     }
+
+
+def test_expressive_moments_liven_the_rest_poses_smoothly():
+    from pipelines.expression.track import PARAMS
+    from pipelines.poses.rest import emphasis_from_expression
+
+    n, fps = 240, 24.0
+    values = np.zeros((n, len(PARAMS)), np.float32)
+    values[120:, PARAMS.index("smile")] = 0.8
+    values[:, PARAMS.index("blink")] = 1.0  # blinks and head idle do not count
+    emphasis = emphasis_from_expression(values, PARAMS, fps)
+    assert emphasis[:100].max() == 0 and emphasis[140:].min() == pytest.approx(0.8)
+    assert np.abs(np.diff(emphasis)).max() <= 0.8 / 12 + 1e-6  # ramps over half a second
+    none = np.zeros((2, 21, 2), np.float32), np.zeros((2, 21), np.float32)
+    calm = rest_poses(n, fps, 1, _body(), *none, aspect=1.0)
+    lively = rest_poses(n, fps, 1, _body(), *none, aspect=1.0, emphasis=emphasis)
+    assert np.array_equal(calm.points[:100], lively.points[:100])
+    assert (lively.points[150:, :, 0, 1] < calm.points[150:, :, 0, 1] - 0.02).all()  # hands lifted
+    sway = lambda p: np.ptp(p.points[150:, :, 0], axis=0).max()  # noqa: E731
+    assert sway(lively) > 1.5 * sway(calm)
+    assert lively.points.min() >= 0 and np.abs(np.diff(lively.points, axis=0)).max() < 0.01

@@ -4,7 +4,9 @@ Each hand starts where the photo has it: the hand MediaPipe finds in the photo, 
 forearm at the photo's wrist (or where the forearm points, when the wrist is out of the picture but the elbow is
 not). A hand the photo cannot place is left undrawn, as upstream leaves unseen hands. The motion is a slow sway
 (sums of two sinusoids per axis with seeded phases, ~3-7 s periods, a few percent of the shoulder width) and a
-small rotation about the wrist: smooth, never a jump, and the same for the same seed.
+small rotation about the wrist: smooth, never a jump, and the same for the same seed. Where the emotion track is
+expressive (`emphasis`, 0..1 per frame, smoothed over half a second), the hands sway up to three times as much and
+lift by up to a fifth of the shoulder width.
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ HAND_LENGTH = 0.45  # in shoulder widths
 SWAY = 0.035  # sway amplitude, in shoulder widths
 TURN = np.deg2rad(4.0)  # rotation amplitude about the wrist
 DEFAULT_SHOULDER_WIDTH = 0.4  # of the frame width, when the photo shows no shoulders
+EMPHASIS_SWAY = 2.0  # extra sway at full emphasis (x3 in all)
+EMPHASIS_LIFT = 0.2  # lift at full emphasis, in shoulder widths
+EXPRESSIVE = ("smile", "brow_raise", "brow_lower", "brow_inner", "eye_open", "jaw")  # not blinks or head idle
+
+
+def emphasis_from_expression(values: np.ndarray, params: tuple[str, ...], fps: float) -> np.ndarray:
+    """(n,) in [0, 1]: how expressive each frame of an expression track is, smoothed over half a second."""
+    cols = [params.index(p) for p in EXPRESSIVE if p in params]
+    raw = np.clip(np.abs(values[:, cols]).sum(axis=1), 0.0, 1.0) if cols else np.zeros(len(values))
+    k = max(1, round(0.5 * fps))
+    kernel = np.ones(k) / k
+    padded = np.pad(raw, (k // 2, k - 1 - k // 2), mode="edge")
+    return np.convolve(padded, kernel, mode="valid")[: len(values)]
 
 
 def _laid_hand(slot: int, wrist: np.ndarray, direction: np.ndarray, length: float) -> np.ndarray:
@@ -81,6 +96,7 @@ def rest_poses(
     photo_points: np.ndarray,
     photo_scores: np.ndarray,
     aspect: float,
+    emphasis: np.ndarray | None = None,
 ) -> HandPoses:
     """`n_frames` frames of both hands resting where the photo has them, swaying slightly; frame fractions."""
     base, placed, width = _base_hands(body, photo_points, photo_scores, aspect)
@@ -94,7 +110,10 @@ def rest_poses(
         periods = rng.uniform(3.0, 7.0, size=(3, 2))
         phases = rng.uniform(0, 2 * np.pi, size=(3, 2))
         wave = np.sin(2 * np.pi * t[:, None, None] / periods + phases).mean(axis=2)  # (n, 3), in [-1, 1]
-        offset = wave[:, :2] * SWAY * width  # (n, 2)
+        gain = np.ones(n_frames) if emphasis is None else 1.0 + EMPHASIS_SWAY * np.clip(emphasis, 0, 1)
+        offset = wave[:, :2] * SWAY * width * gain[:, None]  # (n, 2)
+        if emphasis is not None:
+            offset[:, 1] -= EMPHASIS_LIFT * width * np.clip(emphasis, 0, 1)  # up is -y
         angle = wave[:, 2] * TURN
         wrist = base[slot, 0]
         rel = base[slot] - wrist

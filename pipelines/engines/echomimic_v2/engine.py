@@ -7,7 +7,8 @@ the body, and what MediaPipe sees in it (shoulders, elbows, wrists, hands). The 
 render: the hand track for the clip (the recorded one aligned to the photo's body and looped, or generated rest
 poses), the ReferenceNet's features of the photo (once per photo, device and dtype), whisper windows of the speech,
 then overlapping segments (pipelines.engines.echomimic_v2.segments) through EchoMimicV2Pipeline, cross-faded where
-they meet. The emotion track is not used: EchoMimic V2 has no expression input.
+they meet. EchoMimic V2 has no expression input: the emotion track only livens generated rest poses where it
+is expressive.
 """
 
 from __future__ import annotations
@@ -216,16 +217,22 @@ class EchoMimicV2Engine:
         h, w = prepared.image.shape[:2]
         return (w, h)
 
-    def hand_track(self, prepared: EchoMimicV2Prepared, n_frames: int, fps: float, seed: int):
+    def hand_track(
+        self,
+        prepared: EchoMimicV2Prepared,
+        n_frames: int,
+        fps: float,
+        seed: int,
+        emphasis: np.ndarray | None = None,
+    ):
         """The clip's hand poses, in the framed photo's fractions: the recorded track aligned to the photo's body
-        and looped, or rest poses generated at the photo's hands."""
+        and looped, or rest poses generated at the photo's hands (livelier where `emphasis` is high)."""
         from pipelines.poses.rest import rest_poses
 
         h, w = prepared.image.shape[:2]
         if prepared.recorded is None:
-            return rest_poses(
-                n_frames, fps, seed, prepared.body, prepared.photo_points, prepared.photo_scores, w / h
-            )
+            body, points, scores = prepared.body, prepared.photo_points, prepared.photo_scores
+            return rest_poses(n_frames, fps, seed, body, points, scores, w / h, emphasis)
         anchor = prepared.body.anchor if prepared.body is not None else None
         track = prepared.recorded.aligned(anchor, w / h).at_fps(fps)
         return track.looped(n_frames, fade=round(LOOP_FADE_SECONDS * fps))
@@ -259,7 +266,13 @@ class EchoMimicV2Engine:
         clock = StageClock(sync=self.profile)
         self.stats = {"stages": clock.seconds, "segments": 0}
         h, w = prepared.image.shape[:2]
-        track = self.hand_track(prepared, n, fps, seed)
+        from pipelines.expression.track import PARAMS
+        from pipelines.poses.rest import emphasis_from_expression
+
+        emphasis = None
+        if expression.n_frames == n:  # the emotion track's expressive moments liven the generated rest poses
+            emphasis = emphasis_from_expression(expression.values, PARAMS, fps)
+        track = self.hand_track(prepared, n, fps, seed, emphasis)
         with clock("reference"):
             bank = self._bank(pipe, prepared)
         with clock("features"):  # from the speech as decoded, as upstream's whisper reads the file
