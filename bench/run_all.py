@@ -20,6 +20,7 @@ RUNS = [
     ["compose_speed.py", "--frames", "12"],
     ["latentsync_speed.py", "--size", "tiny", "--frames", "16", "--steps", "2"],
     ["echomimic_v2_speed.py", "--size", "tiny", "--seconds", "3", "12", "--steps", "1"],
+    ["musetalk_speed.py", "--size", "tiny", "--frames", "16"],
     ["memory_scaling.py", "--short", "10", "--long", "120"],
     ["batch_scaling.py", "--jobs", "8", "--seconds", "1", "--model-jobs", "2"],
 ]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.audio_features.rate import at_16k
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
 from pipelines.engines.model.chunks import chunk_frames, chunk_generator, chunks_from
 from pipelines.engines.model.clock import StageClock
@@ -201,7 +202,7 @@ class MuseTalkEngine:
         encoder, extractor = self._audio
         clock = StageClock(sync=self.profile)
         windows = mt_audio.AudioWindows(
-            encoder, extractor, _at_16k(speech.decoded_samples, speech.sample_rate), settings.fps
+            encoder, extractor, at_16k(speech.decoded_samples, speech.sample_rate), settings.fps
         )
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
         grid = chunks_from(start, n, batch)
@@ -224,8 +225,10 @@ class MuseTalkEngine:
                 with torch.no_grad():
                     with clock("vae-encode"):
                         masked, reference = self._encodings(pipe, chunk, generator)
-                    with clock("unet+decode"):
-                        faces = pipe(masked, reference, chunk.windows)
+                    with clock("unet"):
+                        predicted = pipe.denoise(masked, reference, chunk.windows)
+                    with clock("vae-decode"):
+                        faces = pipe.decode(predicted)
                         faces = ((faces.float() + 1.0) * 127.5).round().clamp(0, 255)
                         faces = faces.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 with clock("paste-back"):
@@ -353,16 +356,3 @@ def _crop_key(crop: np.ndarray, engine: MuseTalkEngine) -> str:
     h.update(f"{engine._latents_for}|{crop.shape}".encode())
     h.update(np.ascontiguousarray(crop).tobytes())
     return h.hexdigest()
-
-
-def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    """The speech at whisper's 16 kHz (polyphase resampling)."""
-    samples = np.asarray(samples, np.float32)
-    if rate == 16000:
-        return samples
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(int(rate), 16000)
-    return resample_poly(samples, 16000 // g, int(rate) // g).astype(np.float32)

@@ -53,6 +53,22 @@ class MuseTalkPipeline(DiffusionPipeline):
         return windows + table.to(device=windows.device, dtype=windows.dtype)
 
     @torch.no_grad()
+    def denoise(
+        self, masked_latents: torch.Tensor, reference_latents: torch.Tensor, audio_windows: torch.Tensor
+    ) -> torch.Tensor:
+        """The UNet's one step at timestep 0: predicted latents (F, 4, r, r)."""
+        unet = self.unet
+        x = torch.cat([masked_latents, reference_latents], dim=1).to(device=unet.device, dtype=unet.dtype)
+        states = self.tokens(audio_windows.to(device=unet.device, dtype=unet.dtype))
+        t = torch.zeros((), device=unet.device, dtype=torch.long)
+        return unet(x, t, encoder_hidden_states=states).sample
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images (F, 3, R, R) in [-1, 1] from predicted latents."""
+        vae = self.vae
+        return vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample.clamp(-1.0, 1.0)
+
     def __call__(
         self,
         masked_latents: torch.Tensor,
@@ -60,14 +76,7 @@ class MuseTalkPipeline(DiffusionPipeline):
         audio_windows: torch.Tensor,
     ) -> torch.Tensor:
         """Regenerated faces (F, 3, R, R) in [-1, 1] from scaled latents (F, 4, r, r) and windows (F, T, C)."""
-        unet = self.unet
-        x = torch.cat([masked_latents, reference_latents], dim=1).to(device=unet.device, dtype=unet.dtype)
-        states = self.tokens(audio_windows.to(device=unet.device, dtype=unet.dtype))
-        t = torch.zeros((), device=unet.device, dtype=torch.long)
-        pred = unet(x, t, encoder_hidden_states=states).sample
-        vae = self.vae
-        image = vae.decode((pred / vae.config.scaling_factor).to(vae.dtype)).sample
-        return image.clamp(-1.0, 1.0)
+        return self.decode(self.denoise(masked_latents, reference_latents, audio_windows))
 
     @torch.no_grad()
     def faces(
