@@ -87,7 +87,7 @@ def run_batch(
     override = _engine_override(engine)
     shard_kn = parse_shard(shard)
     device_list = parse_devices(devices)
-    _check_executor(executor, shard_by, workers, address)
+    _check_executor(executor, shard_by, workers, devices, address)
     out_dir = Path(out_dir)
     result = BatchResult()
 
@@ -228,13 +228,19 @@ def parse_devices(text: str | None) -> list[str] | None:
     return devices
 
 
-def _check_executor(executor: str, shard_by: str, workers: int | None, address: str | None) -> None:
+def _check_executor(
+    executor: str, shard_by: str, workers: int | None, devices: str | None, address: str | None
+) -> None:
     if executor not in EXECUTORS:
         raise InputError(None, "--executor", f"expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     if shard_by not in SHARD_KEYS:
         raise InputError(None, "--shard-by", f"expected one of {', '.join(SHARD_KEYS)}, got {shard_by!r}")
     if workers is not None and workers < 1:
         raise InputError(None, "--workers", f"expected a number of workers >= 1, got {workers}")
+    if devices is not None and executor == "ray":
+        raise InputError(
+            None, "--devices", "Ray gives each actor its GPU; use --workers N for the number of actors"
+        )
     if address is not None and executor != "ray":
         raise InputError(None, "--address", "a Ray cluster's address; give it with --executor ray")
 

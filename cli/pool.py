@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
 import signal
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import wait
 from typing import Any
 
 from cli.errors import EXIT_JOBS_FAILED
@@ -25,22 +25,25 @@ MAX_TRIES = 3  # workers that may die on one job before it is reported failed
 POLL = 0.2  # seconds between looks at the workers when no message comes
 
 
-def _worker_main(slot: int, inbox: Any, results: Any, force: bool, qc: bool, started: float) -> None:
+def _worker_main(slot: int, conn: Any, force: bool, qc: bool, started: float) -> None:
     from cli.worker import Worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops the workers
     worker = Worker(force=force, qc=qc, started=started)
-    results.put(("ready", slot, worker.name))
-    while (task := inbox.get()) is not None:
+    conn.send(("ready", worker.name))
+    while (task := conn.recv()) is not None:
         index, plan, wait = task
-        outcome = worker.render(plan, wait, lambda *event: results.put(("event", *event)))
-        results.put(("done", slot, index, outcome))
+        outcome = worker.render(plan, wait, lambda *event: conn.send(("event", *event)))
+        conn.send(("done", index, outcome))
 
 
 class _Slot:
-    def __init__(self, ctx: Any, slot: int, device: str | None, results: Any, args: tuple):
+    """One worker process and its own pipe (a shared queue's lock, held by a worker killed mid-send, would stop
+    every other worker)."""
+
+    def __init__(self, ctx: Any, slot: int, device: str | None, args: tuple):
         self.slot, self.device = slot, device
-        self.inbox = ctx.Queue()
+        self.conn, child_conn = ctx.Pipe()
         self.item: Item | None = None
         self.ready = False
         self.name = f"worker {slot + 1}"
@@ -49,16 +52,20 @@ class _Slot:
             os.environ["CUDA_VISIBLE_DEVICES"] = device
         try:
             self.process = ctx.Process(
-                target=_worker_main, args=(slot, self.inbox, results, *args), name=f"talkreel-{self.name}"
+                target=_worker_main, args=(slot, child_conn, *args), name=f"talkreel-{self.name}"
             )
             self.process.start()
         finally:
             os.environ.clear()
             os.environ.update(env)
+        child_conn.close()  # the child's end lives in the child only: its death closes the pipe
 
     def give(self, item: Item) -> None:
         self.item = item
-        self.inbox.put((item.index, item.plan, item.wait))
+        try:
+            self.conn.send((item.index, item.plan, item.wait))
+        except OSError:  # it has just died: its pipe's end is read next, and the item goes to its successor
+            pass
 
 
 def run_in_processes(
@@ -77,14 +84,13 @@ def run_in_processes(
     # Spawned, never forked: the driver has run MediaPipe (the face checks) and may hold CUDA or threads; a
     # forked preview worker segfaulted in its first job. The price: each worker's imports (seconds).
     ctx = mp.get_context("spawn")
-    results = ctx.Queue()
     jobs = AffinityQueue.of(pending)
     n_workers = max(1, min(n_workers, len(pending)))
     args = (force, qc, started)
 
     def start(slot: int) -> _Slot:
         device = devices[slot % len(devices)] if devices else None
-        return _Slot(ctx, slot, device, results, args)
+        return _Slot(ctx, slot, device, args)
 
     slots = [start(k) for k in range(n_workers)]
     try:
@@ -92,25 +98,26 @@ def run_in_processes(
             for slot in slots:
                 if slot.item is None and (item := jobs.take(slot.slot)) is not None:
                     slot.give(item)
-            try:
-                message = results.get(timeout=POLL)
-            except queue.Empty:
-                for k, slot in enumerate(slots):
-                    if not slot.process.is_alive():
-                        slots[k] = _replace(slot, start, jobs, finish, tell)
-                continue
-            kind, *rest = message
-            if kind == "event":
-                emit(*rest)
-            elif kind == "ready":
-                slots[rest[0]].name, slots[rest[0]].ready = rest[1], True
-            elif kind == "done":
-                slot, index, outcome = slots[rest[0]], rest[1], rest[2]
-                item, slot.item = slot.item, None
-                if outcome is None:  # another process holds it: later, waiting for that holder
-                    jobs.hold(item)
-                else:
-                    finish(index, outcome)
+            by_conn = {slot.conn: slot for slot in slots}
+            for conn in wait(list(by_conn), timeout=POLL):
+                slot = by_conn[conn]
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):  # the worker died: its pipe closed
+                    slots[slot.slot] = _replace(slot, start, jobs, finish, tell)
+                    continue
+                kind, *rest = message
+                if kind == "event":
+                    emit(*rest)
+                elif kind == "ready":
+                    slot.name, slot.ready = rest[0], True
+                elif kind == "done":
+                    index, outcome = rest
+                    item, slot.item = slot.item, None
+                    if outcome is None:  # another process holds it: later, waiting for that holder
+                        jobs.hold(item)
+                    else:
+                        finish(index, outcome)
     finally:
         _stop(slots)
 
@@ -138,13 +145,16 @@ def _replace(slot: _Slot, start: Callable[[int], _Slot], jobs: AffinityQueue, fi
     else:
         tell(f"{slot.name} died ({how}); starting another")
     slot.process.join()
+    slot.conn.close()
     return start(slot.slot)
 
 
 def _stop(slots: list[_Slot]) -> None:
     for slot in slots:
-        if slot.process.is_alive():
-            slot.inbox.put(None)
+        try:
+            slot.conn.send(None)
+        except OSError:  # already gone
+            pass
     for slot in slots:
         slot.process.join(timeout=10 if slot.item is None else 0.5)
         if (
@@ -152,3 +162,4 @@ def _stop(slots: list[_Slot]) -> None:
         ):  # interrupted mid-job: its lock dies with it, its segments stay for a resume
             slot.process.terminate()
             slot.process.join()
+        slot.conn.close()

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
+from cli.batch import run_batch
 from cli.main import app
 from cli.schedule import AffinityQueue
 from pipelines.media.video_in import iter_frames
+from tests.parallel_helpers import KillOnce
 from tests.project_helpers import make_project, tone_wav
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,26 +116,31 @@ def test_three_processes_render_each_of_six_jobs_exactly_once(tmp_path):
     assert sorted(Path(r["job"]).stem for r in records) == [f"j{i}" for i in range(6)]
 
 
-def test_workers_render_every_job_on_worker_processes_like_a_serial_run(tmp_path, monkeypatch):
-    jobs = project(tmp_path, {f"j{i}": job(i) for i in range(4)})
+def test_workers_render_on_worker_processes_like_a_serial_run_and_replace_a_killed_one(tmp_path, monkeypatch):
+    tone_wav(tmp_path / "long.wav", 8.0)  # 200 frames: its worker is killed at frame 30 or later
+    jobs = project(tmp_path, {"a_long": job(0, "long.wav"), **{f"j{i}": job(i) for i in range(1, 4)}})
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        app, ["render", str(jobs), "--out", "pool", "--workers", "2", "--json", "--no-qc"]
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    reporter = KillOnce("a_long")
+    result = run_batch([jobs], tmp_path / "pool", workers=2, qc=False, reporter=reporter)
+    assert reporter.killed
+    assert result.exit_code == 0, result.as_dict()
+    report = result.as_dict()
     assert report["counts"] == {"rendered": 4}
-    assert [Path(j["job"]).stem for j in report["jobs"]] == ["j0", "j1", "j2", "j3"]  # plan order
+    assert [Path(j["job"]).stem for j in report["jobs"]] == ["a_long", "j1", "j2", "j3"]  # plan order
+    assert [stem for stem, _ in reporter.started].count(
+        "a_long"
+    ) == 2  # killed, then resumed by another worker
+    assert any("died (signal 9) while rendering" in e and "a_long.yaml" in e for e in reporter.events)
     workers = {j["worker"] for j in report["jobs"]}
-    assert len(workers) == 2 and str(os.getpid()) not in {w.split(":")[1] for w in workers}
+    assert len(workers) >= 2 and str(os.getpid()) not in {w.split(":")[1] for w in workers}
 
     serial = CliRunner().invoke(
-        app, ["render", str(jobs / "j3.yaml"), "--out", "serial", "--json", "--no-qc"]
+        app, ["render", str(jobs / "a_long.yaml"), "--out", "serial", "--json", "--no-qc"]
     )
     assert serial.exit_code == 0, serial.output
-    assert json.loads(serial.stdout)["jobs"][0].keys() == report["jobs"][3].keys()  # one shape of summary
-    pooled, alone = frames(tmp_path / "pool" / "j3.mp4"), frames(tmp_path / "serial" / "j3.mp4")
-    assert len(pooled) == len(alone) > 0
+    assert json.loads(serial.stdout)["jobs"][0].keys() == report["jobs"][0].keys()  # one shape of summary
+    pooled, alone = frames(tmp_path / "pool" / "a_long.mp4"), frames(tmp_path / "serial" / "a_long.mp4")
+    assert len(pooled) == len(alone) == 200
     assert all(np.array_equal(a, b) for a, b in zip(pooled, alone, strict=True))
 
 
@@ -178,6 +185,7 @@ def test_bad_worker_options_are_one_line_errors(tmp_path, monkeypatch):
         (["--devices", "0,gpu1"], "--devices: expected CUDA device numbers such as 0,1, got '0,gpu1'"),
         (["--executor", "dask"], "--executor: expected one of local, ray, got 'dask'"),
         (["--address", "10.0.0.1:6379"], "--address: a Ray cluster's address; give it with --executor ray"),
+        (["--executor", "ray", "--devices", "0"], "--devices: Ray gives each actor its GPU"),
     ]:
         result = CliRunner().invoke(app, ["render", str(jobs), "--out", "out", *args])
         assert result.exit_code == 2, (args, result.output)

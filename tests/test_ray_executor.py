@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -12,9 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.batch import Reporter, run_batch
+from cli.batch import run_batch
 from cli.main import app
 from pipelines.media.video_in import iter_frames
+from tests.parallel_helpers import KillOnce
 from tests.project_helpers import make_project, tone_wav
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,24 +40,6 @@ def ray_cluster():
     )
     yield ray
     ray.shutdown()
-
-
-class KillOnce(Reporter):
-    """SIGKILLs the worker rendering `job` once it has made some frames: the actor dies mid-job."""
-
-    def __init__(self, job: str):
-        self.job, self.pid, self.killed = job, None, False
-        self.started: list[tuple[str, str]] = []
-
-    def job_started(self, job, total_frames, worker=None):
-        self.started.append((Path(job).stem, worker))
-        if Path(job).stem == self.job and not self.killed:
-            self.pid = int(worker.rsplit(":", 1)[1])
-
-    def job_progress(self, job, stage, done, total):
-        if Path(job).stem == self.job and self.pid and not self.killed and stage == "render" and done >= 30:
-            os.kill(self.pid, signal.SIGKILL)
-            self.killed = True
 
 
 def test_ray_actors_render_like_a_local_run_and_a_killed_actor_is_retried(ray_cluster, tmp_path, monkeypatch):
