@@ -100,3 +100,116 @@ def tiny_text_encoder(seed: int = 0):
         vocab_size=32, d_model=TINY_TRANSFORMER["text_dim"], d_kv=8, d_ff=48, num_layers=2, num_heads=4
     )
     return UMT5EncoderModel(config).eval()
+
+
+# the e2e weights: the real layout (36 input channels, 16 latent channels, Wan VAE stages) at toy width
+TINY_WAN_CONFIG = {
+    "_class_name": "WanModel",
+    "model_type": "i2v",
+    "dim": 24,
+    "num_heads": 2,
+    "in_dim": 36,
+    "out_dim": 16,
+    "text_dim": TINY_TRANSFORMER["text_dim"],
+    "freq_dim": 16,
+    "ffn_dim": 40,
+    "num_layers": 2,
+    "eps": 1e-6,
+    # not in Wan's own config.json (the real widths are the defaults): the toy encoders' widths
+    "image_dim": TINY_TRANSFORMER["image_dim"],
+    "audio_dim": 16,
+    "audio_layers": 3,
+    "audio_hidden": 16,
+    "audio_tokens": 4,
+}
+
+
+def write_tiny_weights(engine_id: str, weights_dir=None, seed: int = 0):
+    """Tiny random EchoMimic V3 weights in the hub layouts of the manifest, converted by pipelines.weights as
+    `talkreel weights import/download` leaves them: the transformer safetensors with native Wan names, Wan's
+    config.json, the Wan T5 and open-clip pickles with their native names, the umt5 tokenizer folder, a wav2vec2
+    folder. The VAE pickle holds diffusers' names (the loader takes both; the native ones are checked against
+    upstream outside the tests). Returns the weights folder."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import save_file
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from pipelines.engines.echomimic_v3.encoders import clip_native_names, umt5_native_names
+    from pipelines.engines.echomimic_v3.engine import wan_config
+    from pipelines.engines.echomimic_v3.transformer import build_transformer, native_state_dict
+    from pipelines.weights.manifest import entries
+    from pipelines.weights.store import convert_engine, default_weights_dir
+
+    variant = "flash" if engine_id.endswith("flash") else "preview"
+    root = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    by_role = {w.role: w for w in entries(engine_id)}
+
+    def dest(role: str, rel: str | None = None) -> Path:
+        w = by_role[role]
+        path = root / w.repo / (rel or w.patterns[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def contiguous(sd):
+        return {k: v.detach().clone().contiguous() for k, v in sd.items()}
+
+    torch.manual_seed(seed)
+    transformer = build_transformer(variant, wan_config(TINY_WAN_CONFIG))
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
+    save_file(contiguous(native_state_dict(transformer)), str(dest("transformer")))
+    dest("transformer_config").write_text(json.dumps(TINY_WAN_CONFIG))
+    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    torch.save(contiguous(vae.state_dict()), dest("vae"))
+    torch.save(contiguous(umt5_native_names(tiny_text_encoder(seed))), dest("text_encoder"))
+    tokenizer_dir = dest("text_tokenizer", "google/umt5-xxl/x").parent
+    tiny_tokenizer().save_pretrained(str(tokenizer_dir))
+    torch.save(contiguous(clip_native_names(tiny_image_encoder_heads_of_vit_h(seed))), dest("image_encoder"))
+    dest("image_tokenizer", "xlm-roberta-large/tokenizer.json").write_text('{"model": "unused"}')
+    audio_cfg = Wav2Vec2Config(
+        hidden_size=TINY_WAN_CONFIG["audio_dim"],
+        num_hidden_layers=TINY_WAN_CONFIG["audio_layers"],
+        num_attention_heads=2,
+        intermediate_size=24,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+    )
+    audio = Wav2Vec2Model(audio_cfg)
+    folder = dest("audio_encoder", "config.json").parent
+    with tempfile.TemporaryDirectory() as tmp:
+        audio.save_pretrained(tmp)
+        (folder / "config.json").write_text((Path(tmp) / "config.json").read_text())
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True).save_pretrained(
+        str(folder)
+    )
+    if "pytorch_model.bin" in by_role["audio_encoder"].patterns:
+        torch.save(contiguous(audio.state_dict()), folder / "pytorch_model.bin")
+    else:
+        save_file(contiguous(audio.state_dict()), str(folder / "model.safetensors"))
+    convert_engine(engine_id, root)
+    return root
+
+
+def tiny_image_encoder_heads_of_vit_h(seed: int = 0):
+    """The tiny CLIP tower with ViT-H's head width rule (the loader reads heads as width // 80: one head here)."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=TINY_TRANSFORMER["image_dim"],
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        image_size=224,
+        patch_size=14,
+        hidden_act="gelu",
+    )
+    return CLIPVisionModel(config).eval()

@@ -90,6 +90,8 @@ _REGISTRY: dict[str, str] = {
     "echomimic-v2": "pipelines.engines.echomimic_v2.engine:EchoMimicV2Engine.full",
     "echomimic-v2-acc": "pipelines.engines.echomimic_v2.engine:EchoMimicV2Engine.acc",
     "musetalk-1.5": "pipelines.engines.musetalk.engine:MuseTalkEngine",
+    "echomimic-v3-flash": "pipelines.engines.echomimic_v3.engine:EchoMimicV3Engine.flash",
+    "echomimic-v3-preview": "pipelines.engines.echomimic_v3.engine:EchoMimicV3Engine.preview",
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, TypeAdapter
+from pydantic import BeforeValidator, Field, TypeAdapter, model_validator
 
 from pipelines.spec.compose import StrictModel
 from pipelines.spec.paths import fail
@@ -80,7 +80,53 @@ class MuseTalkSettings(StrictModel):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
 
 
-_SETTINGS = (PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings)
+class EchoMimicV3Settings(StrictModel):
+    """EchoMimic V3 (Wan2.1-Fun 1.3B): a still portrait speaks, with head motion and expression from the prompt (GPU);
+    `-flash` is the 8-step variant, `-preview` the 25-step one with a face-region audio mask."""
+
+    name: Literal["echomimic-v3-flash", "echomimic-v3-preview"]
+    steps: int | None = Field(
+        None, ge=1, le=100, description="denoising steps (default: 8 flash, 25 preview)"
+    )
+    guidance: float | None = Field(
+        None, ge=1.0, le=10.0, description="text guidance scale, preview only (default 4.0, decaying to half)"
+    )
+    audio_guidance: float | None = Field(
+        None, ge=1.0, le=10.0, description="audio guidance scale (default: 3.0 flash, 2.9 preview)"
+    )
+    prompt: str = Field(
+        "A person is speaking.",
+        max_length=1000,
+        description="what the clip shows; the emotion words are added",
+    )
+    negative_prompt: str | None = Field(
+        None,
+        max_length=1000,
+        description="what to avoid (preview only; default: upstream's hand/gesture list)",
+    )
+    emotion_prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="prompt words per emotion, replacing or adding to the built-in ones: {emotion: words}",
+    )
+    chunk_frames: int | None = Field(
+        None, ge=5, le=201, description="frames per generated chunk, 4k+1 (default: 81 flash, 113 preview)"
+    )
+    overlap: int = Field(8, ge=1, le=32, description="frames two chunks overlap and cross-fade over")
+    color_match: bool = Field(
+        True, description="match each frame's colours to the persona photo (LAB mean/std)"
+    )
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+
+    @model_validator(mode="after")
+    def _chunk_grid(self) -> EchoMimicV3Settings:
+        if self.chunk_frames is not None and (self.chunk_frames - 1) % 4:
+            raise fail(f"chunk_frames must be 4k+1 (5, 9, ..., 113), got {self.chunk_frames}")
+        if self.chunk_frames is not None and self.overlap >= self.chunk_frames:
+            raise fail(f"overlap ({self.overlap}) must be shorter than chunk_frames ({self.chunk_frames})")
+        return self
+
+
+_SETTINGS = (PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings, EchoMimicV3Settings)
 ENGINE_NAMES: tuple[str, ...] = tuple(
     name for model in _SETTINGS for name in model.model_fields["name"].annotation.__args__
 )
@@ -97,12 +143,17 @@ def _bare_name(value: Any) -> Any:
 
 
 EngineSettings = Annotated[
-    Union[PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings],  # noqa: UP007 -- a discriminated union needs the Union form here
+    Union[PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings, EchoMimicV3Settings],  # noqa: UP007 -- a discriminated union needs the Union form here
     Field(discriminator="name"),
     BeforeValidator(
         _bare_name,
         json_schema_input_type=Union[  # noqa: UP007
-            Literal[ENGINE_NAMES], PreviewSettings, LatentSyncSettings, EchoMimicV2Settings, MuseTalkSettings
+            Literal[ENGINE_NAMES],
+            PreviewSettings,
+            LatentSyncSettings,
+            EchoMimicV2Settings,
+            MuseTalkSettings,
+            EchoMimicV3Settings,
         ],
     ),
 ]
@@ -113,6 +164,6 @@ _ADAPTER: TypeAdapter[Any] = TypeAdapter(EngineSettings)
 
 def engine_settings(
     value: str | dict[str, Any],
-) -> PreviewSettings | LatentSyncSettings | EchoMimicV2Settings | MuseTalkSettings:
+) -> PreviewSettings | LatentSyncSettings | EchoMimicV2Settings | MuseTalkSettings | EchoMimicV3Settings:
     """Settings from a name (`render --engine NAME`) or a mapping; raises pydantic.ValidationError when invalid."""
     return _ADAPTER.validate_python(value)

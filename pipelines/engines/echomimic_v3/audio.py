@@ -60,7 +60,15 @@ class Wav2Vec2Features:
 
     @classmethod
     def from_folder(cls, folder, dtype: torch.dtype = torch.float32) -> Wav2Vec2Features:
-        model = Wav2Vec2Model.from_pretrained(str(folder), torch_dtype=dtype)
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # an engine never prints (transformers 5 draws a loading bar)
+        try:
+            model = Wav2Vec2Model.from_pretrained(str(folder), torch_dtype=dtype)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         return cls(model, Wav2Vec2FeatureExtractor.from_pretrained(str(folder)))
 
     def _input(self, samples: np.ndarray) -> torch.Tensor:
