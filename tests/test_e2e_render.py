@@ -293,8 +293,8 @@ def test_engine_override_applies_to_every_job(tmp_path, monkeypatch):
     result = render(str(jobs), "--out", "out", "--dry-run", "--engine", "warp")
     assert result.exit_code == 2
     assert (
-        "unknown engine 'warp'; known: echomimic-v2, echomimic-v2-acc, latentsync-1.5, latentsync-1.6, preview"
-        in result.output
+        "unknown engine 'warp'; known: echomimic-v2, echomimic-v2-acc, echomimic-v3-flash, echomimic-v3-preview, "
+        "latentsync-1.5, latentsync-1.6, musetalk-1.5, preview" in result.output
     )
 
 

@@ -216,14 +216,16 @@ AUDIO_FORMS = "expected a file path, {file: path}, {segments: [{file: path} | {p
             {"engine": "warp"},
             (
                 "engine",
-                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, musetalk-1.5",
+                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, "
+                "musetalk-1.5, echomimic-v3-flash, echomimic-v3-preview",
             ),
         ),
         (
             {"engine": {"steps": 4}},
             (
                 "engine",
-                "engine needs a name, one of: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, musetalk-1.5",
+                "engine needs a name, one of: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, "
+                "musetalk-1.5, echomimic-v3-flash, echomimic-v3-preview",
             ),
         ),
         ({"engine": {"name": "preview", "steps": 4}}, ("engine.steps", "unknown field")),

@@ -98,7 +98,8 @@ def test_label_off_only_when_explicit(tmp_path):
             {"engine": "warp"},
             (
                 "engine",
-                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc",
+                "unknown engine 'warp'; known: preview, latentsync-1.5, latentsync-1.6, echomimic-v2, echomimic-v2-acc, "
+                "musetalk-1.5, echomimic-v3-flash, echomimic-v3-preview",
             ),
         ),
         (

@@ -26,6 +26,8 @@ def test_schemas_describe_what_a_user_may_write(tmp_path):
             "echomimic-v2",
             "echomimic-v2-acc",
             "musetalk-1.5",
+            "echomimic-v3-flash",
+            "echomimic-v3-preview",
         ],
         "type": "string",
     } in engine_forms

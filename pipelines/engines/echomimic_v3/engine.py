@@ -414,9 +414,10 @@ def _place(module, device, dtype) -> None:
     )  # the plain cast; the float32 parts are restored below
     keep = getattr(module, "_keep_in_fp32_modules", None) or []
     if dtype != torch.float32 and keep:
-        for name, sub in module.named_modules():
-            if any(part in keep for part in name.split(".")):
-                torch.nn.Module.to(sub, dtype=torch.float32)
+        with torch.no_grad():
+            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                if any(part in keep for part in name.split(".")) and tensor.is_floating_point():
+                    tensor.data = tensor.data.float()
 
 
 def _padded(samples: np.ndarray, lo: int, hi: int) -> np.ndarray:
