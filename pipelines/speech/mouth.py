@@ -145,11 +145,18 @@ def _windows(sample_rate: int, n_grid: int) -> tuple[int, np.ndarray]:
 
 def _levels(samples: np.ndarray, sample_rate: int, n_grid: int) -> np.ndarray:
     """RMS level (dBFS) of each grid point's window (zeros outside the signal), from a running sum of squares."""
-    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    x = np.asarray(samples).reshape(-1)
     win, starts = _windows(sample_rate, n_grid)
-    energy = np.concatenate([[0.0], np.cumsum(x * x)])
-    ends = np.clip(starts + win, 0, len(x))
-    sums = energy[ends] - energy[np.clip(starts, 0, len(x))]
+    sums = np.empty(n_grid)
+    # The running sum per chunk of grid points, over only the samples that chunk's windows cover: float64
+    # copies of the whole clip (four of them, ~0.5 MB per second of speech) made memory grow with its length.
+    for c0 in range(0, n_grid, _FEATURE_CHUNK):
+        chunk = starts[c0 : c0 + _FEATURE_CHUNK]
+        lo, hi = np.clip([chunk[0], chunk[-1] + win], 0, len(x))
+        part = x[lo:hi].astype(np.float64)
+        energy = np.concatenate([[0.0], np.cumsum(part * part)])
+        ends = np.clip(chunk + win, 0, len(x)) - lo
+        sums[c0 : c0 + _FEATURE_CHUNK] = energy[ends] - energy[np.clip(chunk, 0, len(x)) - lo]
     rms = np.sqrt(np.maximum(sums, 0.0) / win)
     return 20.0 * np.log10(np.maximum(rms, 1e-6))
 
