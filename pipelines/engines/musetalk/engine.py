@@ -187,7 +187,6 @@ class MuseTalkEngine:
         progress: Progress | None = None,
         start: int = 0,
     ) -> Iterator[Frame]:
-        import torch
 
         from pipelines.engines.musetalk import audio as mt_audio
 
@@ -217,6 +216,25 @@ class MuseTalkEngine:
         latents = self._latents
         before = (latents.encoded, latents.reused)
         self.stats = {"stages": clock.seconds}
+        try:
+            yield from self._frames(pipe, chunks, seed, start, clock, progress)
+        finally:
+            source.close()
+        self.stats.update(
+            {
+                "prefetch_wait_s": chunks.waited,
+                "audio_segments_encoded": windows.segments_encoded,
+                "reference_latents": {
+                    "encoded": latents.encoded - before[0],
+                    "reused": latents.reused - before[1],
+                    "held": len(latents),
+                },
+            }
+        )
+
+    def _frames(self, pipe, chunks, seed, start, clock, progress) -> Iterator[Frame]:
+        import torch
+
         done = 0
         for chunk in chunks:
             out = list(chunk.images)
@@ -243,17 +261,6 @@ class MuseTalkEngine:
                     yield Frame(out[pos], chunk.found[pos])
             if progress is not None:
                 progress(done)
-        self.stats.update(
-            {
-                "prefetch_wait_s": chunks.waited,
-                "audio_segments_encoded": windows.segments_encoded,
-                "reference_latents": {
-                    "encoded": latents.encoded - before[0],
-                    "reused": latents.reused - before[1],
-                    "held": len(latents),
-                },
-            }
-        )
 
     def _encodings(self, pipe, chunk: _Chunk, generator):
         """Scaled (masked, reference) latents of the chunk's crops; distributions come from the cache when the same
@@ -317,6 +324,16 @@ class _ChunkSource:
             self.detector = LandmarkDetector("image", max_faces=1)
         faces = self.detector.detect(image)
         return (faces[0].points, 1.0) if faces else (None, 0.0)
+
+    def close(self) -> None:
+        """Release the landmark detector (a MediaPipe graph) and stop the preview's frame generator."""
+        if self.detector is not None:
+            self.detector.close()
+            self.detector = None
+        try:
+            self.frames.close()
+        except ValueError:  # still running on the prefetch thread (a render stopped early): it ends with it
+            pass
 
     def make(self, c: int) -> _Chunk:
         import torch
