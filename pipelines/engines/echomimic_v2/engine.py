@@ -33,6 +33,7 @@ from pipelines.speech.track import Speech
 PREPARE_VERSION = 1
 SEGMENT_FRAMES = 72  # 3 s at 24 fps; memory is set by this, not by the clip length
 SEGMENT_OVERLAP = 12
+DECODE_BATCH = 4  # frames per VAE decode call (upstream: 1, to save memory; the decoder treats frames alone)
 LOOP_FADE_SECONDS = 0.5  # a recorded gesture track returns to its start over this long
 DEFAULTS = {
     "echomimic-v2": (30, 2.5),
@@ -294,7 +295,14 @@ class EchoMimicV2Engine:
             with clock("denoise"):
                 latents = pipe.denoise(latents, bank, audio, pose_features, steps, guidance)
             with clock("decode"):
-                images = (pipe.decode(latents) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+                images = (
+                    (pipe.decode(latents, DECODE_BATCH) * 255)
+                    .round()
+                    .byte()
+                    .permute(0, 2, 3, 1)
+                    .cpu()
+                    .numpy()
+                )
             self.stats["segments"] += 1
             last = k == len(plan) - 1
             keep_until = len(idx) if last else len(idx) - plan.overlap
