@@ -188,7 +188,7 @@ def execute(
             from cli.ray_executor import run_on_ray
 
             run_on_ray(pending, workers, address, **common)
-        elif workers and workers > 1 and len(pending) > 1:
+        elif devices or (workers and workers > 1 and len(pending) > 1):  # --devices: each worker its GPU
             from cli.pool import run_in_processes
 
             run_in_processes(pending, workers, devices or _gpus_for(pending), **common)
