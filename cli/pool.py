@@ -124,6 +124,10 @@ def run_in_processes(
 
 def _replace(slot: _Slot, start: Callable[[int], _Slot], jobs: AffinityQueue, finish, tell) -> _Slot:
     """A dead worker: its job goes to another worker (resuming its segments), or fails after MAX_TRIES deaths."""
+    slot.process.join(timeout=10)  # its pipe closed as it died: reap it for its exit status
+    if slot.process.is_alive():
+        slot.process.terminate()
+        slot.process.join()
     code = slot.process.exitcode
     how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
     if not slot.ready:  # it never came up: starting more would fail the same way

@@ -121,7 +121,8 @@ def test_workers_render_on_worker_processes_like_a_serial_run_and_replace_a_kill
     jobs = project(tmp_path, {"a_long": job(0, "long.wav"), **{f"j{i}": job(i) for i in range(1, 4)}})
     monkeypatch.chdir(tmp_path)
     reporter = KillOnce("a_long")
-    result = run_batch([jobs], tmp_path / "pool", workers=2, qc=False, reporter=reporter)
+    # --devices sets each worker's CUDA_VISIBLE_DEVICES (the preview engine renders on the CPU whatever it says)
+    result = run_batch([jobs], tmp_path / "pool", devices="0,1", qc=False, reporter=reporter)
     assert reporter.killed
     assert result.exit_code == 0, result.as_dict()
     report = result.as_dict()
