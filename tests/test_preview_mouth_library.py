@@ -94,3 +94,11 @@ def test_a_pasted_mouth_takes_the_entrys_opening_in_the_current_frames_place():
     # only the lower face changes: the eyes and brows are the frame's own
     top = int(closed_pts[[1, 2]][:, 1].min())
     assert np.abs(out[: top - 5].astype(int) - frame[: top - 5]).max() == 0
+
+
+def test_the_faint_tail_of_an_opening_closes_like_silence():
+    library = _library(np.linspace(0.0, 0.4, 41))
+    speech = np.r_[np.zeros(30), [0.02, 0.01], np.linspace(0.3, 1.0, 10)]
+    t_open, t_width = target_shapes(library, speech, np.linspace(-1, 1, 42))
+    assert np.allclose(t_open[:32], 0.0)
+    assert np.all(np.diff(t_width) >= 0) and t_width.max() == pytest.approx(0.9)  # widths are all 0.9 here

@@ -8,8 +8,9 @@ real time:
 - targets: the speech's opening curve is mapped onto the footage's own openings by quantiles (the render opens
   as wide, as often, as the person does; silence maps to the footage's most closed mouth); width likewise;
 - choice: per window of output frames, a Viterbi path over the entries whose cost is the distance to the
-  target shape plus a cost for every jump in the footage (continuing to the next source frame is free,
-  holding one costs a little), so the chosen mouths mostly play as short runs of real motion;
+  target shape (weighted up where the target is a closed mouth: pauses close) plus a cost for every jump in
+  the footage (continuing to the next source frame is free, holding one costs a little), so the chosen
+  mouths mostly play as short runs of real motion;
 - paste: the entry's lower face is moved into the current frame by the similarity transform between the two
   frames' nose and eye corners (points that do not move with the mouth), colour-matched on its border, and
   blended in under a feathered mask covering both frames' mouths, so neither the current frame's own mouth
@@ -32,9 +33,12 @@ REGION = (*mesh.LIPS_OUTER, 18, 200, 199, 57, 287, 43, 273, 106, 335, 182, 406, 
 WINDOW = 250  # output frames per Viterbi window: memory bounded whatever the speech's length
 MIN_ENTRIES = 12
 MIN_RANGE = 0.04  # footage whose openings span less than this (pupil distances) shows no speech to reuse
-HOLD_COST = 0.3
-JUMP_COST = 1.5
+HOLD_COST = 0.5
+JUMP_COST = 3.0
 WIDTH_WEIGHT = 0.3
+SILENCE_WEIGHT = 4.0
+QUIET = 0.1  # speech openings under this share of the speech's widest count as a closed mouth
+CLOSED_BAND = 0.25  # targets within this many standard deviations of the most closed entry count as closed
 _INNER_PAIRS = ((82, 87), (13, 14), (312, 317))
 
 
@@ -89,14 +93,18 @@ def target_shapes(
     to the library's quantile at the share of output frames strictly under it, so silence (all zero) maps to
     the footage's most closed mouth and the widest speech to its widest."""
 
-    def mapped(curve: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def mapped(curve: np.ndarray, values: np.ndarray, quiet: float) -> np.ndarray:
         curve = np.asarray(curve, np.float64)
         if len(curve) == 0:
             return curve
+        # the tail of an opening fading into a pause counts as closed: ranked among many zeros, a tiny value
+        # would otherwise map to a mid opening of the footage
+        if quiet > 0:
+            curve = np.where(curve < quiet * max(float(curve.max()), 1e-9), 0.0, curve)
         share = np.searchsorted(np.sort(curve), curve, side="left") / max(len(curve) - 1, 1)
         return np.quantile(values, np.clip(share, 0.0, 1.0))
 
-    return mapped(opening, library.opening), mapped(width, library.width)
+    return mapped(opening, library.opening, QUIET), mapped(width, library.width, 0.0)
 
 
 def choose_entries(
@@ -118,6 +126,10 @@ def _viterbi(library: MouthLibrary, t_open: np.ndarray, t_width: np.ndarray) -> 
     s_width = max(float(np.std(library.width)), 1e-3)
     data = ((library.opening[None] - t_open[:, None]) / s_open) ** 2
     data += WIDTH_WEIGHT * ((library.width[None] - t_width[:, None]) / s_width) ** 2
+    # a pause must close the mouth (a run of real motion carried into silence reads as talking over nothing):
+    # where the target is the footage's closed mouth, missing it costs SILENCE_WEIGHT times more
+    closed = t_open <= float(np.min(library.opening)) + CLOSED_BAND * s_open
+    data[closed] *= SILENCE_WEIGHT
     n, m = data.shape
     # entry e continues entry e - 1 when they are consecutive source frames
     follows = np.zeros(m, bool)
