@@ -12,6 +12,7 @@ from pipelines.engines.preview.mouth_library import (
     MouthStore,
     build_library,
     choose_entries,
+    jump_sources,
     mouth_shapes,
     paste_mouth,
     target_shapes,
@@ -102,3 +103,10 @@ def test_the_faint_tail_of_an_opening_closes_like_silence():
     t_open, t_width = target_shapes(library, speech, np.linspace(-1, 1, 42))
     assert np.allclose(t_open[:32], 0.0)
     assert np.all(np.diff(t_width) >= 0) and t_width.max() == pytest.approx(0.9)  # widths are all 0.9 here
+
+
+def test_a_jump_cross_fades_from_the_continuation_of_the_previous_mouth():
+    library = MouthLibrary(np.array([0, 1, 2, 3, 10, 11]), np.zeros(6), np.zeros(6))
+    path = np.array([0, 1, 4, 5, 5, 2])
+    assert jump_sources(library, path, None).tolist() == [-1, -1, 2, -1, -1, 11]
+    assert jump_sources(library, path[2:], 1).tolist() == [2, -1, -1, 11]  # resumed: the same fades

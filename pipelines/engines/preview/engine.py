@@ -37,6 +37,7 @@ from pipelines.engines.preview.mouth_library import (
     MouthStore,
     build_library,
     choose_entries,
+    jump_sources,
     paste_mouth,
     target_shapes,
 )
@@ -250,7 +251,11 @@ class PreviewEngine:
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
         if library is not None:
             t_open, t_width = target_shapes(library, curves[:, 0], curves[:, 1])
-            path = choose_entries(library, t_open, t_width, start)
+            first = max(start - 1, 0)  # the frame before `start` too: a jump at `start` cross-fades from it
+            path = choose_entries(library, t_open, t_width, first)
+            previous = int(path[0]) if start > 0 else None
+            path = path[start - first :]
+            fades = jump_sources(library, path, previous)
         for k in range(start, n):
             j = loop_frame(k, n_src, loop, pingpong_index)
             original = cv2.cvtColor(cv2.imdecode(store[j], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -264,7 +269,14 @@ class PreviewEngine:
             else:
                 entry = int(library.frames[path[k - start]])
                 crop, origin = mouths.crop(entry)
-                image = paste_mouth(original.copy(), prep.points[j], crop, origin, prep.points[entry])
+                image = original.copy()
+                fade = int(fades[k - start])
+                if fade >= 0:
+                    was, was_origin = mouths.crop(fade)
+                    paste_mouth(image, prep.points[j], was, was_origin, prep.points[fade])
+                image = paste_mouth(
+                    image, prep.points[j], crop, origin, prep.points[entry], 0.5 if fade >= 0 else 1.0
+                )
                 rig = FaceRig(prep.points[j], original.shape, regions="upper", detail=VIDEO_DETAIL)
                 image = rig.apply(image, params)
             if wgt < 1.0:

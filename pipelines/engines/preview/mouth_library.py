@@ -10,7 +10,8 @@ real time:
 - choice: per window of output frames, a Viterbi path over the entries whose cost is the distance to the
   target shape (weighted up where the target is a closed mouth: pauses close) plus a cost for every jump in
   the footage (continuing to the next source frame is free, holding one costs a little), so the chosen
-  mouths mostly play as short runs of real motion;
+  mouths mostly play as short runs of real motion; where it jumps, that frame cross-fades the new mouth with
+  the continuation of the previous one;
 - paste: the entry's lower face is moved into the current frame by the similarity transform between the two
   frames' nose and eye corners (points that do not move with the mouth), colour-matched on its border, and
   blended in under a feathered mask covering both frames' mouths, so neither the current frame's own mouth
@@ -167,6 +168,21 @@ class MouthStore:
         return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), origin
 
 
+def jump_sources(library: MouthLibrary, path: np.ndarray, previous: int | None) -> np.ndarray:
+    """Per output frame of `path`, the source frame that continues the previous frame's mouth where the path
+    jumps to another moment of the footage (cross-faded with the new one for that frame), else -1.
+    `previous`: the entry chosen for the frame before the path's first (None at the render's start)."""
+    frames = library.frames
+    before = np.r_[-1 if previous is None else previous, path[:-1]]
+    out = np.full(len(path), -1, np.int64)
+    for k, (e, p) in enumerate(zip(path, before, strict=True)):
+        if p < 0 or frames[e] in (frames[p], frames[p] + 1):
+            continue
+        follow = p + 1 if p + 1 < len(frames) and frames[p + 1] == frames[p] + 1 else p
+        out[k] = frames[follow]
+    return out
+
+
 def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
     pts = np.asarray(points, np.float64)
     unit = float(np.linalg.norm(pts[mesh.RIGHT_PUPIL] - pts[mesh.LEFT_PUPIL]))
@@ -177,9 +193,15 @@ def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
 
 
 def paste_mouth(
-    frame: np.ndarray, points: np.ndarray, crop: np.ndarray, origin: tuple[int, int], crop_points: np.ndarray
+    frame: np.ndarray,
+    points: np.ndarray,
+    crop: np.ndarray,
+    origin: tuple[int, int],
+    crop_points: np.ndarray,
+    weight: float = 1.0,
 ) -> np.ndarray:
-    """`frame` (modified in place and returned) with the crop's mouth moved into its geometry and blended in."""
+    """`frame` (modified in place and returned) with the crop's mouth moved into its geometry and blended in
+    (`weight` < 1: partly, for a cross-fade)."""
     pts = np.asarray(points, np.float64)
     src = np.asarray(crop_points, np.float64) - origin
     matrix, _ = cv2.estimateAffinePartial2D(src[list(STABLE)], pts[list(STABLE)], method=cv2.LMEDS)
@@ -212,6 +234,6 @@ def paste_mouth(
     if ring.sum() > 20:
         gain = region[ring].mean(0) / np.maximum(warped[ring].mean(0), 1.0)
         warped *= np.clip(gain, 0.8, 1.25).astype(np.float32)
-    alpha = mask[..., None]
+    alpha = mask[..., None] * np.float32(weight)
     frame[y0:y1, x0:x1] = np.clip(region + alpha * (warped - region) + 0.5, 0, 255).astype(np.uint8)
     return frame
