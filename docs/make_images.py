@@ -28,7 +28,8 @@ def main() -> None:
     out = REPO / "out"
     if "--fresh" in sys.argv or not all((out / f"{job}.mp4").is_file() for job in FRAMES):
         subprocess.run(
-            [sys.executable, "-m", "cli", "render", str(REPO / "jobs"), "--out", str(out), "--force"], check=True
+            [sys.executable, "-m", "cli", "render", str(REPO / "jobs"), "--out", str(out), "--force"],
+            check=True,
         )
     for job, seconds in FRAMES.items():
         index = round(seconds * 25)
@@ -63,7 +64,9 @@ def closeups() -> np.ndarray:
     settings = RenderSettings(fps=25.0, size=(512, 512), seed=0, engine=PreviewSettings())
     rows = []
     for source in (colour, grey):
-        prep = PreviewEngine().prepare(SimpleNamespace(source=source, source_kind="image"), settings, Memory())
+        prep = PreviewEngine().prepare(
+            SimpleNamespace(source=source, source_kind="image"), settings, Memory()
+        )
         rig, m = prep.rig, prep.margin
         tiles = []
         for opening, blink in CLOSEUPS:
