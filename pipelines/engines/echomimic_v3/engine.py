@@ -290,6 +290,7 @@ class EchoMimicV3Engine:
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
         clock = StageClock(sync=self.profile)
         pipe = self.pipeline(getattr(opts, "dtype", "auto"))
+        pipe.stage_timer = clock
 
         samples = _at_16k(speech.samples, speech.sample_rate)
         if self.variant == "flash":
@@ -332,7 +333,13 @@ class EchoMimicV3Engine:
             box = prepared.box or (0.0, 0.0, float(w), float(h))  # no face found: the audio acts everywhere
             mask = face_mask(box, (w, h), (h, w))
         ramp = np.linspace(0.0, 1.0, overlap, dtype=np.float32)[:, None, None, None]
-        self.stats = {"stages": clock.seconds, "chunks": 0, "chunk_frames": length, "overlap": overlap}
+        self.stats = {
+            "stages": clock.seconds,
+            "chunks": 0,
+            "chunk_sizes": [],
+            "chunk_frames": length,
+            "overlap": overlap,
+        }
 
         tail = None  # the previous chunk's last `overlap` frames (float, 0..1)
         done = 0
@@ -343,26 +350,26 @@ class EchoMimicV3Engine:
             size = min(length, 4 * -(-(n - a - 1) // 4) + 1) if last else length
             with clock("audio"):
                 audio = self._chunk_audio(samples, a, size, fps)
-            with clock("denoise"):
-                frames = (
-                    pipe(
-                        image,
-                        audio,
-                        pad_prompt_embeds([embeds[prompts[c]]]),
-                        pad_prompt_embeds([embeds[negative]]) if negative in embeds else None,
-                        num_frames=size,
-                        num_inference_steps=getattr(opts, "steps", None),
-                        guidance_scale=getattr(opts, "guidance", None),
-                        audio_guidance_scale=getattr(opts, "audio_guidance", None),
-                        face_mask=mask,
-                        generator=chunk_generator(seed, c),
-                        image_tokens=self._image_tokens[key],
-                    )
-                    .frames[0]
-                    .cpu()
-                    .numpy()
+            frames = (
+                pipe(
+                    image,
+                    audio,
+                    pad_prompt_embeds([embeds[prompts[c]]]),
+                    pad_prompt_embeds([embeds[negative]]) if negative in embeds else None,
+                    num_frames=size,
+                    num_inference_steps=getattr(opts, "steps", None),
+                    guidance_scale=getattr(opts, "guidance", None),
+                    audio_guidance_scale=getattr(opts, "audio_guidance", None),
+                    face_mask=mask,
+                    generator=chunk_generator(seed, c),
+                    image_tokens=self._image_tokens[key],
                 )
+                .frames[0]
+                .cpu()
+                .numpy()
+            )
             self.stats["chunks"] += 1
+            self.stats["chunk_sizes"].append(size)
             if tail is not None:
                 frames[:overlap] = tail * (1 - ramp) + frames[:overlap] * ramp
             tail = frames[stride:].copy()

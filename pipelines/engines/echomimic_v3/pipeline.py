@@ -17,6 +17,7 @@ embeddings (`conditioning.encode_prompts` / `PromptCache`); `encode_prompt` is t
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
 
     def __init__(self, transformer, vae, scheduler, image_encoder, tokenizer=None, text_encoder=None):
         super().__init__()
+        self.stage_timer = None  # a pipelines.engines.model.clock.StageClock: seconds per stage (bench/)
         self.register_modules(
             transformer=transformer,
             vae=vae,
@@ -69,6 +71,9 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             text_encoder=text_encoder,
         )
+
+    def _stage(self, name: str):
+        return self.stage_timer(name) if self.stage_timer is not None else contextlib.nullcontext()
 
     @property
     def variant(self) -> str:
@@ -125,9 +130,11 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
             )
 
         image = image.to(device)
-        condition = inpaint_condition(self.vae, image, num_frames).to(dtype)
+        with self._stage("vae-encode"):
+            condition = inpaint_condition(self.vae, image, num_frames).to(dtype)
         if image_tokens is None:
-            image_tokens = clip_image_tokens(self.image_encoder, image)
+            with self._stage("clip"):
+                image_tokens = clip_image_tokens(self.image_encoder, image)
         image_tokens = image_tokens.to(device, dtype)
         audio = audio_embeds.to(device, dtype)
         text = prompt_embeds.to(device, dtype)
@@ -156,33 +163,35 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
             a_scale = FLASH_AUDIO_GUIDANCE if audio_guidance_scale is None else audio_guidance_scale
 
         self.scheduler.set_begin_index(0)
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            x = torch.cat([latents.to(dtype), condition], dim=1)
-            if preview:
-                if i <= neg_steps:
-                    negative = negative * neg_scale  # compounds, as upstream reassigns the scaled list
-                out = self.transformer(
-                    x.expand(3, -1, -1, -1, -1),
-                    t.expand(3),
-                    torch.cat([negative, text, text]),
-                    image_tokens.expand(3, -1, -1),
-                    audio_embeds=audio3,
-                    audio_mask=mask,
-                    audio_scale=audio_scale,
-                ).sample.float()
-                uncond, drop_audio, cond = out.chunk(3)
-                gs, ags = (dynamic_scale(s, i, steps) for s in scales) if dynamic_guidance else scales
-                noise = uncond + gs * (drop_audio - uncond) + ags * (cond - drop_audio)
-            else:
-                tt = t.expand(1)
-                cond = self.transformer(x, tt, text, image_tokens, audio_embeds=audio).sample.float()
-                uncond = self.transformer(
-                    x, tt, text, image_tokens, audio_embeds=torch.zeros_like(audio)
-                ).sample.float()
-                noise = uncond + a_scale * (cond - uncond)
-            latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
+        with self._stage("transformer"):
+            for i, t in enumerate(self.progress_bar(timesteps)):
+                x = torch.cat([latents.to(dtype), condition], dim=1)
+                if preview:
+                    if i <= neg_steps:
+                        negative = negative * neg_scale  # compounds, as upstream reassigns the scaled list
+                    out = self.transformer(
+                        x.expand(3, -1, -1, -1, -1),
+                        t.expand(3),
+                        torch.cat([negative, text, text]),
+                        image_tokens.expand(3, -1, -1),
+                        audio_embeds=audio3,
+                        audio_mask=mask,
+                        audio_scale=audio_scale,
+                    ).sample.float()
+                    uncond, drop_audio, cond = out.chunk(3)
+                    gs, ags = (dynamic_scale(s, i, steps) for s in scales) if dynamic_guidance else scales
+                    noise = uncond + gs * (drop_audio - uncond) + ags * (cond - drop_audio)
+                else:
+                    tt = t.expand(1)
+                    cond = self.transformer(x, tt, text, image_tokens, audio_embeds=audio).sample.float()
+                    uncond = self.transformer(
+                        x, tt, text, image_tokens, audio_embeds=torch.zeros_like(audio)
+                    ).sample.float()
+                    noise = uncond + a_scale * (cond - uncond)
+                latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
 
-        video = decode_latents(self.vae, latents.to(self.vae.dtype))
+        with self._stage("vae-decode"):
+            video = decode_latents(self.vae, latents.to(self.vae.dtype))
         frames = ((video.float() + 1) / 2).permute(0, 2, 3, 4, 1)
         self.maybe_free_model_hooks()
         return EchoMimicV3Output(frames=frames) if return_dict else (frames,)
