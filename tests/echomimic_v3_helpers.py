@@ -58,8 +58,9 @@ def tiny_vae(seed: int = 0):
     return AutoencoderKLWan(**TINY_VAE).eval()
 
 
-def tiny_image_encoder(seed: int = 0):
-    """CLIP vision tower at toy width with ViT-H/14's token grid (224 px, 14 px patches: 257 tokens)."""
+def tiny_image_encoder(seed: int = 0, heads: int = 2):
+    """CLIP vision tower at toy width with ViT-H/14's token grid (224 px, 14 px patches: 257 tokens). The weights
+    loader reads the head count as width // 80 (ViT-H's head width): files for it are written with heads=1."""
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -68,7 +69,7 @@ def tiny_image_encoder(seed: int = 0):
         hidden_size=TINY_TRANSFORMER["image_dim"],
         intermediate_size=32,
         num_hidden_layers=2,
-        num_attention_heads=2,
+        num_attention_heads=heads,
         image_size=224,
         patch_size=14,
         hidden_act="gelu",  # open-clip ViT-H/14's (transformers' default is quick_gelu)
@@ -170,7 +171,7 @@ def write_tiny_weights(engine_id: str, weights_dir=None, seed: int = 0):
     torch.save(contiguous(umt5_native_names(tiny_text_encoder(seed))), dest("text_encoder"))
     tokenizer_dir = dest("text_tokenizer", "google/umt5-xxl/x").parent
     tiny_tokenizer().save_pretrained(str(tokenizer_dir))
-    torch.save(contiguous(clip_native_names(tiny_image_encoder_heads_of_vit_h(seed))), dest("image_encoder"))
+    torch.save(contiguous(clip_native_names(tiny_image_encoder(seed, heads=1))), dest("image_encoder"))
     dest("image_tokenizer", "xlm-roberta-large/tokenizer.json").write_text('{"model": "unused"}')
     audio_cfg = Wav2Vec2Config(
         hidden_size=TINY_WAN_CONFIG["audio_dim"],
@@ -195,21 +196,3 @@ def write_tiny_weights(engine_id: str, weights_dir=None, seed: int = 0):
         save_file(contiguous(audio.state_dict()), str(folder / "model.safetensors"))
     convert_engine(engine_id, root)
     return root
-
-
-def tiny_image_encoder_heads_of_vit_h(seed: int = 0):
-    """The tiny CLIP tower with ViT-H's head width rule (the loader reads heads as width // 80: one head here)."""
-    import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    torch.manual_seed(seed)
-    config = CLIPVisionConfig(
-        hidden_size=TINY_TRANSFORMER["image_dim"],
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=1,
-        image_size=224,
-        patch_size=14,
-        hidden_act="gelu",
-    )
-    return CLIPVisionModel(config).eval()

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.audio_features.rate import at_16k
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
 from pipelines.engines.model.chunks import chunk_generator
@@ -292,7 +293,8 @@ class EchoMimicV3Engine:
         pipe = self.pipeline(getattr(opts, "dtype", "auto"))
         pipe.stage_timer = clock
 
-        samples = _at_16k(speech.samples, speech.sample_rate)
+        # the speech as decoded (before talkreel's loudness normalisation), as upstream reads its audio file
+        samples = at_16k(speech.decoded_samples, speech.sample_rate)
         if self.variant == "flash":
             samples = loudness_normalised(samples)  # infer_flash.py: -23 LUFS before wav2vec2
 
@@ -452,18 +454,6 @@ def _to_uint8(frames: np.ndarray, reference: np.ndarray | None) -> list[np.ndarr
         rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_LAB2RGB)
         out.append(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8))
     return out
-
-
-def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    samples = np.asarray(samples, np.float32)
-    if rate == 16000:
-        return samples
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(int(rate), 16000)
-    return resample_poly(samples, 16000 // g, int(rate) // g).astype(np.float32)
 
 
 # ---- configs read from the checkpoints ------------------------------------------------------------------------------
