@@ -9,7 +9,7 @@ from pipelines.engines.echomimic_v2 import checkpoints as ck
 from pipelines.engines.echomimic_v2.denoiser import ReferenceSelfAttention, ScaledCrossAttention
 from pipelines.engines.echomimic_v2.pose_encoder import PoseEncoder
 from pipelines.engines.echomimic_v2.reference_net import transformer_blocks
-from pipelines.engines.latentsync.unet import FrameGroupNorm
+from pipelines.engines.model.motion_norm import FrameGroupNorm
 
 
 @pytest.fixture(autouse=True)

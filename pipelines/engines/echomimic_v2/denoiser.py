@@ -31,7 +31,7 @@ from torch import nn
 
 from pipelines.engines.echomimic_v2.configs import AUDIO_SCALE, DENOISER_CONFIG
 from pipelines.engines.echomimic_v2.reference_net import ReferenceBank, transformer_blocks
-from pipelines.engines.latentsync.unet import FrameGroupNorm
+from pipelines.engines.model.motion_norm import FrameGroupNorm
 
 
 @dataclass

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from diffusers import UNetMotionModel
 from torch import nn
 
+from pipelines.engines.model.motion_norm import FrameGroupNorm
+
 # stage2.yaml / stage2_512.yaml (latentsync.md §1): one architecture for 1.5 and 1.6
 UNET_CONFIG: dict[str, Any] = {
     "in_channels": 13,
@@ -75,18 +77,6 @@ class ChunkGroupNorm(nn.GroupNorm):
         y = x.reshape(bf // n, n, c, h, w).transpose(1, 2)
         y = F.group_norm(y, self.num_groups, self.weight, self.bias, self.eps)
         return y.transpose(1, 2).reshape(bf, c, h, w)
-
-
-class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm on (B, C, F, H, W) with statistics per frame (original motion modules)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 5:
-            return super().forward(x)
-        b, c, f, h, w = x.shape
-        y = x.transpose(1, 2).reshape(b * f, c, h, w)
-        y = F.group_norm(y, self.num_groups, self.weight, self.bias, self.eps)
-        return y.reshape(b, f, c, h, w).transpose(1, 2)
 
 
 def _swap(parent: nn.Module, name: str, new: nn.GroupNorm) -> None:

@@ -13,6 +13,7 @@ render loop from these modules:
                 and jobs)
 - `device`      default device, dtype names ("auto", "float16", ...), placing modules
 - `offload`     diffusers' CPU offloading by name: "model", "group" (block level, streamed on CUDA), "leaf"
+- `motion_norm` GroupNorm with per-frame statistics for AnimateDiff motion modules (LatentSync, EchoMimic V2)
 - `retime`      render at the model's frame rate (25 fps), deliver each output frame the nearest model frame
 - `clock`       seconds per stage from any thread (optionally synchronised with the device, for bench/)
 - `weights`     an engine's weight files through pipelines.weights (resolve on disk, describe with pinned revisions)
