@@ -66,6 +66,7 @@ class JobPlan:
     # Another job whose record is beside out_path: this job would overwrite that job's output (two processes,
     # or two batches, with different jobs naming one output). None when the output is free or this job's.
     owner: str | None = None
+    force: bool = False  # render even when up to date, and replace another job's output
 
     @property
     def record_path(self) -> Path:
@@ -99,10 +100,14 @@ def plan_job(loaded: LoadedJob, out_dir: Path, hasher: FileHasher, force: bool =
         record = read_record(out_path)
         # The output must still be the file its record describes: a truncated or replaced MP4 is re-rendered.
         up_to_date = record.get("content_hash") == content_hash and matches_record(out_path, record, hasher)
-        named = record.get("job_key")
-        if named and named != job_key(loaded.job_path, loaded.project_root):
-            owner = named
-    return JobPlan(loaded, out_path, content_hash, inputs, up_to_date, owner)
+        owner = _other_job(loaded, record)
+    return JobPlan(loaded, out_path, content_hash, inputs, up_to_date, owner, force)
+
+
+def _other_job(loaded: LoadedJob, record: dict[str, Any]) -> str | None:
+    """The job an output's record names when that is not `loaded` (None for this job or no record)."""
+    named = record.get("job_key")
+    return named if named and named != job_key(loaded.job_path, loaded.project_root) else None
 
 
 def _check_output_folder(loaded: LoadedJob, out_path: Path) -> None:
@@ -259,9 +264,11 @@ def render_job(
 
     loaded = plan.loaded
     job, persona = loaded.job, loaded.persona
-    if plan.owner:
+    # Read again now (the caller holds the output's lock): another process may have written it since the plan.
+    owner = None if plan.force else _other_job(loaded, read_record(plan.out_path))
+    if owner:
         raise RenderError(
-            f"{loaded.job_path}: output.path: {plan.out_path} is the output of {plan.owner} (its record says "
+            f"{loaded.job_path}: output.path: {plan.out_path} is the output of {owner} (its record says "
             "so); give this job another output.path, or render with --force to replace it"
         )
     fps = float(job.output.fps)

@@ -26,7 +26,7 @@ output: {size: [128, 128]}
 
 
 def _plan(tmp_path: Path, jobs: Path, name: str = "one", force: bool = False):
-    loaded = next(j for j in load_batch([jobs]).jobs if j.job_path.stem == name)
+    (loaded,) = load_batch([jobs / f"{name}.yaml"]).jobs
     return plan_job(loaded, tmp_path / "out", FileHasher(), force=force)
 
 
@@ -155,3 +155,13 @@ def test_two_jobs_of_two_batches_on_one_output_are_refused(tmp_path, monkeypatch
     forced = runner.invoke(app, ["render", "jobs/two.yaml", "--out", "out", "--no-qc", "--quiet", "--force"])
     assert forced.exit_code == 0, forced.output
     assert json.loads((tmp_path / "out" / "same.json").read_text())["job_key"] == "jobs/two.yaml"
+
+
+def test_an_output_another_job_wrote_after_the_plan_is_refused(tmp_path):
+    same = JOB.replace("[128, 128]}", "[128, 128], path: same.mp4}")
+    jobs = make_project(tmp_path, {"one": same, "two": same.replace("Hello", "Hi")})
+    late = _plan(tmp_path, jobs, "two")  # planned while the output is free (another process, or a worker)
+    _render(tmp_path, jobs, name="one")
+    with pytest.raises(RenderError, match="same.mp4 is the output of jobs/one.yaml"):
+        render_job(late, PreviewEngine(), DiskArrayCache(tmp_path / "cache"), qc=False)
+    assert json.loads((tmp_path / "out" / "same.json").read_text())["job_key"] == "jobs/one.yaml"
