@@ -174,3 +174,17 @@ def test_qc_command_and_contact_sheet(rendered, tmp_path):
 def test_qc_of_a_missing_file_is_an_input_error(tmp_path):
     result = CliRunner().invoke(app, ["qc", str(tmp_path / "nope.mp4")])
     assert result.exit_code == 2 and "file not found" in result.output
+
+
+def test_pause_hint_in_blocks_equals_the_whole_speech_at_once():
+    """pause_hint meters the speech in 10 s blocks (flat memory); the pauses are those of one pass over it all."""
+    from pipelines.qc.figures import pause_frames, silent_frames
+
+    rate, fps, seconds = 16000, 25.0, 25
+    t = np.arange(seconds * rate) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 0.3 * t) > -0.3)).astype(np.float32)
+    n = int(seconds * fps)
+    levels, _ = frame_levels_db(samples, rate, fps, n)
+    whole = frozenset(np.flatnonzero(pause_frames(silent_frames(levels), fps)).tolist())
+    assert whole and pause_hint(samples, rate, fps, n) == whole
+    assert pause_hint(samples, rate, fps, n, offset=7) == frozenset(i + 7 for i in whole)
