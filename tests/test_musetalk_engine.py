@@ -159,3 +159,20 @@ def test_face_box_follows_upstreams_convention_on_the_mesh():
     assert alpha[lips[1] - y0, lips[0] - x0] > 0.9  # the mouth is regenerated
     eye = p[159].round().astype(int)
     assert alpha[eye[1] - y0, eye[0] - x0] == 0  # the eyes are kept
+
+
+@pytest.mark.parametrize("loop", ["repeat", "hold"])
+def test_video_persona_follows_the_personas_loop(engine, video, loop):
+    """Past the 12-frame clip the meshes come from the same source frames as the preview's moved frames."""
+    import dataclasses
+
+    n = 20  # frame 16 is source 6 (no face) in ping-pong, 4 in repeat, 11 in hold
+    speech = _speech(n)
+    settings = dataclasses.replace(_settings(), loop=loop)
+    frames = list(engine.render(video, speech, ExpressionTrack.neutral(n), settings))
+    silent = dataclasses.replace(speech, samples=np.zeros_like(speech.samples))
+    base = list(engine.preview.render(video, silent, ExpressionTrack.neutral(n), settings))
+    assert [f.face_found for f in frames] == [b.face_found for b in base]
+    for i, (f, b) in enumerate(zip(frames, base, strict=True)):
+        if not b.face_found:
+            assert np.array_equal(f.image, b.image), i

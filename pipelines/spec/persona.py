@@ -104,8 +104,8 @@ class Persona(StrictModel):
     loop: Literal["pingpong", "repeat", "hold"] = Field(
         "pingpong",
         description="a video source shorter than the speech: play it back and forth (pingpong), start it over "
-        "(repeat) or keep its last frame (hold); the preview and LatentSync engines follow it, the others "
-        "always ping-pong. The record and the batch say when it happened",
+        "(repeat) or keep its last frame (hold); the preview, LatentSync and MuseTalk engines follow it (the "
+        "EchoMimic engines use a video's first frame as their photo). The record and the batch say when it happened",
     )
     poses: InputFile | None = Field(
         None,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.audio_features.rate import at_16k
-from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
+from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
 from pipelines.engines.model.chunks import chunk_frames, chunk_generator, chunks_from
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
@@ -211,7 +211,7 @@ class MuseTalkEngine:
             speech, samples=np.zeros_like(speech.samples), decoded=None, phonemes=(), words=()
         )
         frames = self.preview.render(prepared, silent, expression, settings, start=first)
-        source = _ChunkSource(self, prepared, frames, windows, clock, batch, n)
+        source = _ChunkSource(self, prepared, frames, windows, clock, batch, n, settings.loop)
         chunks = Prefetch(source.make, grid, self.prefetch, name="musetalk-prefetch")
         latents = self._latents
         before = (latents.encoded, latents.reused)
@@ -287,8 +287,21 @@ class MuseTalkEngine:
 class _ChunkSource:
     """Makes chunks in order on one thread: preview frames, meshes, boxes, masks, crops and audio windows."""
 
-    def __init__(self, engine: MuseTalkEngine, prepared, frames: Iterator[Frame], windows, clock, batch, n):
+    def __init__(
+        self,
+        engine: MuseTalkEngine,
+        prepared,
+        frames: Iterator[Frame],
+        windows,
+        clock,
+        batch,
+        n,
+        loop="pingpong",
+    ):
         self.engine = engine
+        self.loop = (
+            loop  # the persona's: must match how the preview engine's frames go on past the source's end
+        )
         self.prepared = prepared
         self.frames = frames
         self.windows = windows
@@ -311,7 +324,7 @@ class _ChunkSource:
             from pipelines.engines.preview.engine import pingpong_index
 
             n_src, weights = self.video
-            j = pingpong_index(i, n_src)
+            j = loop_frame(i, n_src, self.loop, pingpong_index)
             if not self.prepared.found[j]:
                 return None, 0.0
             return self.prepared.points[j], float(weights[j])
