@@ -147,3 +147,22 @@ def test_tied_tensors_are_saved(tmp_path):
     convert.convert("state_dict", src, out, source_sha256="2" * 64)
     loaded = load_file(str(out))
     assert torch.equal(loaded["a"], loaded["b"])
+
+
+def _engine_loaders():
+    from pipelines.audio_features.encoder import load_encoder
+    from pipelines.engines.echomimic_v2.checkpoints import read_state_dict
+    from pipelines.engines.latentsync.unet import load_unet_file as latentsync_unet
+    from pipelines.engines.musetalk.unet import load_unet as musetalk_unet
+
+    return {"whisper": load_encoder, "echomimic-v2": read_state_dict, "latentsync": lambda p: latentsync_unet(p, "latentsync-1.6"),
+            "musetalk": musetalk_unet}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["whisper", "echomimic-v2", "latentsync", "musetalk"])
+def test_engine_loaders_of_pickles_refuse_code_without_advising_unsafe_loading(tmp_path, name):
+    """The Python API's loaders of unconverted .pt/.pth files go through the same refusal as `weights import`."""
+    src = _write(tmp_path, "model.pt", wh.malicious_pt())
+    with pytest.raises(InputError, match="never unpickles") as info:
+        _engine_loaders()[name](src)
+    assert "False" not in str(info.value)

@@ -172,7 +172,9 @@ def load_encoder(
         if n_head is None and "n_audio_head" in meta:
             n_head = int(meta["n_audio_head"])
     else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        from pipelines.weights.convert import load_pickle  # one InputError, never unsafe advice
+
+        ckpt = load_pickle(Path(path))
         state = ckpt.get("model_state_dict", ckpt)
         if isinstance(ckpt.get("dims"), Mapping):
             n_head = int(ckpt["dims"]["n_audio_head"])

@@ -81,7 +81,7 @@ def convert(
         if kind != "whisper" or whisper_dims_path(output).exists():
             return False
 
-    obj = _load_pickle(source)
+    obj = load_pickle(source)
     extra_files: dict[Path, str] = {}
     if kind == "latentsync_unet":
         state = _state_dict_of(obj, source, field="state_dict", required=True)
@@ -201,7 +201,9 @@ def unpickle_refusal(exc: BaseException) -> str:
     )
 
 
-def _load_pickle(source: Path) -> Any:
+def load_pickle(source: Path) -> Any:
+    """A pickled torch checkpoint opened with weights_only=True (memory-mapped where the format allows); a file
+    torch refuses or cannot read is one InputError that never advises unsafe loading."""
     import pickle
 
     import torch

@@ -313,7 +313,9 @@ def load_unet_file(
             )
         official = load_file(str(path))
     else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        from pipelines.weights.convert import load_pickle  # one InputError, never unsafe advice
+
+        ckpt = load_pickle(Path(path))
         official = ckpt.get("state_dict", ckpt)
     if config is None:
         config = infer_unet_config({k: tuple(v.shape) for k, v in official.items()})

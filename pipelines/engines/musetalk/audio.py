@@ -59,7 +59,9 @@ def load_encoder(folder: str | Path, weights: str | Path | None = None):
 
         state = load_file(str(weights))
     else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        from pipelines.weights.convert import load_pickle  # one InputError, never unsafe advice
+
+        state = load_pickle(Path(weights))
     load_encoder_state(encoder, state, str(weights))
     return encoder.eval().requires_grad_(False)
 

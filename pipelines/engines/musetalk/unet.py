@@ -96,7 +96,9 @@ def load_unet(weights: str | Path, config: str | Path | None = None):
 
         state = load_file(str(weights))
     else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        from pipelines.weights.convert import load_pickle  # one InputError, never unsafe advice
+
+        state = load_pickle(Path(weights))
     load_state_strict(unet, state, str(weights))
     return unet.eval().requires_grad_(False)
 
