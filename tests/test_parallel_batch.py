@@ -76,8 +76,11 @@ def test_three_processes_split_six_jobs_and_one_killed_mid_job_is_finished_by_th
         assert first.poll() is None, first.stderr.read()
         assert time.time() < deadline, "no segment of a_long within 240 s"
         time.sleep(0.05)
+    # Frozen at once, so a fast machine cannot finish a_long before the kill; it keeps holding a_long's claim
+    # while the others start, as a process killed mid-job would.
+    first.send_signal(signal.SIGSTOP)
     others = [cli(tmp_path, str(jobs), "--out", "out") for _ in range(2)]
-    time.sleep(1.0)  # the others start while a_long is held by the first
+    time.sleep(1.0)
     first.send_signal(signal.SIGKILL)
     first.wait()
     results = [p.communicate(timeout=300) for p in others]
