@@ -166,7 +166,7 @@ def check_personas(
     json_output: bool = typer.Option(False, "--json", help="Print the reports as JSON on stdout."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", help=OUTSIDE_HELP),
 ) -> None:
-    """Face check of each persona's source (and looks): no face (error), several faces, a small face or a
+    """Face check of each persona's source (and looks, and mouths clip): no face (error), several faces, a small face or a
     profile view (warnings). Exit 2 if any persona is invalid or has no usable face."""
     from pipelines.face.inspect import inspect_source
     from pipelines.spec.paths import display
@@ -174,10 +174,7 @@ def check_personas(
     loaded, errors = _load_all(find_root(root), list(persona_ids_ or []), allow_outside_paths)
     results = []
     for persona in loaded:
-        media = {"source": persona.persona.source} | {
-            f"looks.{k}": v for k, v in persona.persona.looks.items()
-        }
-        for field, path in media.items():
+        for field, path in persona.persona.face_media().items():
             report = inspect_source(path)
             results.append((persona, field, path, report))
             for problem in report.errors:

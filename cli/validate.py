@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError], list[InputError]]:
-    """(errors, warnings) of the face check of each persona's source and looks: no face at all is an error,
+    """(errors, warnings) of the face check of each persona's source, looks and mouths clip: no face at all is an error,
     several faces, a small face or a profile view are warnings."""
     from pipelines.face.inspect import inspect_source  # MediaPipe: only when a check runs
     from pipelines.spec.paths import display
@@ -28,8 +28,7 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
     errors: list[InputError] = []
     warnings: list[InputError] = []
     for loaded in personas:
-        media = {"source": loaded.persona.source} | {f"looks.{k}": v for k, v in loaded.persona.looks.items()}
-        for field, path in media.items():
+        for field, path in loaded.persona.face_media().items():
             try:
                 problems = inspect_source(path).problems
             except InputError as exc:  # unreadable media: this persona's error, not the batch's end

@@ -113,7 +113,7 @@ def test_label_off_only_when_explicit(tmp_path):
             {"voice": "x"},
             (
                 "voice",
-                "unknown field; known: consent, disclosure, emotions, engine, face, looks, loop, name, poses, source",
+                "unknown field; known: consent, disclosure, emotions, engine, face, looks, loop, mouths, name, poses, source",
             ),
         ),
     ],

@@ -63,7 +63,7 @@ class LoadedJob:
     def input_files(self) -> list[Path]:
         """Every file this job reads (audio, persona media, composition files): what its content hash covers."""
         job, persona = self.job, self.persona
-        files = [self.job_path, self.persona_file, persona.source, *persona.looks.values()]
+        files = [self.job_path, self.persona_file, *persona.face_media().values()]
         if persona.poses is not None:
             files.append(persona.poses)
         if isinstance(job.audio, SegmentsAudio):

@@ -40,6 +40,17 @@ def _image_or_video(path: Path) -> Path:
 MediaFile = Annotated[InputFile, AfterValidator(_image_or_video)]
 
 
+def _video(path: Path) -> Path:
+    if media_kind(path) != "video":
+        raise fail(
+            f"expected a video ({', '.join(VIDEO_SUFFIXES)}) of the same person talking, got {path.name!r}"
+        )
+    return path
+
+
+VideoFile = Annotated[InputFile, AfterValidator(_video)]
+
+
 class Consent(StrictModel):
     """Who granted the use of this likeness, when, and for what; required for every persona."""
 
@@ -112,12 +123,22 @@ class Persona(StrictModel):
         description="hand-pose track (.npz, written by `talkreel personas poses`) for the half-body engine "
         "echomimic-v2; without one it generates hands at rest",
     )
+    mouths: VideoFile | None = Field(
+        None,
+        description="photo personas: a short video of the same person talking, whose mouths (teeth, tongue, lips) "
+        "the preview engine uses for the photo instead of a painted interior; the model engines draw their own",
+    )
     consent: Consent
     disclosure: Disclosure = Field(default_factory=Disclosure)
 
     @property
     def source_kind(self) -> SourceKind:
         return source_kind(self.source)
+
+    def face_media(self) -> dict[str, Path]:
+        """Every picture of the face by field name (source, looks.<emotion>, mouths): what the face check reads."""
+        media = {"source": self.source} | {f"looks.{k}": v for k, v in self.looks.items()}
+        return media | ({"mouths": self.mouths} if self.mouths is not None else {})
 
     def known_emotions(self) -> frozenset[str]:
         return known_emotions(self.emotions)
@@ -150,4 +171,9 @@ class Persona(StrictModel):
                 if name not in known
             ],
         )
+        if self.mouths is not None and self.source_kind == "video":
+            raise_field_errors(
+                "Persona",
+                [(("mouths",), "only for a photo source (a video persona speaks with its own mouths)")],
+            )
         return self

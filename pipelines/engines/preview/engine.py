@@ -32,15 +32,7 @@ import numpy as np
 
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
-from pipelines.engines.preview.mouth_library import (
-    MouthLibrary,
-    MouthStore,
-    build_library,
-    choose_entries,
-    jump_sources,
-    paste_mouth,
-    target_shapes,
-)
+from pipelines.engines.preview.mouth_library import LibraryMouths, MouthLibrary, MouthStore, build_library
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.expression.warp import FaceRig
@@ -73,7 +65,11 @@ class PreviewPrepared:
     fps: float = 25.0
     rig: FaceRig | None = None  # still: the portrait's warp rig, every field computed
     mouths: MouthLibrary | None = None  # video: the footage's own mouths (None: the mouth is warped)
-    mouths_note: str | None = None  # video: why there is no library
+    mouths_note: str | None = None  # why there is no library (video, or a photo's mouths: clip)
+    # photo with a `mouths:` clip: the clip, its entries' crops (photo scale and colours) and their landmarks
+    mouth_clip: Path | None = None
+    mouth_store: MouthStore | None = None
+    mouth_points: np.ndarray | None = None
 
     @property
     def n_source(self) -> int:
@@ -111,13 +107,17 @@ class PreviewEngine:
         size = tuple(settings.size) if settings.size else None
         pick = getattr(persona, "face", None)  # which face of a photo with several (None: the largest)
         pick_key = pick.model_dump_json() if pick is not None else ""
+        clip = getattr(persona, "mouths", None) if kind == "image" else None  # a photo's talking clip
+        clip_key = f"|mouths {sha256_file(clip)} {settings.fps}" if clip is not None else ""
         key = hashlib.sha256(
             f"{PREPARE_VERSION}|{sha256_file(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}"
-            f"{pick_key}".encode()
+            f"{pick_key}{clip_key}".encode()
         ).hexdigest()[:32]
         prepared = self._recent.pop(key, None) or self._prepared(
             key, source, kind, size, settings, cache, pick
         )
+        if clip is not None and prepared.mouth_clip is None:
+            _add_clip_mouths(prepared, Path(clip), key, settings.fps, cache)
         self._recent[key] = prepared
         while len(self._recent) > RECENT_PERSONAS:
             self._recent.popitem(last=False)
@@ -163,7 +163,18 @@ class PreviewEngine:
             return {}
         prep = next(reversed(self._recent.values()))
         if prep.kind != "video":
-            return {"mouths": "painted interior (photo persona)"}
+            if prep.mouth_clip is None:
+                return {"mouths": "painted interior (photo persona)"}
+            if prep.mouths is None:
+                return {
+                    "mouths": f"painted interior (photo persona; no mouths from its clip: {prep.mouths_note})"
+                }
+            return {
+                "mouths": {
+                    "source": f"the persona's mouths: clip {prep.mouth_clip.name}",
+                    **prep.mouths.facts(),
+                }
+            }
         if prep.mouths is None:
             return {"mouths": f"warped (no mouth library: {prep.mouths_note})"}
         return {"mouths": {"source": "the persona video's own mouths", **prep.mouths.facts()}}
@@ -207,7 +218,14 @@ class PreviewEngine:
     def _render_still(self, prep: PreviewPrepared, expression, curves, start, n) -> Iterator[Frame]:
         rig = prep.rig
         assert rig is not None  # made by prepare for every still
-        if not rig.closed_at_rest:
+        chosen = None
+        if prep.mouths is not None:  # the mouths: clip's mouths are pasted over the photo's, at rest
+            assert prep.mouth_store is not None and prep.mouth_points is not None
+            chosen = LibraryMouths(
+                prep.mouths, prep.mouth_store, prep.mouth_points, curves[:, 0], curves[:, 1], start
+            )
+            curves = np.zeros_like(curves)
+        elif not rig.closed_at_rest:
             # a portrait with parted lips (teeth showing) closes them whenever the speech does not open them:
             # in pauses and silences the mouth is shut, not frozen in the photo's grin
             curves = curves.copy()
@@ -227,7 +245,10 @@ class PreviewEngine:
             out = cv2.warpAffine(
                 image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
             )
-            yield Frame(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), True)
+            out = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+            if chosen is not None:  # pasted after the head motion, into the landmarks it moved
+                chosen.paste(out, rig.points @ matrix[:, :2].T + matrix[:, 2], k)
+            yield Frame(out, True)
 
     def _render_video(
         self, prep: PreviewPrepared, expression, curves, start, n, loop: str = "pingpong"
@@ -250,12 +271,7 @@ class PreviewEngine:
                 mouths.add(j, f, prep.points[j])
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
         if library is not None:
-            t_open, t_width = target_shapes(library, curves[:, 0], curves[:, 1])
-            first = max(start - 1, 0)  # the frame before `start` too: a jump at `start` cross-fades from it
-            path = choose_entries(library, t_open, t_width, first)
-            previous = int(path[0]) if start > 0 else None
-            path = path[start - first :]
-            fades = jump_sources(library, path, previous)
+            chosen = LibraryMouths(library, mouths, prep.points, curves[:, 0], curves[:, 1], start)
         for k in range(start, n):
             j = loop_frame(k, n_src, loop, pingpong_index)
             original = cv2.cvtColor(cv2.imdecode(store[j], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -267,16 +283,7 @@ class PreviewEngine:
             if library is None:
                 image = FaceRig(prep.points[j], original.shape, detail=VIDEO_DETAIL).apply(original, params)
             else:
-                entry = int(library.frames[path[k - start]])
-                crop, origin = mouths.crop(entry)
-                image = original.copy()
-                fade = int(fades[k - start])
-                if fade >= 0:
-                    was, was_origin = mouths.crop(fade)
-                    paste_mouth(image, prep.points[j], was, was_origin, prep.points[fade])
-                image = paste_mouth(
-                    image, prep.points[j], crop, origin, prep.points[entry], 0.5 if fade >= 0 else 1.0
-                )
+                image = chosen.paste(original.copy(), prep.points[j], k)
                 rig = FaceRig(prep.points[j], original.shape, regions="upper", detail=VIDEO_DETAIL)
                 image = rig.apply(image, params)
             if wgt < 1.0:
@@ -340,13 +347,32 @@ def _prepare_still(source: Path, size: tuple[int, int], pick=None) -> dict[str, 
     }
 
 
-def _prepare_video(source: Path, fps: float, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+def _add_clip_mouths(prep: PreviewPrepared, clip: Path, key: str, fps: float, cache) -> None:
+    """A photo persona's mouth library from its `mouths:` clip (or the note why there is none)."""
+    from pipelines.engines.preview.photo_mouths import clip_mouths
+
+    arrays = cache.get_or_compute(
+        "preview", f"{key}-mouths", lambda: _prepare_video(clip, fps, None, "mouths")
+    )
+    points, found = arrays["points"].astype(np.float64), arrays["found"].astype(bool)
+    prep.mouth_clip = clip
+    prep.mouths, prep.mouths_note = build_library(points, found)
+    if prep.mouths is not None:
+        assert prep.frame is not None
+        prep.mouth_store, prep.mouth_points = clip_mouths(
+            clip, fps, points, prep.mouths, prep.frame, prep.points[0]
+        )
+
+
+def _prepare_video(
+    source: Path, fps: float, size: tuple[int, int] | None, field: str = "source"
+) -> dict[str, np.ndarray]:
     from pipelines.face.track import track_faces
 
     src = open_source(source, fps, size)
     track = track_faces(src.frames())
     if track.n_found == 0:
-        raise InputError(source, "source", "no face found in any frame of the persona video")
+        raise InputError(source, field, "no face found in any frame of the persona video")
     return {
         "points": track.smoothed,
         "found": track.found.astype(np.uint8),

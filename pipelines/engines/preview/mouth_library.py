@@ -76,12 +76,12 @@ def build_library(points: np.ndarray, found: np.ndarray) -> tuple[MouthLibrary |
     """The library of a video persona's frames, or (None, why) when the footage cannot give one."""
     frames = np.flatnonzero(found)
     if len(frames) < MIN_ENTRIES:
-        return None, f"the persona video has a face in {len(frames)} frames (at least {MIN_ENTRIES} needed)"
+        return None, f"the footage has a face in {len(frames)} frames (at least {MIN_ENTRIES} needed)"
     opening, width = mouth_shapes(points[frames])
     spread = float(np.percentile(opening, 95) - np.percentile(opening, 5))
     if spread < MIN_RANGE:
         return None, (
-            f"the persona video's mouth barely moves (openings span {spread:.3f} pupil distances, "
+            f"the footage's mouth barely moves (openings span {spread:.3f} pupil distances, "
             f"{MIN_RANGE} needed)"
         )
     return MouthLibrary(frames, opening, width), None
@@ -159,7 +159,7 @@ class MouthStore:
         self._crops: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
 
     def add(self, j: int, frame: np.ndarray, points: np.ndarray) -> None:
-        x0, y0, x1, y1 = _box(points, frame.shape)
+        x0, y0, x1, y1 = crop_box(points, frame.shape)
         crop = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
         self._crops[j] = (cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], (x0, y0))
 
@@ -183,7 +183,40 @@ def jump_sources(library: MouthLibrary, path: np.ndarray, previous: int | None) 
     return out
 
 
-def _box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
+class LibraryMouths:
+    """The mouths of one render, from its first frame `start` on: each output frame's library entry (chosen for
+    the speech's opening and width curves), pasted into a frame's geometry, cross-faded where the path jumps.
+    `points`: landmarks of every source frame of the library, in the coordinates of the store's crops."""
+
+    def __init__(
+        self,
+        library: MouthLibrary,
+        store: MouthStore,
+        points: np.ndarray,
+        opening: np.ndarray,
+        width: np.ndarray,
+        start: int = 0,
+    ):
+        self.library, self.store, self.points, self.start = library, store, points, start
+        t_open, t_width = target_shapes(library, opening, width)
+        first = max(start - 1, 0)  # the frame before `start` too: a jump at `start` cross-fades from it
+        path = choose_entries(library, t_open, t_width, first)
+        previous = int(path[0]) if start > 0 else None
+        self.path = path[start - first :]
+        self.fades = jump_sources(library, self.path, previous)
+
+    def paste(self, frame: np.ndarray, frame_points: np.ndarray, k: int) -> np.ndarray:
+        """`frame` (modified in place and returned) with output frame k's mouth."""
+        entry = int(self.library.frames[self.path[k - self.start]])
+        fade = int(self.fades[k - self.start])
+        if fade >= 0:
+            was, was_origin = self.store.crop(fade)
+            paste_mouth(frame, frame_points, was, was_origin, self.points[fade])
+        crop, origin = self.store.crop(entry)
+        return paste_mouth(frame, frame_points, crop, origin, self.points[entry], 0.5 if fade >= 0 else 1.0)
+
+
+def crop_box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
     pts = np.asarray(points, np.float64)
     unit = float(np.linalg.norm(pts[mesh.RIGHT_PUPIL] - pts[mesh.LEFT_PUPIL]))
     region = pts[list(REGION)]
