@@ -142,3 +142,14 @@ def test_a_bad_mouths_field_is_a_persona_error(tmp_path, media, overrides, expec
     with pytest.raises(InputError) as info:
         load_persona(tmp_path / "personas" / "ann")
     assert info.value.field == "mouths" and expected in info.value.message
+
+
+def test_the_clip_is_one_of_the_jobs_inputs(tmp_path):
+    """A changed clip makes the job's output out of date (its content hash covers the clip)."""
+    from pipelines.spec.loader import load_batch
+
+    make_persona(tmp_path, media=("face.png", "talking.mp4"), mouths="talking.mp4")
+    wav(tmp_path / "audio" / "take.wav")
+    write_yaml(tmp_path / "jobs" / "a.yaml", job_data())
+    (job,) = load_batch([tmp_path / "jobs" / "a.yaml"]).jobs
+    assert tmp_path / "personas" / "ann" / "talking.mp4" in job.input_files()
