@@ -88,6 +88,25 @@ def test_small_face_in_large_frame_is_found():
     assert _dist(faces[0].points[mesh.LEFT_PUPIL], (x, y)) < fh.POSITION_TOL
 
 
+def test_refit_on_a_crop_keeps_the_features_and_falls_back_to_the_face_given():
+    import cv2
+
+    canvas = np.full((1920, 1080, 3), 120, np.uint8)
+    canvas[500:700, 440:640] = cv2.resize(fh.face_crop(), (200, 200), interpolation=cv2.INTER_AREA)
+    s = 200 / 240
+    chin = (440 + (fh.CHIN[0] - fh.FACE_BOX[0]) * s, 500 + (fh.CHIN[1] - fh.FACE_BOX[1]) * s)
+    pupil = (440 + (fh.LEFT_PUPIL[0] - fh.FACE_BOX[0]) * s, 500 + (fh.LEFT_PUPIL[1] - fh.FACE_BOX[1]) * s)
+    with LandmarkDetector("image") as det:
+        face = det.detect(canvas)[0]
+        fitted = det.refit(canvas, face)
+        assert fitted is not face
+        assert _dist(fitted.points[mesh.CHIN], chin) < fh.POSITION_TOL
+        assert _dist(fitted.points[mesh.LEFT_PUPIL], pupil) < fh.POSITION_TOL
+        assert det.refit(np.zeros_like(canvas), face) is face  # no face in the crop: the one given
+    with LandmarkDetector("video") as det, pytest.raises(RuntimeError):
+        det.refit(canvas, face)
+
+
 def test_video_mode_tracks_across_frames():
     frames = fh.moving_portrait_frames(n=6)
     with LandmarkDetector("video") as det:

@@ -7,13 +7,16 @@ to 256 x 256 and its lower half masked, so the mask edge (the box's middle row) 
 mouth opening depends on where that is (assets/BBOX_SHIFT.md: in the training crops it lay at landmark 28, 29 or 30
 in 15 / 63 / 22 % of faces, on average 0.07 of a bridge step below 29).
 
-Calibration to the mesh: the 300-W annotation puts landmarks 27..30 evenly along the nose bridge, from its top
-(between the eyes, level with the eyelid crease) to the tip. On the mesh these ends are points 168 and 1, so
-landmark 29 is taken 2/3 of the way from 168 to 1 (NOSE29_T), which puts the mask edge where it was on average in
-training. The sides and the bottom come from the lower face oval (mesh 127 .. 152 .. 356, the points that carry
-300-W's jaw contour 0..16); no other 68-point landmark lies outside them. The 10 px margin was set for upstream's
-frames, where the box is ~256 px tall; here it is 10 / 256 of the box height, so a 4K and a 480p video put the
-mask edge at the same place on the face.
+Calibration to the mesh, checked against the 68 iBUG landmarks of dlib's 300-W shape predictor (the convention
+DWPose's face points follow) on real frames (docs/musetalk.md has the figures): landmark 29 lies on the nose
+bridge between mesh points 168 (its top, between the eyes) and 1 (the tip), NOSE29_T = 0.56 of the way down on
+average over the faces compared (0.50..0.67 face by face; 2/3, the even spacing of 27..30 assumed before, put the
+mask edge ~2 % of the box height low). The sides and the bottom come from the lower face oval (mesh 127 .. 152 ..
+356, the points that carry 300-W's jaw contour 0..16); no other 68-point landmark lies outside them. The mesh is
+the one fitted on a crop around the face (LandmarkDetector.refit): on a small face in a large frame the
+full-frame fit is loose (jaw ~4 % of the box height low, a side up to 18 % of the width out), the crop's fit lies
+on the 68-point jaw within ~1 %. The 10 px margin was set for upstream's frames, where the box is ~256 px tall;
+here it is 10 / 256 of the box height, so a 4K and a 480p video put the mask edge at the same place on the face.
 
 Blend mask: upstream pastes the regenerated crop through BiSeNet's "jaw" parsing (skin dilated down past the chin,
 lips; the nose excluded) below the middle row of a 1.5x square around the box, blurred with a Gaussian of 5 % of
@@ -31,7 +34,7 @@ import numpy as np
 from pipelines.face import mesh
 
 NOSE29_TOP, NOSE29_TIP = 168, 1
-NOSE29_T = 2.0 / 3.0
+NOSE29_T = 0.56
 LOWER_OVAL = (
     127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152,
     377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 356,

@@ -319,7 +319,13 @@ class _ChunkSource:
             self.video = (n_src, passthrough_crossfade(prepared.found[:n_src], PREVIEW_FADE))
 
     def _mesh(self, i: int, image: np.ndarray, found: bool) -> tuple[np.ndarray | None, float]:
-        """(478, 2) mesh points of output frame i and the regenerated face's weight (0: pass through)."""
+        """(478, 2) mesh points of output frame i, fitted on a crop around the face (see crop.py: the box is
+        calibrated on such fits), and the regenerated face's weight (0: pass through)."""
+        from pipelines.face.landmarks import FaceLandmarks, LandmarkDetector
+
+        if self.detector is None:
+            # image mode: each frame on its own, so a resumed render finds the same meshes as a full one
+            self.detector = LandmarkDetector("image", max_faces=1)
         if self.video is not None:
             from pipelines.engines.preview.engine import pingpong_index
 
@@ -327,16 +333,13 @@ class _ChunkSource:
             j = loop_frame(i, n_src, self.loop, pingpong_index)
             if not self.prepared.found[j]:
                 return None, 0.0
-            return self.prepared.points[j], float(weights[j])
+            tracked = np.asarray(self.prepared.points[j], np.float32)
+            face = FaceLandmarks(tracked, np.zeros(len(tracked), np.float32))
+            return self.detector.refit(image, face).points, float(weights[j])
         if not found:
             return None, 0.0
-        if self.detector is None:
-            from pipelines.face.landmarks import LandmarkDetector
-
-            # image mode: each frame on its own, so a resumed render finds the same meshes as a full one
-            self.detector = LandmarkDetector("image", max_faces=1)
         faces = self.detector.detect(image)
-        return (faces[0].points, 1.0) if faces else (None, 0.0)
+        return (self.detector.refit(image, faces[0]).points, 1.0) if faces else (None, 0.0)
 
     def close(self) -> None:
         """Release the landmark detector (a MediaPipe graph) and stop the preview's frame generator."""
