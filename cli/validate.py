@@ -37,13 +37,13 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
             if (
                 field == "source"
                 and loaded.persona.face is not None
-                and loaded.persona.source_kind == "image"
+                and not any(p.code in ("no_face", "unreadable") for p in problems)
             ):
                 problem = _face_pick_problem(path, loaded.persona.face)
                 if problem:
                     errors.append(InputError(display(loaded.path), "face", problem))
                     continue
-                problems = [p for p in problems if "faces found" not in p.message]  # the persona chose one
+                problems = [p for p in problems if p.code != "multiple_faces"]  # the persona chose one
             for problem in problems:
                 issue = InputError(display(loaded.path), field, f"{problem.message}: {display(path)}")
                 (errors if problem.severity == "error" else warnings).append(issue)
@@ -51,17 +51,21 @@ def persona_face_issues(personas: list[LoadedPersona]) -> tuple[list[InputError]
 
 
 def _face_pick_problem(path, pick) -> str | None:
-    """Why the persona's `face` pick selects no face of its photo, or None."""
+    """Why the persona's `face` pick selects no face of its photo (or of its video's first frame with a face, where
+    the engines make the pick), or None."""
     from pipelines.face.landmarks import detect_faces
-    from pipelines.face.pick import pick_face
-    from pipelines.media.video_in import read_image
+    from pipelines.face.pick import FacePickError, pick_face
+    from pipelines.media.video_in import open_source
 
-    image = read_image(path)
-    try:
-        pick_face(detect_faces(image), pick, (image.shape[1], image.shape[0]))
-    except ValueError as exc:
-        return str(exc)
-    return None
+    for image in open_source(path, 25.0).frames():
+        faces = detect_faces(image)
+        if faces:
+            try:
+                pick_face(faces, pick, (image.shape[1], image.shape[0]))
+            except FacePickError as exc:
+                return str(exc)
+            return None
+    return "no face found"
 
 
 def check_batch_faces(batch: Batch) -> list[InputError]:

@@ -4,7 +4,9 @@
 keeps only landmarks. Then it picks the persona's face consistently over time:
 1. faces are linked frame to frame into tracklets (nearest centre within half a face size, similar size, allowing
    short dropouts);
-2. the tracklet with the largest summed face size (big AND long-lived) is the persona;
+2. the tracklet with the largest summed face size (big AND long-lived) is the persona, unless the persona picks
+   a face (`pick`, the persona's `face`): then the tracklet of the face picked on the first frame that shows one
+   (pipelines.face.pick; frames are then analysed as stills, as a photo's pick is made) is the persona;
 3. other tracklets of comparable size fill the frames the persona's tracklet lacks when they are the same face:
    where they overlap it in time they coincide with it everywhere (MediaPipe's video mode sometimes reports one face
    twice and hands over between the two), otherwise they start or end near where the persona was at the nearest
@@ -23,17 +25,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipelines.face import mesh
 from pipelines.face.landmarks import FaceLandmarks, LandmarkDetector
+from pipelines.face.pick import FacePickError, pick_face
 
 _LINK_DISTANCE = 0.5  # x face size: max centre jump between consecutive frames of one tracklet
 _LINK_SIZE_RATIO = 1.5  # max size change between consecutive frames of one tracklet
 _LINK_MAX_SKIP = 5  # frames a tracklet may miss and still be continued
 _JOIN_DISTANCE = 1.0  # x face size: how near a later/earlier tracklet must start/end to the chosen track
 _JOIN_SIZE_RATIO = 1.6
+PICK_MAX_FACES = 4  # faces per frame a pick counts among (as detect_faces, which validate and photos use)
 
 
 @dataclass
@@ -127,16 +133,20 @@ def _link(per_frame: list[list[FaceLandmarks]]) -> list[_Tracklet]:
     return tracklets
 
 
-def _choose(tracklets: list[_Tracklet], n: int) -> list[FaceLandmarks | None]:
+def _choose(
+    tracklets: list[_Tracklet], n: int, anchor: tuple[int, FaceLandmarks] | None = None
+) -> list[FaceLandmarks | None]:
     chosen: list[FaceLandmarks | None] = [None] * n
     if not tracklets:
         return chosen
     ranked = sorted(tracklets, key=lambda tr: tr.score, reverse=True)
-    main = ranked[0]
+    main = ranked[0] if anchor is None else _picked(tracklets, *anchor)
     for t, f in zip(main.frames, main.faces, strict=True):
         chosen[t] = f
     ref_size = main.median_size
-    for tr in ranked[1:]:
+    for tr in ranked:
+        if tr is main:
+            continue
         ratio = max(tr.median_size, ref_size) / max(min(tr.median_size, ref_size), 1e-6)
         if ratio > _JOIN_SIZE_RATIO:
             continue
@@ -160,6 +170,21 @@ def _choose(tracklets: list[_Tracklet], n: int) -> list[FaceLandmarks | None]:
             if chosen[t] is None:
                 chosen[t] = f
     return chosen
+
+
+def _picked(tracklets: list[_Tracklet], t0: int, face: FaceLandmarks) -> _Tracklet:
+    """The tracklet of the face picked on frame t0: the first to come near it from t0 on (the nearest at that
+    frame); FacePickError when none does (the video detector never saw the picked face)."""
+    best: tuple[int, float, int] | None = None
+    for k, tr in enumerate(tracklets):
+        for t, f in zip(tr.frames, tr.faces, strict=True):
+            d = float(np.linalg.norm(f.centre - face.centre))
+            if t >= t0 and d < _JOIN_DISTANCE * face.size:
+                best = min(best or (t, d, k), (t, d, k))
+                break
+    if best is None:
+        raise FacePickError("the picked face is not followed in the video (no face track near it)")
+    return tracklets[best[2]]
 
 
 def _same_face(ref: FaceLandmarks, other: FaceLandmarks, distance: float) -> bool:
@@ -238,17 +263,27 @@ def track_faces(
     max_faces: int = 3,
     smooth_window: int = 5,
     bridge: int = 2,
+    pick: Any = None,
 ) -> FaceTrack:
-    """Track the persona's face over RGB uint8 frames (consumed once, in order; only landmarks are kept)."""
+    """Track the persona's face over RGB uint8 frames (consumed once, in order; only landmarks are kept).
+    `pick` is the persona's `face` (None: the largest, most persistent face); FacePickError when it names a face
+    the first frame with faces does not show."""
     per_frame: list[list[FaceLandmarks]] = []
     frame_size = (0, 0)
-    with LandmarkDetector("video", max_faces=max_faces) as detector:
+    anchor: tuple[int, FaceLandmarks] | None = None
+    # A picked face may be one that video mode never sees (its short-range detector misses the smaller faces of a
+    # group): with a pick, every frame is analysed as a still (the full-range pass too), as a photo's pick is.
+    mode, most = ("video", max_faces) if pick is None else ("image", max(max_faces, PICK_MAX_FACES))
+    with LandmarkDetector(mode, max_faces=most) as detector:
         for frame in frames:
             if not per_frame:
                 frame_size = (int(frame.shape[1]), int(frame.shape[0]))
-            per_frame.append(detector.detect(frame))
+            faces = detector.detect(frame)
+            if pick is not None and anchor is None and faces:
+                anchor = (len(per_frame), pick_face(faces, pick, frame_size))
+            per_frame.append(faces)
     n = len(per_frame)
-    chosen = _choose(_link(per_frame), n)
+    chosen = _choose(_link(per_frame), n, anchor)
     points = np.zeros((n, mesh.N_POINTS, 2), np.float32)
     z = np.zeros((n, mesh.N_POINTS), np.float32)
     detected = np.zeros(n, bool)
@@ -259,3 +294,14 @@ def track_faces(
     found = _fill_gaps(points, z, detected, bridge)
     smoothed = smooth_landmarks(points, found, smooth_window)
     return FaceTrack(points, z, smoothed, found, detected, frame_size)
+
+
+def track_persona(frames: Iterable[np.ndarray], pick: Any, source: str | Path) -> FaceTrack:
+    """track_faces over a persona's video following its `face` pick; an InputError on that field, naming
+    `source`, when the pick names a face the video does not show."""
+    from pipelines.errors import InputError
+
+    try:
+        return track_faces(frames, pick=pick)
+    except FacePickError as exc:
+        raise InputError(source, "face", f"{exc} in the persona video") from None

@@ -78,7 +78,8 @@ class Disclosure(StrictModel):
 
 
 class FacePick(StrictModel):
-    """Which face of a photo with several is the persona's: by `index` (0 = the largest) or by a point."""
+    """Which face of several is the persona's: by `index` (0 = the largest) or by a point (of a photo, or of a
+    video's first frame with a face; the person is followed through the video from there)."""
 
     index: int | None = Field(None, ge=0, description="0 = the largest face, 1 = the next largest, ...")
     x: float | None = Field(
@@ -109,8 +110,9 @@ class Persona(StrictModel):
     engine: EngineSettings | None = Field(None, description="default engine of this persona's jobs")
     face: FacePick | None = Field(
         None,
-        description="for a photo with several faces: which is the persona's (default: the largest); the preview "
-        "engine follows it, the model engines always take the largest",
+        description="for a source with several faces: which is the persona's (default: the largest); in a video, "
+        "picked on the first frame with a face and followed through the footage. Every engine follows it (looks "
+        "take their largest face)",
     )
     loop: Literal["pingpong", "repeat", "hold"] = Field(
         "pingpong",

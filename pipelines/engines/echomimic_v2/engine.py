@@ -30,7 +30,7 @@ from pipelines.errors import InputError
 from pipelines.expression.track import ExpressionTrack
 from pipelines.speech.track import Speech
 
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: a group photo's persona is the picked (else the largest) face's person
 SEGMENT_FRAMES = 72  # 3 s at 24 fps; memory is set by this, not by the clip length
 SEGMENT_OVERLAP = 12
 DECODE_BATCH = 4  # frames per VAE decode call (upstream: 1, to save memory; the decoder treats frames alone)
@@ -190,6 +190,7 @@ class EchoMimicV2Engine:
 
     def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> EchoMimicV2Prepared:
         from pipelines.cache import sha256_file
+        from pipelines.face.pick import pick_key
         from pipelines.poses.extract import Body
         from pipelines.poses.track import HandPoses
 
@@ -197,8 +198,11 @@ class EchoMimicV2Engine:
         if not source.is_file():
             raise InputError(source, "source", "file not found")
         size = self.output_size(settings)
-        key = hashlib.sha256(f"{PREPARE_VERSION}|{sha256_file(source)}|{size}".encode()).hexdigest()[:32]
-        arrays = cache.get_or_compute("echomimic-v2", key, lambda: _frame_persona(source, size))
+        pick = getattr(persona, "face", None)  # the persona's face of several (None: the largest)
+        key = hashlib.sha256(
+            f"{PREPARE_VERSION}|{sha256_file(source)}|{size}{pick_key(pick)}".encode()
+        ).hexdigest()[:32]
+        arrays = cache.get_or_compute("echomimic-v2", key, lambda: _frame_persona(source, size, pick))
         body = None
         if arrays["body_found"]:
             body = Body(
@@ -331,25 +335,43 @@ class EchoMimicV2Engine:
         return self._banks[key]
 
 
-def _frame_persona(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The photo cropped to the output's aspect around the body and resized, and what MediaPipe finds in it."""
+def _frame_persona(source: Path, size: tuple[int, int], pick: Any = None) -> dict[str, np.ndarray]:
+    """The photo cropped to the output's aspect around the body and resized, and what MediaPipe finds in it.
+    In a group photo the persona is the person of the picked face (the persona's `face`, else the largest): the
+    crop is centred on them and their body and hands are looked for only in their part of the picture."""
     from PIL import Image
 
+    from pipelines.face.landmarks import detect_faces
+    from pipelines.face.pick import persona_face
     from pipelines.media.video_in import open_source
     from pipelines.poses.extract import photo_landmarks
 
     src = open_source(source, 25.0)
     image = next(iter(src.frames(0, 1)))
-    body, _, _ = photo_landmarks(image)
+    face = None
+    if pick is not None or len(detect_faces(image)) > 1:  # BlazePose alone sees one person, not always ours
+        face = persona_face(image, pick, source)
+        if face is None:
+            raise InputError(source, "face", "no face found in the persona image")
+    body, _, _ = photo_landmarks(image) if face is None else _person_landmarks(image, face)
     ih, iw = image.shape[:2]
     w, h = size
     # the largest crop with the output's aspect, centred on the shoulders when they are seen
     cw, ch = (iw, round(iw * h / w)) if iw * h <= ih * w else (round(ih * w / h), ih)
-    cx = iw / 2 if body is None or body.anchor is None else float(body.anchor[0]) * iw
+    cx = iw / 2 if face is None else float(face.centre[0])
+    cx = cx if body is None or body.anchor is None else float(body.anchor[0]) * iw
     x0 = int(np.clip(round(cx - cw / 2), 0, iw - cw))
     y0 = (ih - ch) // 2
     framed = np.asarray(Image.fromarray(image[y0 : y0 + ch, x0 : x0 + cw]).resize((w, h), Image.LANCZOS))
-    body, points, scores = photo_landmarks(framed)
+    if face is None:
+        body, points, scores = photo_landmarks(framed)
+    else:  # the persona's face where the crop put it
+        from pipelines.face.pick import face_at
+
+        at = ((face.centre[0] - x0) * w / cw, (face.centre[1] - y0) * h / ch)
+        faces = detect_faces(framed)
+        again = face_at(faces, at) if faces else None
+        body, points, scores = photo_landmarks(framed) if again is None else _person_landmarks(framed, again)
     out = {
         "image": np.ascontiguousarray(framed),
         "hand_points": points,
@@ -361,3 +383,42 @@ def _frame_persona(source: Path, size: tuple[int, int]) -> dict[str, np.ndarray]
             shoulders=body.shoulders, elbows=body.elbows, wrists=body.wrists, visibility=body.visibility
         )
     return out
+
+
+PERSON_HALF_WIDTH = (
+    2.5  # x face width: a person's shoulders, elbows and hands at rest, either side of the face
+)
+
+
+def _person_landmarks(image: np.ndarray, face: Any):
+    """photo_landmarks of the person whose face is `face`, in fractions of the whole image: looked for in a band
+    of columns around the face that stops halfway to any other face (BlazePose sees one person per picture)."""
+    from pipelines.face.landmarks import detect_faces
+    from pipelines.poses.extract import Body, photo_landmarks
+
+    iw = image.shape[1]
+    cx, reach = float(face.centre[0]), PERSON_HALF_WIDTH * face.width
+    x0, x1 = cx - reach, cx + reach
+    for other in detect_faces(image):
+        ox = float(other.centre[0])
+        if abs(ox - cx) > 0.5 * face.width:  # (the face itself is at cx)
+            x0, x1 = (max(x0, (cx + ox) / 2), x1) if ox < cx else (x0, min(x1, (cx + ox) / 2))
+    x0, x1 = int(max(0, np.floor(x0))), int(min(iw, np.ceil(x1)))
+    body, points, scores = photo_landmarks(np.ascontiguousarray(image[:, x0:x1]))
+
+    def to_image(xy: np.ndarray) -> np.ndarray:
+        out = np.array(xy, np.float32)
+        out[..., 0] = (x0 + out[..., 0] * (x1 - x0)) / iw
+        return out
+
+    seen = scores > 0
+    points = np.where(seen[..., None], to_image(points), points).astype(np.float32)
+    if body is not None:
+        body = Body(
+            to_image(body.shoulders),
+            to_image(body.elbows),
+            to_image(body.wrists),
+            body.visibility,
+            image.shape[1] / image.shape[0],
+        )
+    return body, points, scores

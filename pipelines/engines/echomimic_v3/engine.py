@@ -43,7 +43,7 @@ from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import ExpressionTrack
 from pipelines.speech.track import Speech
 
-PREPARE_VERSION = "echomimic-v3-prepare-1"
+PREPARE_VERSION = "echomimic-v3-prepare-2"  # 2: the persona's face pick (the largest by default)
 CHUNK_FRAMES = {
     "flash": 81,
     "preview": 113,
@@ -213,29 +213,32 @@ class EchoMimicV3Engine:
     # ---- prepare ------------------------------------------------------------------------------------------------
     def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> EchoMimicV3Prepared:
         from pipelines.expression.build import emotion_table
+        from pipelines.face.pick import persona_face, pick_key
         from pipelines.media.video_in import open_source
 
         path = Path(persona.source)
         if not path.is_file():
             raise InputError(path, "source", "file not found")
         size = tuple(settings.size) if settings.size else None
-        key = hashlib.sha256(f"{PREPARE_VERSION}|{sha256_file(path)}|{size}".encode()).hexdigest()[:32]
+        pick = getattr(persona, "face", None)  # the persona's face of several (None: the largest)
+        key = hashlib.sha256(
+            f"{PREPARE_VERSION}|{sha256_file(path)}|{size}{pick_key(pick)}".encode()
+        ).hexdigest()[:32]
 
         def compute() -> dict[str, np.ndarray]:
             from PIL import Image
 
             from pipelines.engines.echomimic_v3.conditioning import sample_size
-            from pipelines.face.landmarks import detect_faces
 
             src = open_source(path, settings.fps)
             first = next(src.frames(0, 1))
             w, h = size or (first.shape[1], first.shape[0])
             out_h, out_w = sample_size(int(w), int(h))
             image = np.asarray(Image.fromarray(first).resize((out_w, out_h), Image.Resampling.LANCZOS))
-            faces = detect_faces(image, max_faces=1)
+            face = persona_face(image, pick, path)
             box = np.full(4, np.nan, np.float32)
-            if faces:
-                pts = faces[0].points
+            if face is not None:
+                pts = face.points
                 box = np.array([*pts.min(axis=0), *pts.max(axis=0)], np.float32)
             return {"image": image, "box": box, "video": np.array([not src.is_still])}
 

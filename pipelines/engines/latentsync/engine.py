@@ -51,7 +51,7 @@ from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.speech.track import Speech
 
-PREPARE_VERSION = "latentsync-prepare-1"
+PREPARE_VERSION = "latentsync-prepare-2"  # 2: the persona's face pick (the largest by default)
 MODEL_FPS = (
     25.0  # the rate LatentSync was trained at (audio windows, motion): rendered at it, retimed to the job's
 )
@@ -232,8 +232,12 @@ class LatentSyncEngine:
             **{k: Path(v) for k, v in (getattr(persona, "looks", None) or {}).items()},
         }
         clips = {}
+        pick = getattr(
+            persona, "face", None
+        )  # the persona's face of several: in its source (looks take the largest)
         for key, path in sources.items():
-            clips[key] = self._prepare_clip(path, settings, cache, "source" if not key else f"looks.{key}")
+            name = "source" if not key else f"looks.{key}"
+            clips[key] = self._prepare_clip(path, settings, cache, name, None if key else pick)
         if not clips[""].found.any():
             raise RenderError(f"{persona.source}: no face found in the persona source")
         vectors: dict[str, np.ndarray] = {}
@@ -245,10 +249,11 @@ class LatentSyncEngine:
         return LatentSyncPrepared(clips, vectors, MODEL_FPS)
 
     def _prepare_clip(
-        self, path: Path, settings: RenderSettings, cache: ArrayCache, field_name: str
+        self, path: Path, settings: RenderSettings, cache: ArrayCache, field_name: str, pick: Any = None
     ) -> SourceClip:
         from pipelines.face.align import alignment_matrices, latentsync_anchors, latentsync_template
         from pipelines.face.blend import passthrough_crossfade
+        from pipelines.face.pick import persona_face, pick_key
         from pipelines.media.video_in import open_source
 
         if not path.is_file():
@@ -260,21 +265,19 @@ class LatentSyncEngine:
             scale = min(1.0, MAX_STILL_SIDE / max(w, h))
             size = (int(w * scale) // 2 * 2, int(h * scale) // 2 * 2)
         key = hashlib.sha256(
-            f"{PREPARE_VERSION}|{sha256_file(path)}|{size}|{MODEL_FPS}|{self.resolution}".encode()
+            f"{PREPARE_VERSION}|{sha256_file(path)}|{size}|{MODEL_FPS}|{self.resolution}{pick_key(pick)}".encode()
         ).hexdigest()[:32]
 
         def compute() -> dict[str, np.ndarray]:
             src = open_source(path, MODEL_FPS, size)
             if src.is_still:
-                from pipelines.face.landmarks import detect_faces
-
-                faces = detect_faces(next(src.frames(0, 1)), max_faces=1)
-                found = np.array([bool(faces)])
-                points = (faces[0].points if faces else np.zeros((478, 2), np.float32))[None]
+                face = persona_face(next(src.frames(0, 1)), pick, path)
+                found = np.array([face is not None])
+                points = (face.points if face is not None else np.zeros((478, 2), np.float32))[None]
             else:
-                from pipelines.face.track import track_faces
+                from pipelines.face.track import track_persona
 
-                track = track_faces(src.frames())
+                track = track_persona(src.frames(), pick, path)
                 found, points = track.found, track.smoothed
             template = latentsync_template(self.resolution)
             matrices = np.zeros((len(found), 2, 3))

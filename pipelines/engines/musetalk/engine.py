@@ -42,6 +42,7 @@ from pipelines.engines.model.weights import resolve_weights, weights_info
 from pipelines.engines.musetalk import crop as mt_crop
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import ExpressionTrack
+from pipelines.face.pick import face_at
 from pipelines.speech.track import Speech
 
 ENGINE_ID = "musetalk-1.5"
@@ -325,7 +326,7 @@ class _ChunkSource:
 
         if self.detector is None:
             # image mode: each frame on its own, so a resumed render finds the same meshes as a full one
-            self.detector = LandmarkDetector("image", max_faces=1)
+            self.detector = LandmarkDetector("image", max_faces=4)  # a group photo: the persona's is picked
         if self.video is not None:
             from pipelines.engines.preview.engine import pingpong_index
 
@@ -339,7 +340,11 @@ class _ChunkSource:
         if not found:
             return None, 0.0
         faces = self.detector.detect(image)
-        return (self.detector.refit(image, faces[0]).points, 1.0) if faces else (None, 0.0)
+        if not faces:
+            return None, 0.0
+        # the persona's face (its pick of a group photo): the one where the preview put it, not another's
+        face = face_at(faces, tuple(self.prepared.points[0].mean(axis=0) - self.prepared.margin))
+        return self.detector.refit(image, face).points, 1.0
 
     def close(self) -> None:
         """Release the landmark detector (a MediaPipe graph) and stop the preview's frame generator."""

@@ -37,6 +37,7 @@ from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.expression.warp import FaceRig
 from pipelines.face.blend import passthrough_crossfade
+from pipelines.face.pick import pick_key
 from pipelines.media.video_in import open_source
 from pipelines.speech.mouth import mouth_curves
 from pipelines.speech.track import Speech
@@ -105,13 +106,12 @@ class PreviewEngine:
             raise InputError(source, "source", "file not found")
         kind = getattr(persona, "source_kind", None) or _kind_of(source)
         size = tuple(settings.size) if settings.size else None
-        pick = getattr(persona, "face", None)  # which face of a photo with several (None: the largest)
-        pick_key = pick.model_dump_json() if pick is not None else ""
+        pick = getattr(persona, "face", None)  # which face of several is the persona's (None: the largest)
         clip = getattr(persona, "mouths", None) if kind == "image" else None  # a photo's talking clip
         clip_key = f"|mouths {sha256_file(clip)} {settings.fps}" if clip is not None else ""
         key = hashlib.sha256(
             f"{PREPARE_VERSION}|{sha256_file(source)}|{kind}|{size}|{settings.fps if kind == 'video' else ''}"
-            f"{pick_key}{clip_key}".encode()
+            f"{pick_key(pick)}{clip_key}".encode()
         ).hexdigest()[:32]
         prepared = self._recent.pop(key, None) or self._prepared(
             key, source, kind, size, settings, cache, pick
@@ -142,7 +142,9 @@ class PreviewEngine:
                 frame=arrays["frame"],
                 rig=rig,
             )
-        arrays = cache.get_or_compute("preview", key, lambda: _prepare_video(source, settings.fps, size))
+        arrays = cache.get_or_compute(
+            "preview", key, lambda: _prepare_video(source, settings.fps, size, pick=pick)
+        )
         points, found = arrays["points"].astype(np.float64), arrays["found"].astype(bool)
         mouths, note = build_library(points, found)
         return PreviewPrepared(
@@ -319,26 +321,28 @@ def _prepare_still(source: Path, size: tuple[int, int], pick=None) -> dict[str, 
     from pipelines.engines.preview.framing import margin_for, portrait_matrix
     from pipelines.face.align import transform_points
     from pipelines.face.landmarks import detect_faces
+    from pipelines.face.pick import face_at, persona_face
     from pipelines.media.video_in import read_image
 
     try:
         image = read_image(source)
     except InputError as exc:
         raise InputError(source, "source", exc.message) from None
-    from pipelines.face.pick import pick_face
-
-    try:  # the largest (the persona in a portrait) unless the persona picks another
-        face = pick_face(detect_faces(image), pick, (image.shape[1], image.shape[0]))
-    except ValueError as exc:
-        raise InputError(source, "face" if pick else "source", f"{exc} in the persona image") from None
+    face = persona_face(
+        image, pick, source
+    )  # the largest (the persona in a portrait) unless the persona picks
+    if face is None:
+        raise InputError(source, "source", "no face found in the persona image")
     margin = margin_for(size)
     matrix = portrait_matrix(face.points.astype(np.float64), size, margin, (image.shape[1], image.shape[0]))
     canvas = (size[0] + 2 * margin, size[1] + 2 * margin)
     frame = cv2.warpAffine(image, matrix, canvas, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
     # Landmarks found again on the crop are more precise than the portrait's mapped through the matrix
-    # (the mesh is fitted at the crop's scale); fall back to the mapped ones if the crop hides the face.
-    again = detect_faces(frame, max_faces=1)
-    points = again[0].points if again else transform_points(matrix, face.points)
+    # (the mesh is fitted at the crop's scale); fall back to the mapped ones if the crop hides the face. The crop
+    # may show a part of another face of a group photo: take the one where the chosen face was mapped to.
+    mapped = transform_points(matrix, face.points)
+    again = detect_faces(frame)
+    points = face_at(again, tuple(mapped.mean(axis=0))).points if again else mapped
     return {
         "frame": frame,
         "points": points[None].astype(np.float32),
@@ -365,12 +369,12 @@ def _add_clip_mouths(prep: PreviewPrepared, clip: Path, key: str, fps: float, ca
 
 
 def _prepare_video(
-    source: Path, fps: float, size: tuple[int, int] | None, field: str = "source"
+    source: Path, fps: float, size: tuple[int, int] | None, field: str = "source", pick=None
 ) -> dict[str, np.ndarray]:
-    from pipelines.face.track import track_faces
+    from pipelines.face.track import track_persona
 
     src = open_source(source, fps, size)
-    track = track_faces(src.frames())
+    track = track_persona(src.frames(), pick, source)
     if track.n_found == 0:
         raise InputError(source, field, "no face found in any frame of the persona video")
     return {
