@@ -176,3 +176,44 @@ def test_video_persona_follows_the_personas_loop(engine, video, loop):
     for i, (f, b) in enumerate(zip(frames, base, strict=True)):
         if not b.face_found:
             assert np.array_equal(f.image, b.image), i
+
+
+def test_silent_stretches_keep_the_previews_closed_mouth_and_the_gate_turns_off(engine, photo):
+    n = 20
+    speech = _speech(n, seed=4)
+    per_frame = len(speech.samples) // n
+    speech.samples[6 * per_frame : 16 * per_frame] = 0.0  # frames 6..15 silent (0.4 s)
+    expression = ExpressionTrack.neutral(n)
+    gated = list(engine.render(photo, speech, expression, _settings()))
+    assert engine.describe()["closed_in_silence"] == {"frames_closed": 4, "frames_faded": 6}
+    ungated = list(engine.render(photo, speech, expression, _settings(close_in_silence=False)))
+    assert "closed_in_silence" not in engine.describe()
+    base = _preview_frames(engine, photo, n)
+    for i in range(n):
+        g, u, b = gated[i].image, ungated[i].image, base[i].image
+        if 9 <= i <= 12:  # inside the silence, past the fades: the preview's frame, its mouth closed
+            assert np.array_equal(g, b), i
+            assert not np.array_equal(u, b), i  # ... where the model's own frame has its mouth
+        elif 6 <= i <= 15:  # fading: between the two
+            assert not np.array_equal(g, u) and not np.array_equal(g, b), i
+            lo, hi = np.minimum(u, b).astype(int) - 1, np.maximum(u, b).astype(int) + 1
+            assert ((g >= lo) & (g <= hi)).all(), i
+        else:  # speech: the gate changes nothing
+            assert np.array_equal(g, u), i
+
+
+def test_silence_gate_hysteresis_fades_and_clip_edges():
+    from pipelines.engines.musetalk.silence import gate
+
+    silent = np.zeros(40, bool)
+    silent[:6] = True  # at the clip's start: closed from frame 0, fading out before the speech
+    silent[10:13] = True  # 0.12 s between words: left to the model
+    silent[20:30] = True
+    silent[35:] = True  # at the end: fading in, closed to the last frame
+    w = gate(silent, 25.0)
+    np.testing.assert_allclose(w[:6], [1, 1, 1, 0.75, 0.5, 0.25])
+    assert not w[6:20].any()
+    np.testing.assert_allclose(w[20:30], [0.25, 0.5, 0.75, 1, 1, 1, 1, 0.75, 0.5, 0.25])
+    assert not w[30:35].any()
+    np.testing.assert_allclose(w[35:], [0.25, 0.5, 0.75, 1, 1])
+    assert not gate(np.zeros(5, bool), 25.0).any() and gate(np.ones(5, bool), 25.0).all()

@@ -60,14 +60,9 @@ def pause_hint(
     """The frames the closed-mouth figure will look at, from the speech before it is rendered: the pause frames
     (pipelines.qc.figures.pause_frames) of `samples`, shifted by `offset` (where the clip starts in the output)."""
     from pipelines.qc.figures import pause_frames, silent_frames
-    from pipelines.qc.measure import frame_levels_db
+    from pipelines.qc.measure import speech_levels_db
 
-    # In blocks of 10 s: frame_levels_db makes several float64/int64 temporaries per block, and the whole speech
-    # as one block made the render's peak memory grow with the clip (bench/memory_scaling.py --long 300: peak
-    # 580 MiB against 436 at 10 s; 467 with blocks).
-    step = 10 * sample_rate
-    blocks = (samples[i : i + step] for i in range(0, len(samples), step))
-    levels, _ = frame_levels_db(blocks, sample_rate, fps, n_frames)
+    levels = speech_levels_db(samples, sample_rate, fps, n_frames)
     return frozenset((np.flatnonzero(pause_frames(silent_frames(levels), fps)) + offset).tolist())
 
 

@@ -78,6 +78,12 @@ class MuseTalkSettings(StrictModel):
     )
     batch_size: int = Field(8, ge=1, le=64, description="frames per UNet call")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    close_in_silence: bool = Field(
+        True,
+        description="keep the mouth closed where the speech is silent (stretches of 0.2 s or more, faded in and "
+        "out over 0.12 s): the preview's closed mouth instead of MuseTalk's there; false = MuseTalk's mouth on "
+        "every frame, as upstream",
+    )
 
 
 class EchoMimicV3Settings(StrictModel):

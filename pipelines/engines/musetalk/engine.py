@@ -7,12 +7,15 @@ the mouth closed), and MuseTalk regenerates the lower face of each frame from th
 
 - frames are cut into chunks of `batch_size` on a fixed grid from frame 0 (pipelines.engines.model.chunks); one
   background thread makes the next chunk while the models run this one (model.prefetch): preview frames, the mesh
-  of each frame (a video persona's smoothed face track; a photo's frame detected again, since the preview moved it),
+  of each frame (a video persona's face track, a photo's frame detected again since the preview moved it; both
+  fitted again on a crop around the face, as crop.py is calibrated),
   upstream's crop box and blend mask (crop.py), the 256 x 256 crops and the chunk's audio windows (audio.py);
 - the VAE's latent distributions of each crop (masked and whole) are kept by crop content (model.latent_cache), so a
   looped video or a motionless photo is encoded once; the latents are drawn from a generator seeded by (seed,
   chunk), so `render(start=k)` gives the frames of a full render from k on;
-- one UNet call per chunk, the decode, and the paste-back through the feathered mesh mask.
+- one UNet call per chunk, the decode, and the paste-back through the feathered mesh mask; where the speech is
+  silent the paste fades out and the preview's closed mouth stays (silence.py; `close_in_silence: false` turns
+  it off). Silent frames still go through the UNet, so the speech frames are the same with the gate on or off.
 
 Frames without a face (or with a box too small to crop) pass through; a video persona's face weight fades around
 such gaps as the preview engine's does. Memory does not depend on the clip's length: two chunks of frames, two 30 s
@@ -40,6 +43,7 @@ from pipelines.engines.model.latent_cache import LatentCache
 from pipelines.engines.model.prefetch import Prefetch
 from pipelines.engines.model.weights import resolve_weights, weights_info
 from pipelines.engines.musetalk import crop as mt_crop
+from pipelines.engines.musetalk import silence as mt_silence
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import ExpressionTrack
 from pipelines.face.pick import face_at
@@ -124,6 +128,8 @@ class MuseTalkEngine:
             info["weights"] = weights_info(ENGINE_ID, self._paths, self._lock_path)
         if "reference_latents" in self.stats:
             info["reference_latents"] = dict(self.stats["reference_latents"])
+        if "closed_in_silence" in self.stats:
+            info["closed_in_silence"] = dict(self.stats["closed_in_silence"])
         return info
 
     # ---- models -----------------------------------------------------------------------------------------------
@@ -217,8 +223,15 @@ class MuseTalkEngine:
         latents = self._latents
         before = (latents.encoded, latents.reused)
         self.stats = {"stages": clock.seconds}
+        # silent stretches keep the preview's closed mouth (silence.py); None: MuseTalk's mouth on every frame
+        closed = mt_silence.closed_weights(speech) if getattr(opts, "close_in_silence", True) else None
+        if closed is not None:
+            self.stats["closed_in_silence"] = {
+                "frames_closed": int((closed[start:] >= 1.0).sum()),
+                "frames_faded": int(((closed[start:] > 0.0) & (closed[start:] < 1.0)).sum()),
+            }
         try:
-            yield from self._frames(pipe, chunks, seed, start, clock, progress)
+            yield from self._frames(pipe, chunks, seed, start, clock, progress, closed)
         finally:
             source.close()
         self.stats.update(
@@ -233,7 +246,7 @@ class MuseTalkEngine:
             }
         )
 
-    def _frames(self, pipe, chunks, seed, start, clock, progress) -> Iterator[Frame]:
+    def _frames(self, pipe, chunks, seed, start, clock, progress, closed=None) -> Iterator[Frame]:
         import torch
 
         done = 0
@@ -252,10 +265,13 @@ class MuseTalkEngine:
                         faces = faces.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 with clock("paste-back"):
                     for j, pos in enumerate(chunk.faces):
+                        weight = chunk.weights[pos]
+                        if closed is not None:
+                            weight *= 1.0 - float(closed[chunk.frames[pos]])
+                        if weight <= 0.0:
+                            continue  # the preview's frame as it is: its mouth is closed
                         alpha, region = chunk.masks[j]
-                        out[pos] = mt_crop.paste(
-                            out[pos], faces[j], chunk.boxes[j], alpha, region, chunk.weights[pos]
-                        )
+                        out[pos] = mt_crop.paste(out[pos], faces[j], chunk.boxes[j], alpha, region, weight)
             for pos, i in enumerate(chunk.frames):
                 if i >= start:
                     done += 1
