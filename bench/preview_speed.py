@@ -1,4 +1,5 @@
-"""Frames per second of a whole preview job on the demo portrait at 512x512, and its ratio to encoding alone.
+"""Frames per second of a whole preview job on the demo portrait at 512x512 (or on a video persona at 1080x1920),
+and its ratio to encoding alone.
 
 Prints figures, asserts nothing. A throwaway project holds the demo persona and one job whose audio is a WAV of
 espeak-ng speech repeated to N frames, with an emotion track, so the mouth, expressions and blinks all move. The
@@ -15,7 +16,14 @@ persona is prepared first (not timed: it is cached per persona). Figures:
   QC-on runs alternate, so a change in the machine's load hits both alike.
 The whole job runs --repeat times (default 3): the figures are the median run's, and the best run's frames/s is
 printed beside it (wall figures on a shared 2-core machine vary by several per cent from run to run).
-Usage: python bench/preview_speed.py [N_FRAMES] [--preset P] [--repeat R]
+x264 runs with the preview's draft settings (pipelines.render: DRAFT_PRESETS, DRAFT_X264_PARAMS) unless --preset
+names one, which is then x264's own preset, as in a job's `output.preset`.
+
+--video [CLIP]: the persona is a talking video at 1080x1920 (--size changes it) instead of the portrait: CLIP
+scaled and cropped to that size, or without CLIP a 4 s clip generated here (the demo portrait rendered speaking
+by the preview engine itself at that size, so the bench needs no data set). It plays back and forth under the
+longer speech, and its own mouths are used (the mouth library), as for any video persona.
+Usage: python bench/preview_speed.py [N_FRAMES] [--preset P] [--repeat R] [--video [CLIP]] [--size WxH] [--no-qc]
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -94,9 +103,11 @@ emotion:
   - {start: 6, emotion: thinking, intensity: 0.6}
   - {start: 12, emotion: surprised, intensity: 0.8}
   - {start: 18, emotion: neutral}
-output: {size: [512, 512]%s}
+output: {size: [%d, %d]%s}
 seed: 1
 """
+VIDEO_SIZE = (1080, 1920)
+CLIP_SECONDS = 4.0
 
 
 def _children_cpu() -> float:
@@ -104,20 +115,57 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def make_project(root: Path, speech: Speech, preset: str | None) -> Path:
-    """personas/demo (the repository's demo persona file, its portrait generated) and jobs/bench.yaml."""
+def make_project(
+    root: Path, speech: Speech, preset: str | None, video: Path | None = None, size: tuple[int, int] = SIZE
+) -> Path:
+    """personas/demo (the repository's demo persona file, its portrait generated, or `video` as its source) and
+    jobs/bench.yaml at `size`."""
     persona = root / "personas" / "demo"
     persona.mkdir(parents=True)
-    (persona / "persona.yaml").write_text((REPO / "personas" / "demo" / "persona.yaml").read_text())
+    text = (REPO / "personas" / "demo" / "persona.yaml").read_text()
     ensure_demo_portrait(persona)
+    if video is not None:
+        text = text.replace("source: portrait.png", f"source: {video.resolve()}")
+    (persona / "persona.yaml").write_text(text)
     write_wav(root / "speech.wav", speech)
     jobs = root / "jobs"
     jobs.mkdir()
-    (jobs / "bench.yaml").write_text(JOB % (f", preset: {preset}" if preset else ""))
+    (jobs / "bench.yaml").write_text(JOB % (*size, f", preset: {preset}" if preset else ""))
     return jobs
 
 
+def talking_clip(root: Path, size: tuple[int, int], clip: Path | None) -> Path:
+    """A talking video persona at `size`: `clip` scaled to cover it and cropped, or the demo portrait rendered
+    speaking for CLIP_SECONDS by the preview engine (H.264 CRF 18, with its speech)."""
+    from pipelines.media.ffmpeg import run_ffmpeg
+    from pipelines.media.video_out import encode_final
+
+    out = root / "clip.mp4"
+    w, h = size
+    if clip is not None:
+        scale = f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},fps={FPS:g}"
+        run_ffmpeg(
+            ["-i", clip, "-vf", scale, "-c:v", "libx264", "-crf", "18", "-preset", "veryfast", "-y", out]
+        )
+        return out
+    n = int(CLIP_SECONDS * FPS)
+    speech = make_speech(n)
+    settings = RenderSettings(fps=FPS, size=size, seed=0, engine=PreviewSettings())
+    engine = PreviewEngine()
+    portrait = ensure_demo_portrait(root / "portrait")
+    prep = engine.prepare(SimpleNamespace(source=portrait, source_kind="image"), settings, _MemoryCache())
+    expression = build_expression_track([(0, None, "happy", 0.6)], n, FPS, seed=3)
+    frames = (f.image for f in engine.render(prep, speech, expression, settings))
+    return encode_final(frames, n, FPS, size, write_wav(root / "clip.wav", speech), out, preset="veryfast")
+
+
+class _MemoryCache:
+    def get_or_compute(self, _namespace, _key, compute):
+        return compute()
+
+
 def main() -> None:
+    from pipelines import render
     from pipelines.cache import DiskArrayCache, FileHasher
     from pipelines.media.video_in import iter_frames
     from pipelines.media.video_out import encode_final
@@ -128,35 +176,57 @@ def main() -> None:
     ap.add_argument("n_frames", nargs="?", type=int, default=750)
     ap.add_argument("--preset", default=None, help="x264 preset (default: the preview engine's draft preset)")
     ap.add_argument("--repeat", type=int, default=3, help="whole-job runs; the median is reported")
+    ap.add_argument(
+        "--video",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CLIP",
+        help="a video persona: CLIP scaled to --size, or a clip generated here",
+    )
+    ap.add_argument("--size", default=None, help="output WxH (default 512x512, with --video 1080x1920)")
+    ap.add_argument("--no-qc", action="store_true", help="skip the runs with QC")
     args = ap.parse_args()
     n = args.n_frames
     preset = args.preset or DRAFT_PRESETS["preview"]
+    # (an older tree, measured side by side with this one, has no draft x264 options)
+    x264_params = None if args.preset else getattr(render, "DRAFT_X264_PARAMS", None)
+    size = SIZE if args.video is None else VIDEO_SIZE
+    if args.size:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        video = None
+        if args.video is not None:
+            t = time.perf_counter()
+            video = talking_clip(tmp, size, Path(args.video) if args.video else None)
+            print(
+                f"video persona: {args.video or 'generated'}, {size[0]}x{size[1]} ({time.perf_counter() - t:.1f} s)"
+            )
         speech = make_speech(n)
-        jobs = make_project(tmp, speech, args.preset)
+        jobs = make_project(tmp, speech, args.preset, video, size)
         batch = load_batch([jobs])
         if batch.errors:
             raise SystemExit("; ".join(str(e) for e in batch.errors))
         loaded = batch.jobs[0]
         cache = DiskArrayCache(tmp / "cache")
-        settings = RenderSettings(fps=FPS, size=SIZE, seed=0, engine=PreviewSettings())
+        settings = RenderSettings(fps=FPS, size=size, seed=0, engine=PreviewSettings())
         engine = PreviewEngine()
         t = time.perf_counter()
         prep = engine.prepare(loaded.persona, settings, cache)
         t_prepare = time.perf_counter() - t
 
         runs, qc_runs = [], []
+        modes = ((False, runs),) if args.no_qc else ((False, runs), (True, qc_runs))
         for _ in range(max(1, args.repeat)):
-            for qc, into in ((False, runs), (True, qc_runs)):
+            for qc, into in modes:
                 plan = plan_job(loaded, tmp / "out", FileHasher(), force=True)
                 t, c, k = time.perf_counter(), time.process_time(), _children_cpu()
                 record = render_job(plan, engine, cache, qc=qc)
                 into.append((time.perf_counter() - t, time.process_time() - c, _children_cpu() - k, record))
         runs.sort(key=lambda run: run[0])
         qc_runs.sort(key=lambda run: run[0])
-        t_qc, c_qc, k_qc, qc_record = qc_runs[len(qc_runs) // 2]
         t_best = runs[0][0]
         t_job, c_job, k_job, record = runs[len(runs) // 2]
         out_frames = record["frames"]["output"]
@@ -173,15 +243,18 @@ def main() -> None:
             (pool[i % len(pool)] for i in range(out_frames)),
             out_frames,
             FPS,
-            SIZE,
+            size,
             tmp / "speech.wav",
             tmp / "floor.mp4",
             preset=preset,
+            **({"x264_params": x264_params} if x264_params else {}),
         )
         t_encode = time.perf_counter() - t
 
+    persona = "video persona" if video is not None else "portrait"
+    x264 = f"x264 preset {preset}" + (f" + {x264_params}" if x264_params else "")
     print(
-        f"preview job, {SIZE[0]}x{SIZE[1]}, {out_frames} frames ({out_frames / FPS:.0f} s at {FPS:g} fps), x264 preset {preset}"
+        f"preview job, {persona}, {size[0]}x{size[1]}, {out_frames} frames ({out_frames / FPS:.0f} s at {FPS:g} fps), {x264}"
     )
     print(f"  prepare (once per persona, cached):  {t_prepare:8.2f} s")
     print(
@@ -202,6 +275,17 @@ def main() -> None:
     print(f"  render alone (engine):               {n / t_render:8.1f} frames/s")
     print(f"  encode alone (the floor):            {out_frames / t_encode:8.1f} frames/s")
     print(f"  ratio whole job / floor:             {t_job / t_encode:8.2f} x the floor's time")
+    bitrate = record["output_file"]["bytes"] * 8 / (out_frames / FPS) / 1e6
+    print(f"  output bitrate (video and audio):    {bitrate:8.2f} Mbit/s")
+    if qc_runs:
+        _print_qc(qc_runs, out_frames, t_job)
+    print(
+        f"  load average at the end:             {' '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} cores)"
+    )
+
+
+def _print_qc(qc_runs: list, out_frames: int, t_job: float) -> None:
+    t_qc, c_qc, k_qc, qc_record = qc_runs[len(qc_runs) // 2]
     print(
         f"  whole job with QC:                   {out_frames / t_qc:8.1f} frames/s  median of {len(qc_runs)};"
         f" CPU per frame {1000 * (c_qc + k_qc) / out_frames:.2f} ms; qc stage {qc_record['timings']['qc']:.2f} s"
@@ -213,9 +297,6 @@ def main() -> None:
         print(f"    {key:34s} {qc[key]}")
     for key in ("mouth_change_per_s", "av_offset_ms", "face_sharpness_median", "loudness_lufs"):
         print(f"    {key:34s} {qc[key]}")
-    print(
-        f"  load average at the end:             {' '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} cores)"
-    )
 
 
 if __name__ == "__main__":

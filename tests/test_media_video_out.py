@@ -337,3 +337,21 @@ def test_audio_track_abort_stops_the_encode(tmp_path):
     track = AudioTrack(make_wav(tmp_path / "a.wav", 2.0), 50, 25, tmp_path / "w")
     track.abort()
     assert list((tmp_path / "w").iterdir()) == []
+
+
+def test_x264_params_reach_the_encoder(tmp_path):
+    """x264 writes its settings into the stream (an SEI message): the options given on top of the preset are
+    there, and the preset's own are there without them."""
+
+    def settings(params):
+        work = tmp_path / str(params)
+        with SegmentWriter(
+            work, fps=25, size=SIZE, preset="veryfast", segment_frames=3, x264_params=params
+        ) as w:
+            for i in range(3):
+                w.write(frame(i))
+        data = completed_segments(work)[0][2].read_bytes()
+        return data[data.index(b"options: ") :].split(b"\x00")[0].decode()
+
+    assert "me=hex subme=2" in settings(None)  # veryfast's own
+    assert "me=dia subme=1" in settings("me=dia:subme=1")

@@ -83,7 +83,12 @@ def test_a_preview_render_encodes_with_the_documented_preset(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert CliRunner().invoke(app, ["render", str(jobs), "--out", "out", "--quiet", "--no-qc"]).exit_code == 0
     record = json.loads((tmp_path / "out" / "one.json").read_text())
-    assert record["encoding"] == {"codec": "h264", "crf": 18, "preset": "veryfast"}
+    assert record["encoding"] == {
+        "codec": "h264",
+        "crf": 18,
+        "preset": "veryfast",
+        "x264_params": "me=dia:subme=1",
+    }
 
 
 SCRIPT = "Good morning to you all, and welcome to the weekly summary."

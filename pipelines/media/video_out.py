@@ -196,7 +196,8 @@ class SegmentWriter:
 
     With `total` (the frames the caller will write in all), each segment's ffmpeg is started one segment ahead
     (the first one on entering the block) and waits for its frames: its start-up (~20 ms) then never holds up
-    a write. Without it, a segment's ffmpeg starts at its first frame.
+    a write. Without it, a segment's ffmpeg starts at its first frame. `x264_params`: x264's own options
+    (`key=value:...`) on top of the preset.
     """
 
     def __init__(
@@ -209,6 +210,7 @@ class SegmentWriter:
         segment_frames: int = DEFAULT_SEGMENT_FRAMES,
         before_commit: Callable[[int], None] | None = None,
         total: int | None = None,
+        x264_params: str | None = None,
     ):
         if segment_frames < 1:
             raise ValueError("segment_frames must be >= 1")
@@ -230,6 +232,7 @@ class SegmentWriter:
             # x264's default, 1.5 threads per core, oversubscribes a small machine where the engine and the
             # compositor already keep two cores busy: one thread per remaining core, at least one
             *("-threads", str(max(1, (os.cpu_count() or 1) - 2))),
+            *(("-x264-params", x264_params) if x264_params else ()),
         ]
         self.to_i420 = I420Frames(self.size)
         self.segment_frames = segment_frames
@@ -416,6 +419,7 @@ def encode_final(
     out_path: str | os.PathLike,
     crf: int = 18,
     preset: str = "medium",
+    x264_params: str | None = None,
 ) -> Path:
     """One H.264 (yuv420p) + AAC MP4 from exactly `n_frames` frames held or streamed: SegmentWriter then
     mux_segments in a scratch folder beside `out_path`. Returns `out_path`."""
@@ -427,7 +431,16 @@ def encode_final(
         audio = AudioTrack(audio_wav, n_frames, fps, scratch)
         with (
             audio,
-            SegmentWriter(scratch, fps, size, crf, preset, segment_frames=n_frames, total=n_frames) as writer,
+            SegmentWriter(
+                scratch,
+                fps,
+                size,
+                crf,
+                preset,
+                segment_frames=n_frames,
+                total=n_frames,
+                x264_params=x264_params,
+            ) as writer,
         ):
             for frame in frames:
                 if writer.next_frame == n_frames:

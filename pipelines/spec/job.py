@@ -58,7 +58,10 @@ class Output(StrictModel):
     crf: int = Field(18, ge=0, le=51, description="H.264 quality (lower is better, 18 is visually lossless)")
     preset: X264Preset | None = Field(
         None,
-        description="x264 speed/size trade-off; default: veryfast for the preview engine (drafts), medium otherwise",
+        description=(
+            "x264 speed/size trade-off; default: veryfast for the preview engine (drafts; with x264's cheapest"
+            " motion search, me=dia and subme=1), medium otherwise"
+        ),
     )
 
     @field_validator("path")
