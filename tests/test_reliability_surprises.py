@@ -189,8 +189,10 @@ def test_a_video_persona_shorter_than_the_speech_loops_as_the_persona_says(tmp_p
         return float(np.abs(a - b).mean())
 
     hold, repeat = frames["hold"], frames["repeat"]
-    assert diff(hold[45], hold[24]) < 2.0 < diff(hold[45], hold[5])  # the last source frame, held
-    assert diff(repeat[30], repeat[5]) < 2.0 < diff(repeat[30], repeat[20])  # the source from its start
+    # the same source frame differs only by the mouth and the encode (~0.2 held, ~1-2 repeated, which varies from
+    # run to run with the encoder's settings), another source frame by ~70
+    assert diff(hold[45], hold[24]) < 8.0 < diff(hold[45], hold[5])  # the last source frame, held
+    assert diff(repeat[30], repeat[5]) < 8.0 < diff(repeat[30], repeat[20])  # the source from its start
 
 
 def _two_faces(path):

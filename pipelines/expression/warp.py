@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -84,19 +83,32 @@ def _lips() -> tuple[list[int], list[int], list[int], list[int]]:
     return list(outer[11:20]), list(outer[1:10]), list(inner[11:20]), list(inner[1:10])
 
 
-@dataclass
 class _Movers:
-    idx: list[int] = field(default_factory=list)
-    disp: list[np.ndarray] = field(
-        default_factory=list
-    )  # per mover (2,) in face units (x along eyes, y down)
-    sigma: list[float] = field(default_factory=list)  # in pixels
+    """The control points of one parameter: landmark indices, their displacements (face units: x along the eyes,
+    y down) and Gaussian widths (pixels), added a group at a time and joined into arrays once, when the field is
+    computed (a video persona builds a rig, and so these, every frame)."""
+
+    def __init__(self):
+        self._groups: list[tuple] = []
 
     def add(self, idx, dx, dy, sigma):
-        for i, a, b in zip(idx, np.broadcast_to(dx, len(idx)), np.broadcast_to(dy, len(idx)), strict=True):
-            self.idx.append(int(i))
-            self.disp.append(np.array([a, b], np.float64))
-            self.sigma.append(float(sigma))
+        self._groups.append((idx, dx, dy, sigma))
+
+    def __bool__(self) -> bool:
+        return any(len(g[0]) for g in self._groups)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indices (n,), displacements (n, 2) float64, sigmas (n,) float64)."""
+        sizes = [len(idx) for idx, *_ in self._groups]
+        idx = np.concatenate([np.asarray(g[0], np.int64).reshape(-1) for g in self._groups])
+        disp = np.concatenate(
+            [
+                np.stack([np.broadcast_to(dx, n), np.broadcast_to(dy, n)], 1)
+                for (_, dx, dy, _), n in zip(self._groups, sizes, strict=True)
+            ]
+        ).astype(np.float64)
+        sigma = np.repeat([float(g[3]) for g in self._groups], sizes)
+        return idx, disp, sigma
 
 
 class FaceRig:
@@ -433,7 +445,7 @@ class _Patch:
         return (ramp(gx, w) * ramp(gy, h))[..., None]
 
     def _basis(self, movers: dict[str, _Movers], anchors) -> _Basis:
-        return _Basis(self, {k: m for k, m in movers.items() if m.idx}, anchors)
+        return _Basis(self, {k: m for k, m in movers.items() if m}, anchors)
 
     def _key(self, coef: dict[str, float]) -> tuple[float, ...]:
         return tuple(coef.get(n, 0.0) for n in self.all_names)
@@ -711,32 +723,48 @@ class _Basis:
 
     def _splat(self, pts: np.ndarray, sigma: np.ndarray, values: np.ndarray | None):
         """Sum of Gaussians (and of Gaussian-weighted values) on the coarse grid, each cut off at 3 sigma, so a
-        narrow lid control costs a few hundred samples rather than the whole patch."""
+        narrow lid control costs a few hundred samples rather than the whole patch.
+
+        All controls at once (a video persona computes these every frame): each control's Gaussian on a box of
+        the largest control's size, zero outside its own box, summed into the grid by np.bincount, which adds
+        the controls into each sample in their order, as adding them one by one would: the same sums."""
         patch = self.patch
         gh, gw = patch.grid.shape[:2]
-        wsum = np.zeros((gh, gw))
-        vsum = np.zeros((gh, gw, 2)) if values is not None else None
         origin = patch.origin
-        for i, (p, sg) in enumerate(zip(pts, np.broadcast_to(sigma, len(pts)), strict=True)):
-            lo = np.maximum(np.floor((p - 3 * sg - origin) / patch.stride).astype(int), 0)
-            hi = np.minimum(np.ceil((p + 3 * sg - origin) / patch.stride).astype(int) + 1, [gw, gh])
-            if (hi <= lo).any():
-                continue
-            xs = origin[0] + patch.stride * np.arange(lo[0], hi[0]) - p[0]
-            ys = origin[1] + patch.stride * np.arange(lo[1], hi[1]) - p[1]
-            w = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sg * sg))
-            wsum[lo[1] : hi[1], lo[0] : hi[0]] += w
-            if vsum is not None:
-                vsum[lo[1] : hi[1], lo[0] : hi[0]] += w[..., None] * values[i]
+        sigma = np.broadcast_to(sigma, len(pts))
+        reach = 3 * sigma[:, None]
+        lo = np.maximum(np.floor((pts - reach - origin) / patch.stride).astype(int), 0)
+        hi = np.minimum(np.ceil((pts + reach - origin) / patch.stride).astype(int) + 1, [gw, gh])
+        used = (hi > lo).all(1)
+        if not used.any():
+            return np.zeros((gh, gw)), (np.zeros((gh, gw, 2)) if values is not None else None)
+        lo, hi, pts, sigma = lo[used], hi[used], pts[used], sigma[used]
+        kx, ky = (hi - lo).max(0)
+        cols = lo[:, :1] + np.arange(kx)  # (n, kx) sample columns of each control's box (padded)
+        rows = lo[:, 1:] + np.arange(ky)
+        xs = origin[0] + patch.stride * cols - pts[:, :1]
+        ys = origin[1] + patch.stride * rows - pts[:, 1:]
+        sg = sigma[:, None, None]
+        w = np.exp(-(ys[:, :, None] ** 2 + xs[:, None, :] ** 2) / (2 * sg * sg))
+        inside = (rows < hi[:, 1:])[:, :, None] & (cols < hi[:, :1])[:, None, :]
+        w[~inside] = 0.0
+        at = np.where(inside, rows[:, :, None] * gw + cols[:, None, :], 0).ravel()
+        wsum = np.bincount(at, w.ravel(), gh * gw).reshape(gh, gw)
+        if values is None:
+            return wsum, None
+        values = np.asarray(values)[used]
+        vsum = np.stack(
+            [np.bincount(at, (w * values[:, c, None, None]).ravel(), gh * gw) for c in (0, 1)], -1
+        ).reshape(gh, gw, 2)
         return wsum, vsum
 
     def _compute(self, m: _Movers, exact: bool) -> np.ndarray:
         rig = self.patch.rig
         if self._anchor_w is None:
             self._anchor_w = self._splat(self.anchor_pts, np.float64(self.anchor_sigma), None)[0]
-        c = rig.points[m.idx]
-        s = np.array(m.sigma)
-        amounts = np.array(m.disp) @ rig.axes * rig.unit  # face units -> image pixels
+        idx, disp, s = m.arrays()
+        c = rig.points[idx]
+        amounts = disp @ rig.axes * rig.unit  # face units -> image pixels
         if exact:
             # lids: solve for the blend amounts that make the field pass through every control's displacement
             # (neighbouring controls otherwise water each other down and a blink stops half way)
