@@ -20,7 +20,6 @@ A small size on CPU (toy widths, 64 px faces):
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -31,6 +30,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_report import print_latent_cache, print_peak_memory, print_stages, render_and_encode  # noqa: E402
 
 SD_VAE = {
     "in_channels": 3,
@@ -222,7 +224,6 @@ def main() -> None:
     from pipelines.engines.base import RenderSettings
     from pipelines.engines.latentsync.engine import LatentSyncEngine
     from pipelines.engines.latentsync.unet import RESOLUTIONS
-    from pipelines.expression.track import ExpressionTrack
     from pipelines.spec.engines import engine_settings
     from pipelines.speech.track import Speech
 
@@ -257,8 +258,6 @@ def main() -> None:
     rng = np.random.default_rng(0)
     speech = Speech((0.1 * rng.standard_normal(int(16000 * n / 25))).astype(np.float32), 16000, 25.0, n)
 
-    import imageio_ffmpeg
-
     with tempfile.TemporaryDirectory() as tmp:
         source = write_persona(Path(tmp), args.persona, w, h, args.source_frames)
         t0 = time.perf_counter()
@@ -268,21 +267,7 @@ def main() -> None:
         prepare_s = time.perf_counter() - t0
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        writer = imageio_ffmpeg.write_frames(
-            str(Path(tmp) / "o.mp4"), (w, h), fps=25, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-            output_params=["-crf", "18", "-preset", "medium"],
-        )  # fmt: skip
-        writer.send(None)
-        encode_s = 0.0
-        t0 = time.perf_counter()
-        for frame in engine.render(prepared, speech, ExpressionTrack.neutral(n), settings):
-            t = time.perf_counter()
-            writer.send(frame.image)
-            encode_s += time.perf_counter() - t
-        t = time.perf_counter()
-        writer.close()
-        encode_s += time.perf_counter() - t
-        wall_s = time.perf_counter() - t0
+        encode_s, wall_s = render_and_encode(engine, prepared, speech, settings, Path(tmp) / "o.mp4")
         points = prepared.clips[""].points[0]
         first_frame = scene(w, h, 1)[0]
 
@@ -312,12 +297,8 @@ def main() -> None:
         ("paste-back (+ download)", ["paste-back"]),
         ("encode", ["encode"]),
     ]
-    for label, keys in rows:
-        print(f"  {label:30s} {sum(stages.get(k, 0.0) for k in keys) / n:9.4f} s per video frame")
+    print_stages(stages, rows, n, wall_s)
     worker = sum(stages.get(k, 0.0) for k in ("read", "expression", "features", "preprocessing"))
-    print(
-        f"  {'wall clock (render + encode)':30s} {wall_s / n:9.4f} s per video frame ({n / wall_s:.2f} frames/s)"
-    )
     if not args.no_prefetch:
         hidden = max(worker - stats["prefetch_wait_s"], 0.0)
         print(
@@ -325,15 +306,8 @@ def main() -> None:
             f"{stats['prefetch_wait_s']:.2f} s for it (the first chunk's always): {hidden:.2f} s "
             f"({100 * hidden / max(worker, 1e-9):.0f}%) overlapped with the pipeline"
         )
-    lat = stats["reference_latents"]
-    total = lat["encoded"] + lat["reused"]
-    print(
-        f"reference-latent cache: {lat['encoded']} crops encoded, {lat['reused']} reused of {total} "
-        f"({2 * lat['reused']} VAE image encodes saved, {100 * lat['reused'] / max(total, 1):.0f}%)"
-    )
-    if args.device.startswith("cuda"):
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-    print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    print_latent_cache(stats["reference_latents"])
+    print_peak_memory(args.device)
 
     flops16 = unet_flops(TINY_UNET if tiny else None, 16, res, cfg)
     ch = engine.chunk_frames

@@ -17,7 +17,6 @@ A small size on CPU (toy widths, 32 px faces):
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from engine_report import print_latent_cache, print_peak_memory, print_stages, render_and_encode  # noqa: E402
 from latentsync_speed import SD_VAE, TINY_VAE, write_persona  # noqa: E402
 
 TINY_UNET = {
@@ -79,12 +79,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.dtype = args.dtype or ("float16" if args.device.startswith("cuda") else "float32")
 
-    import imageio_ffmpeg
-
     from pipelines.cache import DiskArrayCache
     from pipelines.engines.base import RenderSettings
     from pipelines.engines.musetalk.engine import MuseTalkEngine
-    from pipelines.expression.track import ExpressionTrack
     from pipelines.spec.engines import engine_settings
     from pipelines.speech.track import Speech
 
@@ -115,21 +112,7 @@ def main() -> None:
         ow, oh = engine.frame_size(prepared)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        writer = imageio_ffmpeg.write_frames(
-            str(Path(tmp) / "o.mp4"), (ow, oh), fps=25, codec="libx264", pix_fmt_out="yuv420p", quality=None,
-            output_params=["-crf", "18", "-preset", "medium"],
-        )  # fmt: skip
-        writer.send(None)
-        encode_s = 0.0
-        t0 = time.perf_counter()
-        for frame in engine.render(prepared, speech, ExpressionTrack.neutral(n), settings):
-            t = time.perf_counter()
-            writer.send(frame.image)
-            encode_s += time.perf_counter() - t
-        t = time.perf_counter()
-        writer.close()
-        encode_s += time.perf_counter() - t
-        wall_s = time.perf_counter() - t0
+        encode_s, wall_s = render_and_encode(engine, prepared, speech, settings, Path(tmp) / "o.mp4")
 
     stats = engine.stats
     stages = dict(stats["stages"])
@@ -141,7 +124,7 @@ def main() -> None:
         f"threads={torch.get_num_threads()}"
     )
     print(f"model build (random weights): {build_s:.1f} s; prepare (persona, once): {prepare_s:.2f} s")
-    for label, key in (
+    rows = [
         ("preview frames (motion)", "preview"),
         ("crop (mesh, box, mask, crops)", "crop"),
         ("audio windows", "audio"),
@@ -150,27 +133,16 @@ def main() -> None:
         ("vae decode", "vae-decode"),
         ("paste-back", "paste-back"),
         ("encode (libx264)", "encode"),
-    ):
-        print(f"  {label:32s} {stages.get(key, 0.0) / n:9.4f} s per video frame")
-    print(
-        f"  {'wall clock (render + encode)':32s} {wall_s / n:9.4f} s per video frame ({n / wall_s:.2f} frames/s, "
-        f"{n / 25 / wall_s:.2f}x real time at 25 fps)"
-    )
+    ]
+    print_stages(stages, rows, n, wall_s)
     worker = sum(stages.get(k, 0.0) for k in ("preview", "crop", "audio"))
     if not args.no_prefetch:
         print(
             f"prefetch: chunk preparation {worker:.2f} s on the background thread, the models waited "
             f"{stats['prefetch_wait_s']:.2f} s for it"
         )
-    lat = stats["reference_latents"]
-    total = lat["encoded"] + lat["reused"]
-    print(
-        f"reference-latent cache: {lat['encoded']} crops encoded, {lat['reused']} reused of {total} "
-        f"({2 * lat['reused']} VAE encodes saved)"
-    )
-    if args.device.startswith("cuda"):
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-    print(f"peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    print_latent_cache(stats["reference_latents"])
+    print_peak_memory(args.device)
 
 
 if __name__ == "__main__":

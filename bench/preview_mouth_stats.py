@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.engines.base import RenderSettings, loop_frame  # noqa: E402
-from pipelines.engines.preview.engine import PreviewEngine, pingpong_index  # noqa: E402
+from pipelines.engines.preview.engine import PreviewEngine  # noqa: E402
 from pipelines.expression.build import build_expression_track  # noqa: E402
 from pipelines.media.audio import load_audio  # noqa: E402
 from pipelines.qc.figures import CLOSED_MARGIN, pause_frames, silent_frames  # noqa: E402
@@ -129,7 +129,7 @@ def main() -> None:
     src = open_source(args.video, FPS, None)
     n_src = min(len(src), video.n_source)
     source_open = _openings(src.frames(0, n_src))
-    shown = np.array([loop_frame(k, n_src, "pingpong", pingpong_index) for k in range(own.n_frames)])
+    shown = np.array([loop_frame(k, n_src, "pingpong") for k in range(own.n_frames)])
     src_mean, src_change = _stats(source_open[shown])
     print(
         f"video persona {args.video.name}: {video.size[0]}x{video.size[1]}, {n_src} source frames, {seconds} s"

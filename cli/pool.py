@@ -92,6 +92,7 @@ def run_in_processes(
         device = devices[slot % len(devices)] if devices else None
         return _Slot(ctx, slot, device, args)
 
+    tracker_was_running = _resource_tracker_running()
     slots = [start(k) for k in range(n_workers)]
     try:
         while len(jobs) or any(s.item for s in slots):
@@ -120,6 +121,25 @@ def run_in_processes(
                         finish(index, outcome)
     finally:
         _stop(slots)
+        if not tracker_was_running:
+            _stop_resource_tracker()
+
+
+def _resource_tracker_running() -> bool:
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_fd", None) is not None
+
+
+def _stop_resource_tracker() -> None:
+    """Stop the resource tracker the first spawned worker started: a child process of ours that would otherwise
+    outlive the batch for the life of this process (a Python caller's, a test session's), which then finds a child
+    it never started. Its work (unlinking a dead worker's semaphores) ended with the last worker."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _replace(slot: _Slot, start: Callable[[int], _Slot], jobs: AffinityQueue, finish, tell) -> _Slot:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from latentsync_helpers import TINY_VAE  # the same toy sd-vae layout (factor 8)
+from latentsync_helpers import (
+    TINY_VAE,  # the same toy sd-vae layout (factor 8)
+    write_tiny_whisper,
+)
 
 # a sd-image-variations-style unet/config.json at toy width (one layer per block, 8 norm groups, 2 heads)
 TINY_BASE: dict[str, Any] = {
@@ -72,9 +75,6 @@ def tiny_pipeline(seed: int = 0):
     return EchoMimicV2Pipeline(vae=AutoencoderKL(**TINY_VAE).eval(), scheduler=make_scheduler(), **models)
 
 
-TINY_WEIGHTS_AUDIO = {"n_mels": 80, "n_ctx": 150, "n_state": 32, "n_head": 2, "n_layer": 4}
-
-
 def write_tiny_weights(engine_id: str = "echomimic-v2-acc", weights_dir=None, seed: int = 0):
     """Tiny random EchoMimic V2 weights in the hub layouts, converted by pipelines.weights as `talkreel weights
     import/download` would leave them: BadToBest/EchoMimicV2/{denoising_unet,motion_module}[_acc].pth (the
@@ -87,7 +87,6 @@ def write_tiny_weights(engine_id: str = "echomimic-v2-acc", weights_dir=None, se
     import torch
     from diffusers import AutoencoderKL
 
-    from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
     from pipelines.engines.echomimic_v2 import checkpoints as ck
     from pipelines.weights.manifest import entries
     from pipelines.weights.store import convert_engine, default_weights_dir
@@ -110,14 +109,7 @@ def write_tiny_weights(engine_id: str = "echomimic-v2-acc", weights_dir=None, se
     )
     torch.save({k: v.clone() for k, v in models["pose_encoder"].state_dict().items()}, path("pose_encoder"))
     path("reference_unet_config").write_text(json.dumps(TINY_BASE))
-    encoder = WhisperAudioEncoder(EncoderDims(**TINY_WEIGHTS_AUDIO))
-    dims = {
-        "n_mels": 80, "n_audio_ctx": TINY_WEIGHTS_AUDIO["n_ctx"], "n_audio_state": 32, "n_audio_head": 2,
-        "n_audio_layer": 4, "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 32, "n_text_head": 2,
-        "n_text_layer": 1,
-    }  # fmt: skip
-    state = {f"encoder.{k}": v.clone() for k, v in encoder.state_dict().items()}
-    torch.save({"dims": dims, "model_state_dict": state}, path("whisper"))
+    write_tiny_whisper(path("whisper"))
     vae_repo = files["vae"][0]
     AutoencoderKL(**TINY_VAE).save_pretrained(root / vae_repo, safe_serialization=True)
     convert_engine(engine_id, root)

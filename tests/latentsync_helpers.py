@@ -72,7 +72,6 @@ def write_tiny_weights(engine_id: str = "latentsync-1.6", weights_dir=None, seed
     import torch
     from diffusers import AutoencoderKL
 
-    from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
     from pipelines.engines.latentsync.unet import build_unet, official_state_dict
     from pipelines.weights.manifest import entries
     from pipelines.weights.store import convert_engine, default_weights_dir
@@ -88,22 +87,30 @@ def write_tiny_weights(engine_id: str = "latentsync-1.6", weights_dir=None, seed
     unet_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.clone().contiguous() for k, v in official_state_dict(unet).items()}
     torch.save({"state_dict": state, "global_step": 0}, unet_dir / "latentsync_unet.pt")
+    write_tiny_whisper(root / repos["whisper"] / "whisper" / "tiny.pt")
+    AutoencoderKL(**TINY_VAE).save_pretrained(root / repos["vae"], safe_serialization=True)
+    convert_engine(engine_id, root)
+    return root
+
+
+def write_tiny_whisper(path) -> None:
+    """A random whisper encoder of TINY_WEIGHTS_AUDIO's size (3 s windows) saved as openai-whisper's tiny.pt is
+    ({"dims", "model_state_dict"}, with a decoder key, as a real checkpoint has, that the converter drops); it draws
+    from torch's global generator, like the models written before it."""
+    import torch
+
+    from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
+
     encoder = WhisperAudioEncoder(EncoderDims(**TINY_WEIGHTS_AUDIO))
-    whisper_dir = root / repos["whisper"] / "whisper"
-    whisper_dir.mkdir(parents=True, exist_ok=True)
     dims = {
         "n_mels": 80, "n_audio_ctx": TINY_WEIGHTS_AUDIO["n_ctx"], "n_audio_state": 32, "n_audio_head": 2,
         "n_audio_layer": 4, "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 32, "n_text_head": 2,
         "n_text_layer": 1,
     }  # fmt: skip
-    model_state = {f"encoder.{k}": v.clone() for k, v in encoder.state_dict().items()}
-    model_state["decoder.ln.weight"] = torch.ones(
-        32
-    )  # a real checkpoint has a decoder; the converter drops it
-    torch.save({"dims": dims, "model_state_dict": model_state}, whisper_dir / "tiny.pt")
-    AutoencoderKL(**TINY_VAE).save_pretrained(root / repos["vae"], safe_serialization=True)
-    convert_engine(engine_id, root)
-    return root
+    state = {f"encoder.{k}": v.clone() for k, v in encoder.state_dict().items()}
+    state["decoder.ln.weight"] = torch.ones(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dims, "model_state_dict": state}, path)
 
 
 def one_torch_thread():

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from pipelines.media.probe import probe
-from pipelines.media.video_in import iter_frames
 from tests.echomimic_v2_helpers import write_tiny_weights
+from tests.engine_e2e_helpers import (
+    check_missing_weights,
+    engine_project,
+    render,
+    same_frames,
+    weights_by_role,
+)
 from tests.latentsync_helpers import one_torch_thread
-from tests.project_helpers import make_project
 
 JOB = """\
 kind: summary
@@ -27,25 +29,13 @@ seed: 7
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    jobs = make_project(tmp_path, {"emv2": JOB})
-    persona = tmp_path / "personas" / "test" / "persona.yaml"
-    persona.write_text(persona.read_text() + "disclosure: {label: false}\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TALKREEL_ECHOMIMIC_V2_RESOLUTION", "64")  # tiny weights at 64 px: seconds on a CPU
+    # tiny weights at 64 px: seconds on a CPU
     with one_torch_thread():
-        yield jobs
-
-
-def render(*args: str):
-    return CliRunner().invoke(app, ["render", *args, "--json", "--no-qc"], catch_exceptions=False)
+        yield engine_project(tmp_path, monkeypatch, {"emv2": JOB}, {"TALKREEL_ECHOMIMIC_V2_RESOLUTION": "64"})
 
 
 def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "empty-weights"))
-    result = render(str(project), "--out", "out")
-    assert result.exit_code == 4, result.output
-    (job,) = json.loads(result.stdout)["jobs"]
-    assert "talkreel weights download echomimic-v2-acc" in job["error"]
+    check_missing_weights(project, tmp_path, monkeypatch, "echomimic-v2-acc")
 
 
 def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
@@ -55,7 +45,7 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
     assert first.exit_code == 0, first.output
     record = json.loads((tmp_path / "a" / "emv2.json").read_text())
     assert record["engine"]["name"] == "echomimic-v2-acc"
-    weights = {w["role"]: w for w in record["engine"]["weights"]}
+    weights = weights_by_role(record)
     assert weights["denoising_unet"]["file"].endswith("denoising_unet_acc.safetensors")
     assert weights["motion_module"]["file"].endswith("motion_module_acc.safetensors")
     n = record["frames"]["clip"]
@@ -63,6 +53,4 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
     info = probe(tmp_path / "a" / "emv2.mp4")
     assert info.video_frames == n and (info.width, info.height) == (64, 64)
     assert render(str(project), "--out", "b").exit_code == 0
-    a = list(iter_frames(tmp_path / "a" / "emv2.mp4"))
-    b = list(iter_frames(tmp_path / "b" / "emv2.mp4"))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert same_frames(tmp_path / "a" / "emv2.mp4", tmp_path / "b" / "emv2.mp4")

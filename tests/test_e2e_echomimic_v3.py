@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from pipelines.media.probe import probe
-from pipelines.media.video_in import iter_frames
 from tests.echomimic_v3_helpers import write_tiny_weights
+from tests.engine_e2e_helpers import (
+    check_missing_weights,
+    engine_project,
+    render,
+    same_frames,
+    weights_by_role,
+)
 from tests.latentsync_helpers import one_torch_thread
-from tests.project_helpers import make_project
 
 JOB = """\
 kind: summary
@@ -29,23 +31,13 @@ seed: 7
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    jobs = make_project(tmp_path, {"em": JOB.format(engine="echomimic-v3-flash")})
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TALKREEL_CACHE", str(tmp_path / "cache"))
+    jobs = {"em": JOB.format(engine="echomimic-v3-flash")}
     with one_torch_thread():
-        yield jobs
-
-
-def render(*args: str):
-    return CliRunner().invoke(app, ["render", *args, "--json", "--no-qc"], catch_exceptions=False)
+        yield engine_project(tmp_path, monkeypatch, jobs, {"TALKREEL_CACHE": str(tmp_path / "cache")})
 
 
 def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "empty-weights"))
-    result = render(str(project), "--out", "out")
-    assert result.exit_code == 4, result.output
-    (job,) = json.loads(result.stdout)["jobs"]
-    assert "talkreel weights download echomimic-v3-flash" in job["error"]
+    check_missing_weights(project, tmp_path, monkeypatch, "echomimic-v3-flash")
 
 
 def test_render_with_tiny_weights_is_deterministic(project, tmp_path, monkeypatch):
@@ -56,7 +48,7 @@ def test_render_with_tiny_weights_is_deterministic(project, tmp_path, monkeypatc
     assert first.exit_code == 0, first.output
     record = json.loads((tmp_path / "a" / "em.json").read_text())
     assert record["engine"]["name"] == "echomimic-v3-flash"
-    weights = {w["role"]: w for w in record["engine"]["weights"]}
+    weights = weights_by_role(record)
     assert weights["transformer"]["repo"] == "BadToBest/EchoMimicV3"
     n = record["frames"]["clip"]
     assert n == round(record["duration"]["speech"] * 25)
@@ -66,6 +58,4 @@ def test_render_with_tiny_weights_is_deterministic(project, tmp_path, monkeypatc
     assert len(list((tmp_path / "cache" / "echomimic-v3-prompts").glob("*.safetensors"))) == 1
 
     assert render(str(project), "--out", "b").exit_code == 0
-    a = list(iter_frames(tmp_path / "a" / "em.mp4"))
-    b = list(iter_frames(tmp_path / "b" / "em.mp4"))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert same_frames(tmp_path / "a" / "em.mp4", tmp_path / "b" / "em.mp4")

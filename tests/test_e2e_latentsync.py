@@ -7,13 +7,18 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from pipelines.media.probe import probe
 from pipelines.media.video_in import iter_frames
+from tests.engine_e2e_helpers import (
+    check_missing_weights,
+    engine_project,
+    render,
+    same_frames,
+    weights_by_role,
+)
 from tests.latentsync_helpers import one_torch_thread, write_tiny_weights
-from tests.project_helpers import make_project, portrait
+from tests.project_helpers import portrait
 
 JOB = """\
 kind: summary
@@ -27,27 +32,13 @@ seed: 7
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    jobs = make_project(tmp_path, {"ls": JOB})
-    # No visible label, so the pixels around the face can be compared with the persona's own.
-    persona = tmp_path / "personas" / "test" / "persona.yaml"
-    persona.write_text(persona.read_text() + "disclosure: {label: false}\n")
-    monkeypatch.chdir(tmp_path)
     # 64 px faces: the real 512 px crop costs minutes per frame on a CPU.
-    monkeypatch.setenv("TALKREEL_LATENTSYNC_RESOLUTION", "64")
     with one_torch_thread():
-        yield jobs
-
-
-def render(*args: str):
-    return CliRunner().invoke(app, ["render", *args, "--json", "--no-qc"], catch_exceptions=False)
+        yield engine_project(tmp_path, monkeypatch, {"ls": JOB}, {"TALKREEL_LATENTSYNC_RESOLUTION": "64"})
 
 
 def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "empty-weights"))
-    result = render(str(project), "--out", "out")
-    assert result.exit_code == 4, result.output
-    (job,) = json.loads(result.stdout)["jobs"]
-    assert "talkreel weights download latentsync-1.6" in job["error"]
+    check_missing_weights(project, tmp_path, monkeypatch, "latentsync-1.6")
 
 
 def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
@@ -58,7 +49,7 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
     assert first.exit_code == 0, first.output
     record = json.loads((tmp_path / "a" / "ls.json").read_text())
     assert record["engine"]["name"] == "latentsync-1.6"
-    weights = {w["role"]: w for w in record["engine"]["weights"]}
+    weights = weights_by_role(record)
     assert weights["unet"]["repo"] == "ByteDance/LatentSync-1.6"
     assert weights["unet"]["file"].endswith("latentsync_unet.safetensors")
     assert (
@@ -73,9 +64,8 @@ def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
 
     # Same inputs and seed -> the same frames.
     assert render(str(project), "--out", "b").exit_code == 0
+    assert same_frames(tmp_path / "a" / "ls.mp4", tmp_path / "b" / "ls.mp4")
     a = list(iter_frames(tmp_path / "a" / "ls.mp4"))
-    b = list(iter_frames(tmp_path / "b" / "ls.mp4"))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
     # Away from the face the persona's pixels come through (H.264 and the invisible watermark aside),
     # while the regenerated mouth region differs from the source.

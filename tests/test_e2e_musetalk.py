@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
 from pipelines.media.probe import probe
-from pipelines.media.video_in import iter_frames
+from tests.engine_e2e_helpers import (
+    check_missing_weights,
+    engine_project,
+    render,
+    same_frames,
+    weights_by_role,
+)
 from tests.face_helpers import moving_portrait_frames, write_video
 from tests.latentsync_helpers import one_torch_thread
 from tests.musetalk_helpers import write_tiny_weights
-from tests.project_helpers import PERSONA_YAML, make_project
+from tests.project_helpers import PERSONA_YAML
 
 JOB = """\
 kind: summary
@@ -30,29 +33,20 @@ seed: 7
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    jobs = make_project(tmp_path, {"photo": JOB.format(persona="test"), "video": JOB.format(persona="clip")})
-    for name in ("test", "clip"):
-        folder = tmp_path / "personas" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        yaml = PERSONA_YAML.replace("portrait.png", "clip.mp4") if name == "clip" else PERSONA_YAML
-        (folder / "persona.yaml").write_text(yaml + "disclosure: {label: false}\n")
-    write_video(tmp_path / "personas" / "clip" / "clip.mp4", moving_portrait_frames(20, size=256), fps=25)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TALKREEL_MUSETALK_RESOLUTION", "32")
+    jobs = {"photo": JOB.format(persona="test"), "video": JOB.format(persona="clip")}
+    folder = engine_project(tmp_path, monkeypatch, jobs, {"TALKREEL_MUSETALK_RESOLUTION": "32"})
+    clip = tmp_path / "personas" / "clip"
+    clip.mkdir(parents=True, exist_ok=True)
+    (clip / "persona.yaml").write_text(
+        PERSONA_YAML.replace("portrait.png", "clip.mp4") + "disclosure: {label: false}\n"
+    )
+    write_video(clip / "clip.mp4", moving_portrait_frames(20, size=256), fps=25)
     with one_torch_thread():
-        yield jobs
-
-
-def render(*args: str):
-    return CliRunner().invoke(app, ["render", *args, "--json", "--no-qc"], catch_exceptions=False)
+        yield folder
 
 
 def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "empty-weights"))
-    result = render(str(project / "photo.yaml"), "--out", "out")
-    assert result.exit_code == 4, result.output
-    (job,) = json.loads(result.stdout)["jobs"]
-    assert "talkreel weights download musetalk-1.5" in job["error"]
+    check_missing_weights(project / "photo.yaml", tmp_path, monkeypatch, "musetalk-1.5")
 
 
 def test_render_photo_and_video_personas_with_tiny_weights(project, tmp_path, monkeypatch):
@@ -63,7 +57,7 @@ def test_render_photo_and_video_personas_with_tiny_weights(project, tmp_path, mo
     for name in ("photo", "video"):
         record = json.loads((tmp_path / "a" / f"{name}.json").read_text())
         assert record["engine"]["name"] == "musetalk-1.5"
-        weights = {w["role"]: w for w in record["engine"]["weights"]}
+        weights = weights_by_role(record)
         assert weights["unet"]["repo"] == "TMElyralab/MuseTalk"
         assert weights["unet"]["file"].endswith("musetalkV15/unet.safetensors")
         assert weights["whisper"]["repo"] == "openai/whisper-tiny"
@@ -76,6 +70,4 @@ def test_render_photo_and_video_personas_with_tiny_weights(project, tmp_path, mo
     # the same inputs and seed give the same frames
     again = render(str(project / "photo.yaml"), "--out", "b")
     assert again.exit_code == 0, again.output
-    a = list(iter_frames(tmp_path / "a" / "photo.mp4"))
-    b = list(iter_frames(tmp_path / "b" / "photo.mp4"))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert same_frames(tmp_path / "a" / "photo.mp4", tmp_path / "b" / "photo.mp4")

@@ -146,7 +146,8 @@ def test_memory_is_bounded_by_the_segment_not_the_clip(weights, persona, tmp_pat
 
 def test_the_30_step_engine_guides_with_cfg_from_ready_components(persona, tmp_path):
     from diffusers import AutoencoderKL
-    from echomimic_v2_helpers import TINY_VAE, TINY_WEIGHTS_AUDIO, tiny_models
+    from echomimic_v2_helpers import TINY_VAE, tiny_models
+    from latentsync_helpers import TINY_WEIGHTS_AUDIO
 
     from pipelines.audio_features.encoder import EncoderDims, WhisperAudioEncoder
 

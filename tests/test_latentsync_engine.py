@@ -5,8 +5,8 @@ import pytest
 from latentsync_helpers import one_torch_thread, write_tiny_weights
 
 from pipelines.cache import DiskArrayCache
-from pipelines.engines.base import RenderSettings, create_engine
-from pipelines.engines.latentsync.engine import LatentSyncPrepared, color_match, color_ring, pingpong
+from pipelines.engines.base import RenderSettings, create_engine, loop_frame
+from pipelines.engines.latentsync.engine import LatentSyncPrepared, color_match, color_ring
 from pipelines.errors import WeightsMissingError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.face.align import latentsync_template
@@ -58,11 +58,6 @@ def _speech(n):
 def _render(engine, prepared, n, settings, expression=None, start=0):
     expression = expression or ExpressionTrack.neutral(n)
     return list(engine.render(prepared, _speech(n), expression, settings, start=start))
-
-
-def test_pingpong_repeats_the_ends_like_upstream():
-    assert [pingpong(i, 3) for i in range(9)] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
-    assert pingpong(7, 1) == 0
 
 
 def test_missing_weights_name_the_command(tmp_path):
@@ -123,7 +118,7 @@ def test_video_pingpong_and_faceless_frames_pass_through(weights, portrait, tmp_
     out = _render(engine, prepared, n, settings)
     decoded = list(open_source(video, 25).frames())
     for i, f in enumerate(out):
-        s = pingpong(i, 10)
+        s = loop_frame(i, 10, "pingpong", ends_twice=True)
         assert f.face_found == clip.found[s]
         if not clip.found[s]:
             assert np.array_equal(f.image, decoded[s])  # passes through untouched

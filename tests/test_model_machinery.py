@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.engines.model.chunks import chunk_frames, chunk_generator, chunks_from, pingpong
+from pipelines.engines.model.chunks import chunk_frames, chunk_generator, chunks_from
 from pipelines.engines.model.device import place_modules, resolve_dtype
 from pipelines.engines.model.latent_cache import LatentCache
 from pipelines.engines.model.prefetch import Prefetch
@@ -31,11 +31,6 @@ def test_each_chunk_has_its_own_stream_that_does_not_depend_on_the_others():
     assert torch.equal(first, again)
     assert not torch.equal(first, torch.randn(4, generator=chunk_generator(7, 4)))
     assert not torch.equal(first, torch.randn(4, generator=chunk_generator(8, 3)))
-
-
-def test_pingpong_repeats_the_ends():
-    assert [pingpong(i, 3) for i in range(9)] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
-    assert pingpong(5, 1) == 0
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipelines.engines.base import Engine, create_engine
-from pipelines.engines.preview.engine import PreviewEngine, pingpong_index
+from pipelines.engines.preview.engine import PreviewEngine
 from pipelines.errors import InputError
 from pipelines.expression.build import build_expression_track
 from pipelines.expression.track import ExpressionTrack
@@ -137,11 +137,6 @@ def test_progress_counts_frames():
 def test_expression_length_must_match():
     with pytest.raises(Exception, match="expression track has 3 frames"):
         _render(silence(0.4), ExpressionTrack.neutral(3))
-
-
-def test_pingpong_index():
-    assert [pingpong_index(k, 4) for k in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
-    assert pingpong_index(5, 1) == 0
 
 
 def test_portrait_without_a_face_is_an_input_error(tmp_path):

@@ -137,11 +137,16 @@ def test_a_script_that_is_not_what_was_said_is_reported(tmp_path, monkeypatch):
 
 def test_loop_frame_modes():
     from pipelines.engines.base import loop_frame
-    from pipelines.engines.preview.engine import pingpong_index
 
-    assert [loop_frame(i, 3, "repeat", pingpong_index) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
-    assert [loop_frame(i, 3, "hold", pingpong_index) for i in range(5)] == [0, 1, 2, 2, 2]
-    assert [loop_frame(i, 3, "pingpong", pingpong_index) for i in range(6)] == [0, 1, 2, 1, 0, 1]
+    assert [loop_frame(i, 3, "repeat") for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [loop_frame(i, 3, "hold") for i in range(5)] == [0, 1, 2, 2, 2]
+    assert [loop_frame(i, 3, "pingpong") for i in range(6)] == [0, 1, 2, 1, 0, 1]
+    assert [loop_frame(i, 4, "pingpong") for i in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert [loop_frame(i, 3, "pingpong", ends_twice=True) for i in range(9)] == [0, 1, 2, 2, 1, 0, 0, 1, 2]
+    assert [loop_frame(i, 3, "repeat", ends_twice=True) for i in range(4)] == [0, 1, 2, 0]
+    assert {
+        loop_frame(i, n, mode) for i in range(5) for n in (0, 1) for mode in ("pingpong", "repeat", "hold")
+    } == {0}
 
 
 def test_a_video_persona_shorter_than_the_speech_loops_as_the_persona_says(tmp_path, monkeypatch):

@@ -42,14 +42,22 @@ class RenderSettings:
     loop: str = "pingpong"  # how a video persona shorter than the speech goes on (the persona's `loop`)
 
 
-def loop_frame(i: int, n: int, loop: str, pingpong: Callable[[int, int], int]) -> int:
+def loop_frame(i: int, n: int, loop: str, ends_twice: bool = False) -> int:
     """The source frame shown at output frame i of a video persona of n frames: "repeat" starts it over,
-    "hold" keeps its last frame, "pingpong" plays it back and forth (the engine's own `pingpong(i, n)`)."""
+    "hold" keeps its last frame, "pingpong" plays it forwards and backwards, 0 1 2 1 0 1 2 ..., or with
+    `ends_twice` showing each end twice, 0 1 2 2 1 0 0 1 ... (upstream LatentSync's loop, which LatentSync keeps)."""
+    if n <= 1:
+        return 0
     if loop == "repeat":
-        return i % max(n, 1)
+        return i % n
     if loop == "hold":
-        return min(i, n - 1) if n > 0 else 0
-    return pingpong(i, n)
+        return min(i, n - 1)
+    if ends_twice:
+        turn, pos = divmod(i, n)
+        return pos if turn % 2 == 0 else n - 1 - pos
+    period = 2 * n - 2
+    pos = i % period
+    return pos if pos < n else period - pos
 
 
 class ArrayCache(Protocol):

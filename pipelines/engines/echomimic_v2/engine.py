@@ -25,7 +25,7 @@ import numpy as np
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
-from pipelines.engines.model.weights import resolve_weights, weights_info
+from pipelines.engines.model.weights import EngineWeights
 from pipelines.errors import InputError
 from pipelines.expression.track import ExpressionTrack
 from pipelines.speech.track import Speech
@@ -94,15 +94,10 @@ class EchoMimicV2Engine:
         self.segment_overlap = int(segment_overlap)
         self.profile = bool(profile)
         self.stats: dict[str, Any] = {}
-        self._components = components
         self._pipe = None
         self._encoder = None
         self._banks: dict[tuple[str, str, str], Any] = {}
-        self._paths: dict[str, Path] = {}
-        self._lock_path = Path(lock_path) if lock_path else None
-        if components is None:
-            # disk only: missing or unconverted weights fail here (exit 4, naming the command to run)
-            self._paths = resolve_weights(engine_id, weights_dir, lock_path)
+        self.weights = EngineWeights(engine_id, weights_dir, lock_path, components)
 
     @classmethod
     def full(cls, **options: Any) -> EchoMimicV2Engine:
@@ -119,8 +114,7 @@ class EchoMimicV2Engine:
             "segment_frames": self.segment_frames,
             "segment_overlap": self.segment_overlap,
         }
-        if self._paths:
-            info["weights"] = weights_info(self.name, self._paths, self._lock_path)
+        info.update(self.weights.describe())
         return info
 
     # ---- models -----------------------------------------------------------------------------------------------
@@ -131,7 +125,7 @@ class EchoMimicV2Engine:
 
         dtype = resolve_dtype(dtype_name, self.device)
         if self._pipe is None:
-            comps = dict(self._components or self._load_components())
+            comps = dict(self.weights.components or self._load_components())
             self._encoder = comps.pop("audio_encoder")
             comps.setdefault("scheduler", make_scheduler())
             self._pipe = EchoMimicV2Pipeline(**comps)
@@ -146,7 +140,7 @@ class EchoMimicV2Engine:
         from pipelines.audio_features.encoder import load_encoder
         from pipelines.engines.echomimic_v2 import checkpoints as ck
 
-        p = self._paths
+        p = self.weights.paths
 
         def checked(role: str, load):
             try:

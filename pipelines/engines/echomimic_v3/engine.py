@@ -38,7 +38,7 @@ from pipelines.engines.model.chunks import chunk_generator
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.device import default_device, resolve_dtype
 from pipelines.engines.model.emotion import chunk_emotion
-from pipelines.engines.model.weights import resolve_weights, weights_info
+from pipelines.engines.model.weights import EngineWeights
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import ExpressionTrack
 from pipelines.speech.track import Speech
@@ -103,11 +103,7 @@ class EchoMimicV3Engine:
         self.device = default_device(device)
         self.profile = bool(profile)
         self.stats: dict[str, Any] = {}
-        self._components = components
-        self._lock_path = Path(lock_path) if lock_path else None
-        self._paths: dict[str, Path] = {}
-        if components is None:
-            self._paths = resolve_weights(engine_id, weights_dir, lock_path)  # exit 4 with the command
+        self.weights = EngineWeights(engine_id, weights_dir, lock_path, components)
         if prompt_cache_dir is None:
             from pipelines.cache import default_cache_root
 
@@ -127,8 +123,7 @@ class EchoMimicV3Engine:
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"device": self.device, "variant": self.variant}
-        if self._paths:
-            info["weights"] = weights_info(self.name, self._paths, self._lock_path)
+        info.update(self.weights.describe())
         return info
 
     # ---- models -------------------------------------------------------------------------------------------------
@@ -142,7 +137,7 @@ class EchoMimicV3Engine:
         cuda = str(self.device).startswith("cuda")
         dtype = resolve_dtype("bfloat16" if dtype_name == "auto" and cuda else dtype_name, self.device)
         if self._pipe is None:
-            comps = self._components or self._load_components()
+            comps = self.weights.components or self._load_components()
             scheduler = flash_scheduler() if self.variant == "flash" else preview_scheduler()
             self._pipe = EchoMimicV3Pipeline(
                 comps["transformer"], comps["vae"], scheduler, comps["image_encoder"]
@@ -161,7 +156,7 @@ class EchoMimicV3Engine:
     def _read(self, role: str) -> dict[str, Any]:
         from safetensors.torch import load_file
 
-        return load_file(str(self._paths[role]))
+        return load_file(str(self.weights.paths[role]))
 
     def _load_components(self) -> dict[str, Any]:
         import json
@@ -178,37 +173,37 @@ class EchoMimicV3Engine:
             load_native_weights,
         )
 
-        config = json.loads(Path(self._paths["transformer_config"]).read_text())
+        config = json.loads(Path(self.weights.paths["transformer_config"]).read_text())
         try:
             transformer = build_transformer(self.variant, wan_config(config), device="meta")
             load_native_weights(transformer, self._read("transformer"), assign=True)
         except CheckpointMismatchError as exc:
-            raise InputError(self._paths["transformer"], "transformer", str(exc)) from None
+            raise InputError(self.weights.paths["transformer"], "transformer", str(exc)) from None
         try:
             vae = wan_vae(self._read("vae"), vae_config(self._read("vae")))
             image_encoder = clip_vision_encoder(
                 self._read("image_encoder"), clip_heads(self._read("image_encoder"))
             )
         except EncoderCheckpointError as exc:
-            raise InputError(self._paths["vae"].parent, "vae / image_encoder", str(exc)) from None
-        audio = Wav2Vec2Features.from_folder(self._paths["audio_encoder"])
+            raise InputError(self.weights.paths["vae"].parent, "vae / image_encoder", str(exc)) from None
+        audio = Wav2Vec2Features.from_folder(self.weights.paths["audio_encoder"])
         return {"transformer": transformer.eval(), "vae": vae, "image_encoder": image_encoder, "audio": audio}
 
     def _text_encoder(self):
         """(tokenizer, UMT5 encoder) on the CPU, for prompts not in the cache (released by the caller)."""
-        if self._components is not None:
-            return self._components["load_text_encoder"]()
+        if self.weights.components is not None:
+            return self.weights.components["load_text_encoder"]()
         from transformers import AutoTokenizer
 
         from pipelines.engines.echomimic_v3.encoders import umt5_encoder
 
-        tokenizer = AutoTokenizer.from_pretrained(str(self._paths["text_tokenizer"]))
+        tokenizer = AutoTokenizer.from_pretrained(str(self.weights.paths["text_tokenizer"]))
         return tokenizer, umt5_encoder(self._read("text_encoder"), t5_heads(self._read("text_encoder")))
 
     def _text_revision(self) -> str:
-        if self._components is not None:
-            return str(self._components.get("text_revision", "components"))
-        return sha256_file(self._paths["text_encoder"])
+        if self.weights.components is not None:
+            return str(self.weights.components.get("text_revision", "components"))
+        return sha256_file(self.weights.paths["text_encoder"])
 
     # ---- prepare ------------------------------------------------------------------------------------------------
     def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> EchoMimicV3Prepared:

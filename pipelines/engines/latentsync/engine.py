@@ -38,7 +38,7 @@ import numpy as np
 from pipelines.audio_features.rate import at_16k
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
-from pipelines.engines.model.chunks import CHUNK_FRAMES, chunk_frames, chunk_generator, chunks_from, pingpong
+from pipelines.engines.model.chunks import CHUNK_FRAMES, chunk_frames, chunk_generator, chunks_from
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.color import color_match, color_ring
 from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
@@ -46,7 +46,7 @@ from pipelines.engines.model.face_region import FaceRegions, crop_key
 from pipelines.engines.model.prefetch import Prefetch, SideStream, adopt
 from pipelines.engines.model.retime import Timeline
 from pipelines.engines.model.source_frames import FrameReader
-from pipelines.engines.model.weights import resolve_weights, weights_info
+from pipelines.engines.model.weights import EngineWeights
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.speech.track import Speech
@@ -144,13 +144,8 @@ class LatentSyncEngine:
         self._latents = None  # pipeline.LatentCache, made with the pipeline
         self._latents_for: tuple[str, str] | None = None  # (device, dtype) the cached latents were made on
         self._warp = None  # face.batch_warp.FaceWarp for this engine's crop and device
-        self._components = components
         self._pipe = None
-        self._paths: dict[str, Path] = {}
-        self._lock_path = Path(lock_path) if lock_path else None
-        if components is None:
-            # disk only: missing or unconverted weights fail here (exit 4, naming the command to run)
-            self._paths = resolve_weights(engine_id, weights_dir, lock_path)
+        self.weights = EngineWeights(engine_id, weights_dir, lock_path, components)
 
     @classmethod
     def v15(cls, **options: Any) -> LatentSyncEngine:
@@ -168,8 +163,7 @@ class LatentSyncEngine:
             "prefetch": self.prefetch,
             "latent_cache_size": self._latent_cache_size,
         }
-        if self._paths:
-            info["weights"] = weights_info(self.name, self._paths, self._lock_path)
+        info.update(self.weights.describe())
         if self._pipe is not None:
             info["unet_block_out_channels"] = list(self._pipe.unet.config.block_out_channels)
             info["unet_compiled"] = self._pipe.unet_compiled
@@ -189,7 +183,7 @@ class LatentSyncEngine:
         device = device or self.device
         dtype = resolve_dtype(dtype_name, device)
         if self._pipe is None:
-            comps = self._components or self._load_components()
+            comps = self.weights.components or self._load_components()
             self._pipe = LatentSyncPipeline(
                 unet=comps["unet"],
                 vae=comps["vae"],
@@ -213,16 +207,18 @@ class LatentSyncEngine:
         from pipelines.engines.latentsync.unet import CheckpointMismatchError, load_unet_file
 
         try:
-            unet = load_unet_file(self._paths["unet"], self.name)
+            unet = load_unet_file(self.weights.paths["unet"], self.name)
         except CheckpointMismatchError as exc:
-            raise InputError(self._paths["unet"], "unet", str(exc)) from None
+            raise InputError(self.weights.paths["unet"], "unet", str(exc)) from None
         vae = AutoencoderKL.from_pretrained(
-            str(self._paths["vae"]), local_files_only=True, low_cpu_mem_usage=False
+            str(self.weights.paths["vae"]), local_files_only=True, low_cpu_mem_usage=False
         ).eval()
         try:
-            encoder = load_encoder(self._paths["whisper"], dims_path=self._paths.get("whisper_dims"))
+            encoder = load_encoder(
+                self.weights.paths["whisper"], dims_path=self.weights.paths.get("whisper_dims")
+            )
         except ValueError as exc:
-            raise InputError(self._paths["whisper"], "whisper", str(exc)) from None
+            raise InputError(self.weights.paths["whisper"], "whisper", str(exc)) from None
         return {"unet": unet, "vae": vae, "audio_encoder": encoder}
 
     # ---- prepare ----------------------------------------------------------------------------------------------
@@ -499,7 +495,7 @@ class _ChunkSource:
         prepared = self.prepared
         plan = [(self.looks[i], prepared.clips[self.looks[i]]) for i in idx]
         plan = [
-            (key, clip, loop_frame(i, clip.n, self.loop, pingpong))
+            (key, clip, loop_frame(i, clip.n, self.loop, ends_twice=True))
             for (key, clip), i in zip(plan, idx, strict=True)
         ]
         with self.clock("read"):

@@ -10,9 +10,6 @@ never from one generator running through the whole video.
         idx = chunk_frames(c, ch, n)
         out = pipe(..., generator=chunk_generator(seed, c))
         yield from (frame for i, frame in zip(idx, out) if i >= start)
-
-`pingpong(i, n)` maps output frame i to a source frame when the speech is longer than the source video (upstream
-LatentSync's loop: forwards, backwards, ..., the end frames shown twice).
 """
 
 from __future__ import annotations
@@ -47,11 +44,3 @@ def chunk_generator(seed: int, c: int):
     import torch
 
     return torch.Generator().manual_seed(chunk_seed(seed, c))
-
-
-def pingpong(i: int, n: int) -> int:
-    """Source frame of output frame i for a source of n frames: forwards, then backwards (ends shown twice), ..."""
-    if n <= 1:
-        return 0
-    k, r = divmod(i, n)
-    return r if k % 2 == 0 else n - 1 - r

@@ -4,7 +4,7 @@
     frames = reader.get([s0, s1, ...])             # {index: (h, w, 3) uint8}
 
 A video is decoded forwards from the first wanted frame and the decoder is kept open, so consecutive chunks cost
-one decoding pass; asking for an earlier frame (a ping-pong turn, see chunks.pingpong) restarts it there. A still is
+one decoding pass; asking for an earlier frame (a ping-pong turn, see engines.base.loop_frame) restarts it there. A still is
 decoded once per call and shared by every index.
 """
 

@@ -41,7 +41,7 @@ from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
 from pipelines.engines.model.latent_cache import LatentCache
 from pipelines.engines.model.prefetch import Prefetch
-from pipelines.engines.model.weights import resolve_weights, weights_info
+from pipelines.engines.model.weights import EngineWeights
 from pipelines.engines.musetalk import crop as mt_crop
 from pipelines.engines.musetalk import silence as mt_silence
 from pipelines.errors import InputError, RenderError
@@ -109,14 +109,9 @@ class MuseTalkEngine:
         self.preview = PreviewEngine()
         self._latents = LatentCache(latent_cache_size)
         self._latents_for: tuple[str, str] | None = None
-        self._components = components
         self._pipe = None
         self._audio = None  # (encoder, feature extractor)
-        self._paths: dict[str, Path] = {}
-        self._lock_path = Path(lock_path) if lock_path else None
-        if components is None:
-            # disk only: missing or unconverted weights fail here (exit 4, naming the command to run)
-            self._paths = resolve_weights(ENGINE_ID, weights_dir, lock_path)
+        self.weights = EngineWeights(ENGINE_ID, weights_dir, lock_path, components)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -124,8 +119,7 @@ class MuseTalkEngine:
             "resolution": self.resolution,
             "prefetch": self.prefetch,
         }
-        if self._paths:
-            info["weights"] = weights_info(ENGINE_ID, self._paths, self._lock_path)
+        info.update(self.weights.describe())
         if "reference_latents" in self.stats:
             info["reference_latents"] = dict(self.stats["reference_latents"])
         if "closed_in_silence" in self.stats:
@@ -142,7 +136,7 @@ class MuseTalkEngine:
         device = device or self.device
         dtype = resolve_dtype(dtype_name, device)
         if self._pipe is None:
-            comps = self._components or self._load_components()
+            comps = self.weights.components or self._load_components()
             self._pipe = MuseTalkPipeline(unet=comps["unet"], vae=comps["vae"])
             self._audio = (comps["whisper"], comps["feature_extractor"])
         place_modules((self._pipe.unet, self._pipe.vae, self._audio[0]), torch.device(device), dtype)
@@ -158,7 +152,7 @@ class MuseTalkEngine:
         from pipelines.engines.musetalk import audio as mt_audio
         from pipelines.engines.musetalk.unet import load_unet
 
-        paths = self._paths
+        paths = self.weights.paths
         try:
             unet = load_unet(paths["unet"], paths.get("unet_config"))
         except ValueError as exc:
@@ -344,10 +338,8 @@ class _ChunkSource:
             # image mode: each frame on its own, so a resumed render finds the same meshes as a full one
             self.detector = LandmarkDetector("image", max_faces=4)  # a group photo: the persona's is picked
         if self.video is not None:
-            from pipelines.engines.preview.engine import pingpong_index
-
             n_src, weights = self.video
-            j = loop_frame(i, n_src, self.loop, pingpong_index)
+            j = loop_frame(i, n_src, self.loop)
             if not self.prepared.found[j]:
                 return None, 0.0
             tracked = np.asarray(self.prepared.points[j], np.float32)

@@ -77,15 +77,6 @@ class PreviewPrepared:
         return int(self.found.shape[0])
 
 
-def pingpong_index(k: int, n: int) -> int:
-    """Source frame shown at output frame k when a source of n frames plays forwards, backwards, forwards..."""
-    if n <= 1:
-        return 0
-    period = 2 * n - 2
-    pos = k % period
-    return pos if pos < n else period - pos
-
-
 class PreviewEngine:
     """Engine "preview": CPU, no weights, ~real-time x10 and more on a laptop."""
 
@@ -275,7 +266,7 @@ class PreviewEngine:
         if library is not None:
             chosen = LibraryMouths(library, mouths, prep.points, curves[:, 0], curves[:, 1], start)
         for k in range(start, n):
-            j = loop_frame(k, n_src, loop, pingpong_index)
+            j = loop_frame(k, n_src, loop)
             original = cv2.cvtColor(cv2.imdecode(store[j], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             wgt = float(weights[j])
             if wgt <= 0.0:
