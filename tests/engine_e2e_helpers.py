@@ -1,4 +1,6 @@
-"""What the model engines' end-to-end tests share: a project of jobs through `talkreel render` with tiny weights.
+"""What the model engines' end-to-end tests share: a project of jobs through `talkreel render` with tiny weights
+(tiny random weights written in the hub formats and converted by pipelines.weights stand in for the downloaded
+ones; everything else is the real path).
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):

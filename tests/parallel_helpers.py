@@ -37,3 +37,11 @@ class KillOnce(Reporter):
 
     def worker_event(self, message):
         self.events.append(message)
+
+
+def child_pids() -> set[int]:
+    """The live or unreaped child processes of this process (Linux /proc; empty elsewhere)."""
+    pids: set[int] = set()
+    for children in Path("/proc/self/task").glob("*/children"):
+        pids.update(int(p) for p in children.read_text().split())
+    return pids

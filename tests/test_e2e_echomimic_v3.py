@@ -1,5 +1,4 @@
-"""`talkreel render` with the EchoMimic V3 engines end to end: tiny random weights written in the hub formats and
-converted by pipelines.weights stand in for the downloaded ones; everything else is the real path."""
+"""`talkreel render` with the EchoMimic V3 engines end to end with tiny weights (tests/engine_e2e_helpers.py)."""
 
 from __future__ import annotations
 

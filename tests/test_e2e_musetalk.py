@@ -1,6 +1,5 @@
-"""`talkreel render` with `engine: musetalk-1.5` end to end, for a photo and a video persona: tiny random weights
-written in the hub formats and converted by pipelines.weights stand in for the downloaded ones (32 px faces);
-everything else is the real path."""
+"""`talkreel render` with `engine: musetalk-1.5` end to end, for a photo and a video persona, with tiny weights
+(32 px faces; tests/engine_e2e_helpers.py)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from cli.batch import run_batch
 from cli.main import app
 from cli.schedule import AffinityQueue
 from pipelines.media.video_in import iter_frames
-from tests.parallel_helpers import KillOnce
+from tests.parallel_helpers import KillOnce, child_pids
 from tests.project_helpers import make_project, tone_wav
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,8 +124,12 @@ def test_workers_render_on_worker_processes_like_a_serial_run_and_replace_a_kill
     jobs = project(tmp_path, {"a_long": job(0, "long.wav"), **{f"j{i}": job(i) for i in range(1, 4)}})
     monkeypatch.chdir(tmp_path)
     reporter = KillOnce("a_long")
+    before = child_pids()
     # --devices sets each worker's CUDA_VISIBLE_DEVICES (the preview engine renders on the CPU whatever it says)
     result = run_batch([jobs], tmp_path / "pool", devices="0,1", qc=False, reporter=reporter)
+    # no process of the pool outlives it: workers reaped, and the resource tracker their spawning started stopped
+    # (left running, it was a child that later tests of this process did not expect)
+    assert child_pids() <= before
     assert reporter.killed
     assert result.exit_code == 0, result.as_dict()
     report = result.as_dict()
