@@ -7,9 +7,9 @@ the mouth closed), and MuseTalk regenerates the lower face of each frame from th
 
 - frames are cut into chunks of `batch_size` on a fixed grid from frame 0 (pipelines.engines.model.chunks); one
   background thread makes the next chunk while the models run this one (model.prefetch): preview frames, the mesh
-  of each frame (a video persona's face track, a photo's frame detected again since the preview moved it; both
-  fitted again on a crop around the face, as crop.py is calibrated),
-  upstream's crop box and blend mask (crop.py), the 256 x 256 crops and the chunk's audio windows (audio.py);
+  of each frame fitted on a crop around the face, as crop.py is calibrated (a video persona's face track refitted
+  once per source frame; a photo's frame detected again, since the preview moved it), upstream's crop box and
+  blend mask (crop.py), the 256 x 256 crops and the chunk's audio windows (audio.py);
 - the VAE's latent distributions of each crop (masked and whole) are kept by crop content (model.latent_cache), so a
   looped video or a motionless photo is encoded once; the latents are drawn from a generator seeded by (seed,
   chunk), so `render(start=k)` gives the frames of a full render from k on;
@@ -321,18 +321,20 @@ class _ChunkSource:
         self.n = n
         self.detector = None
         self.video = None
+        self.source_meshes: dict[int, np.ndarray] | None = None  # a video persona's, by source frame
         if prepared.kind == "video":
             from pipelines.engines.preview.engine import FADE_FRAMES as PREVIEW_FADE
             from pipelines.face.blend import passthrough_crossfade
             from pipelines.media.video_in import open_source
 
-            n_src = min(len(open_source(prepared.source, prepared.fps, prepared.size)), prepared.n_source)
+            self.source = open_source(prepared.source, prepared.fps, prepared.size)
+            n_src = min(len(self.source), prepared.n_source)
             self.video = (n_src, passthrough_crossfade(prepared.found[:n_src], PREVIEW_FADE))
 
     def _mesh(self, i: int, image: np.ndarray, found: bool) -> tuple[np.ndarray | None, float]:
         """(478, 2) mesh points of output frame i, fitted on a crop around the face (see crop.py: the box is
         calibrated on such fits), and the regenerated face's weight (0: pass through)."""
-        from pipelines.face.landmarks import FaceLandmarks, LandmarkDetector
+        from pipelines.face.landmarks import LandmarkDetector
 
         if self.detector is None:
             # image mode: each frame on its own, so a resumed render finds the same meshes as a full one
@@ -342,9 +344,9 @@ class _ChunkSource:
             j = loop_frame(i, n_src, self.loop)
             if not self.prepared.found[j]:
                 return None, 0.0
-            tracked = np.asarray(self.prepared.points[j], np.float32)
-            face = FaceLandmarks(tracked, np.zeros(len(tracked), np.float32))
-            return self.detector.refit(image, face).points, float(weights[j])
+            if self.source_meshes is None:
+                self.source_meshes = self._source_meshes(i)
+            return self.source_meshes[j], float(weights[j])
         if not found:
             return None, 0.0
         faces = self.detector.detect(image)
@@ -353,6 +355,28 @@ class _ChunkSource:
         # the persona's face (its pick of a group photo): the one where the preview put it, not another's
         face = face_at(faces, tuple(self.prepared.points[0].mean(axis=0) - self.prepared.margin))
         return self.detector.refit(image, face).points, 1.0
+
+    def _source_meshes(self, first: int) -> dict[int, np.ndarray]:
+        """The face track's mesh of each source frame that output frames first..n show, fitted again on a crop
+        around the face in the source frame itself: once per source frame however often the loop shows it
+        (a mesh pass per output frame cost more than the preview frames), and the same whichever frame a render
+        starts at."""
+        from pipelines.face.landmarks import FaceLandmarks
+
+        n_src, _ = self.video
+        found = self.prepared.found
+        wanted = {loop_frame(i, n_src, self.loop) for i in range(first, self.n)}
+        wanted = {j for j in wanted if found[j]}
+        out: dict[int, np.ndarray] = {}
+        if not wanted:
+            return out
+        for j, frame in enumerate(self.source.frames(0, max(wanted) + 1)):
+            if j in wanted:
+                tracked = np.asarray(self.prepared.points[j], np.float32)
+                out[j] = self.detector.refit(
+                    frame, FaceLandmarks(tracked, np.zeros(len(tracked), np.float32))
+                ).points
+        return out
 
     def close(self) -> None:
         """Release the landmark detector (a MediaPipe graph) and stop the preview's frame generator."""
