@@ -164,3 +164,51 @@ def test_a_warmed_rig_gives_the_same_images_as_one_that_computes_its_fields_on_u
     for _ in range(6):
         p = {k: float(rng.random()) for k in WARP_PARAMS}
         np.testing.assert_array_equal(warmed.apply(image, p), lazy.apply(image, p))
+
+
+def test_in_place_upper_warp_gives_the_copy_warps_image(face):
+    image, points = face
+    params = {"brow_raise": 0.6, "blink": 0.7, "smile": 0.5}
+    rig = FaceRig(points, image.shape, regions="upper")
+    expected = rig.apply(image, params)
+    own = image.copy()
+    assert rig.apply(own, params, in_place=True) is own
+    np.testing.assert_array_equal(own, expected)
+    with pytest.raises(ValueError, match="in_place"):
+        FaceRig(points, image.shape).apply(image.copy(), params, in_place=True)  # two patches that overlap
+
+
+def _splat_one_by_one(basis, pts, sigma, values):
+    """Each control's Gaussian summed into the grid in turn: what `_Basis._splat` must equal, bit for bit."""
+    patch = basis.patch
+    gh, gw = patch.grid.shape[:2]
+    wsum, vsum = np.zeros((gh, gw)), np.zeros((gh, gw, 2))
+    for i, (p, sg) in enumerate(zip(pts, np.broadcast_to(sigma, len(pts)), strict=True)):
+        lo = np.maximum(np.floor((p - 3 * sg - patch.origin) / patch.stride).astype(int), 0)
+        hi = np.minimum(np.ceil((p + 3 * sg - patch.origin) / patch.stride).astype(int) + 1, [gw, gh])
+        if (hi <= lo).any():
+            continue
+        xs = patch.origin[0] + patch.stride * np.arange(lo[0], hi[0]) - p[0]
+        ys = patch.origin[1] + patch.stride * np.arange(lo[1], hi[1]) - p[1]
+        w = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sg * sg))
+        wsum[lo[1] : hi[1], lo[0] : hi[0]] += w
+        vsum[lo[1] : hi[1], lo[0] : hi[0]] += w[..., None] * values[i]
+    return wsum, vsum
+
+
+def test_controls_splatted_at_once_sum_exactly_as_one_by_one(face):
+    image, points = face
+    rig = FaceRig(points, image.shape)
+    rng = np.random.default_rng(2)
+    for patch in rig.patches:
+        for basis in (b for b in (patch.upper, patch.lower) if b is not None):
+            for movers in basis.movers.values():
+                idx, disp, sigma = movers.arrays()
+                pts = points[idx] + rng.normal(
+                    0, 30, (len(idx), 2)
+                )  # some boxes cut by the patch edge or empty
+                values = disp * 40.0
+                wsum, vsum = basis._splat(pts, sigma, values)
+                want_w, want_v = _splat_one_by_one(basis, pts, sigma, values)
+                np.testing.assert_array_equal(wsum, want_w)
+                np.testing.assert_array_equal(vsum, want_v)

@@ -198,15 +198,25 @@ class FaceRig:
             out += patch.landmark_shift(coef)
         return out
 
-    def apply(self, image: np.ndarray, params, constant_source: bool = False) -> np.ndarray:
-        """The warped image (the input is not modified).
+    def apply(
+        self, image: np.ndarray, params, constant_source: bool = False, in_place: bool = False
+    ) -> np.ndarray:
+        """The warped image (the input is not modified unless `in_place`).
 
         constant_source: the caller passes the very same, unmodified image on every call (a still persona), so
         a patch whose parameters did not change since the previous call is copied from that call's result, and
         the result is one buffer reused by every call (only what the previous call painted is reset): use it
-        before the next call. Otherwise the result is a new array."""
+        before the next call. Otherwise the result is a new array.
+        in_place: the image is the caller's own copy, warped in place and returned (saves a copy of the frame).
+        Only for `regions="upper"`: its one patch reads all its pixels before it writes; the mouth patch would
+        read pixels the eye patch has already moved where the two overlap."""
+        if in_place and (constant_source or self.regions != "upper"):
+            raise ValueError("in_place needs regions='upper' and no constant_source")
         coef = self.coefficients(params)
-        out = self._reused(image, coef) if constant_source else image.copy()
+        if in_place:
+            out = image
+        else:
+            out = self._reused(image, coef) if constant_source else image.copy()
         painted = []
         for patch in self.patches:
             if patch.apply(image, out, coef, memo=constant_source):

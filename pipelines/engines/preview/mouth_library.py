@@ -165,7 +165,7 @@ class MouthStore:
 
     def crop(self, j: int) -> tuple[np.ndarray, tuple[int, int]]:
         data, origin = self._crops[j]
-        return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), origin
+        return cv2.imdecode(data, cv2.IMREAD_COLOR_RGB), origin  # (the same pixels as BGR then swapped)
 
 
 def jump_sources(library: MouthLibrary, path: np.ndarray, previous: int | None) -> np.ndarray:
