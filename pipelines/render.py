@@ -44,12 +44,13 @@ FEATURE_RATE = 16000
 # costs less CPU but gives no sensible file: a 6 s preview job at 1080x1920, CRF 18, measured 10.7 Mbit/s with
 # ultrafast, 8.7 with superfast and 2.4 with veryfast (x264's time 6.7 s, -, 9.1 s on a busy 2-core machine).
 DRAFT_PRESETS = {"preview": "veryfast"}
-# ...with x264's cheapest motion search (diamond, one subpixel step) instead of veryfast's hexagon and two steps:
-# x264 alone at CRF 18, one thread, on the preview's own frames (512x512, 750 frames) 5.9 -> 3.7 ms a frame for
-# 0.38 -> 0.47 Mbit/s, and on a 1080x1920 talking clip 38 -> 21 ms for 2.8 -> 3.3 Mbit/s, SSIM 0.9915 -> 0.9909
-# (x264 is the largest CPU share of a preview job; superfast, which also drops mbtree, made 6.5 Mbit/s there).
+# ...with superfast's motion search (diamond, one subpixel step, no inter sub-partitions) but veryfast's
+# macroblock tree, which is what keeps the file small. x264 alone at CRF 18, one thread, on the preview's own
+# frames (512x512, 750 frames): 5.9-6.3 -> 2.4-2.6 ms a frame for 0.38 -> 0.47 Mbit/s at the same SSIM (0.9876);
+# on a 1080x1920 talking clip 38 -> 22 ms for 2.8 -> 3.3 Mbit/s, SSIM 0.9915 -> 0.9909 (superfast itself, which
+# drops the tree, made 1.1 and 6.5 Mbit/s). x264 was the largest CPU share of a preview job.
 # Only with the default preset: a preset the job names is x264's own.
-DRAFT_X264_PARAMS = "me=dia:subme=1"
+DRAFT_X264_PARAMS = "me=dia:subme=1:partitions=i8x8,i4x4"
 DRAFT_PAUSE = 0.25  # seconds of silence before and after draft (text) speech
 # The output audio's priority (Unix nice) while it is made beside the frames: the lowest, so the engine, the
 # compositor and x264 are not kept waiting by it (interleaved A/B runs of a 750-frame 512x512 preview job: the

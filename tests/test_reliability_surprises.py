@@ -87,7 +87,7 @@ def test_a_preview_render_encodes_with_the_documented_preset(tmp_path, monkeypat
         "codec": "h264",
         "crf": 18,
         "preset": "veryfast",
-        "x264_params": "me=dia:subme=1",
+        "x264_params": "me=dia:subme=1:partitions=i8x8,i4x4",
     }
 
 

@@ -59,8 +59,8 @@ class Output(StrictModel):
     preset: X264Preset | None = Field(
         None,
         description=(
-            "x264 speed/size trade-off; default: veryfast for the preview engine (drafts; with x264's cheapest"
-            " motion search, me=dia and subme=1), medium otherwise"
+            "x264 speed/size trade-off; default: veryfast for the preview engine (drafts; with superfast's motion"
+            " search: me=dia, subme=1, partitions=i8x8,i4x4), medium otherwise"
         ),
     )
 
