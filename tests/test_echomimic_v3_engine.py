@@ -115,6 +115,38 @@ def test_emotion_track_becomes_prompt_words(setup):
     assert engine.prompts_for(own, "happy").endswith("Beaming.")
 
 
+def _happy_sad_happy():
+    table = emotion_table({})
+    rows = np.repeat(table["happy"][None], N, axis=0)
+    rows[7:22] = table["sad"]
+    return ExpressionTrack(rows)
+
+
+@pytest.fixture(scope="module")
+def emotional(setup):
+    engine, prepared, _ = setup
+    with one_torch_thread():
+        frames = _render(engine, prepared, _settings(), expression=_happy_sad_happy())
+    return frames, dict(engine.stats)
+
+
+def test_chunks_start_at_emotion_changes_with_one_prompt_each(emotional):
+    """13-frame chunks sharing 4: the grid would start at 0, 9, 18, 27; the changes at 7 and 22 move it."""
+    _, stats = emotional
+    assert stats["chunk_starts"] == [0, 7, 16, 22]
+    opts = _settings().engine
+    happy, sad = (opts.prompt + " " + EMOTION_WORDS[e] for e in ("happy", "sad"))
+    assert stats["chunk_prompts"] == [happy, sad, sad, happy]
+
+
+@pytest.mark.parametrize("start", [7, 9, 16, 22])  # every chunk start, and frames in cross-fades
+def test_resume_at_emotion_chunk_boundaries_gives_the_same_frames(setup, emotional, start):
+    engine, prepared, _ = setup
+    resumed = _render(engine, prepared, _settings(), start=start, expression=_happy_sad_happy())
+    assert len(resumed) == N - start
+    assert all(np.array_equal(a, b) for a, b in zip(emotional[0][start:], resumed, strict=True))
+
+
 def test_each_distinct_prompt_is_encoded_once(setup):
     engine, prepared, tmp = setup
     table = emotion_table({})

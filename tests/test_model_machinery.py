@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.engines.model.chunks import chunk_frames, chunk_generator, chunks_from
+from pipelines.engines.model.chunks import (
+    chunk_frames,
+    chunk_generator,
+    chunks_from,
+    first_overlapping,
+    plan_overlapping,
+)
 from pipelines.engines.model.device import place_modules, resolve_dtype
 from pipelines.engines.model.latent_cache import LatentCache
 from pipelines.engines.model.prefetch import Prefetch
@@ -23,6 +29,35 @@ def test_the_grid_starts_at_frame_zero_whatever_the_start():
     assert list(chunks_from(40, 40, 16)) == []
     with pytest.raises(ValueError, match="chunk_frames"):
         chunks_from(0, 10, 0)
+
+
+def test_overlapping_chunks_follow_the_grid_without_changes():
+    # 81-frame chunks sharing 8 frames: starts every 73 frames, the last chunk as long as the clip needs
+    assert plan_overlapping(200, 81, 8) == [(0, 81), (73, 81), (146, 54)]
+    assert plan_overlapping(81, 81, 8) == [(0, 81)]
+    assert plan_overlapping(3, 81, 8) == [(0, 3)]
+
+
+def test_overlapping_chunks_start_at_changes_far_enough_apart():
+    # changes at 30 and 100 become chunk starts; 105 is too close to 100 (a quarter chunk: 20 frames)
+    plan = plan_overlapping(300, 81, 8, changes=[30, 100, 105])
+    starts = [a for a, _ in plan]
+    assert starts[:3] == [0, 30, 100]
+    assert all(plan[i][0] + plan[i][1] - plan[i + 1][0] == 8 for i in range(len(plan) - 1))  # same overlap
+    assert all(used <= 81 for _, used in plan) and sum(plan[-1]) == 300
+    # a change in the frames the next grid chunk shares with this one lands in that cross-fade
+    assert [a for a, _ in plan_overlapping(300, 81, 8, changes=[76])][:2] == [0, 73]
+    assert [a for a, _ in plan_overlapping(300, 81, 8, changes=[10])][:2] == [0, 73]  # too close to 0
+
+
+def test_a_resume_begins_with_the_chunk_whose_cross_fade_it_needs():
+    plan = [(0, 38), (30, 78), (100, 81)]
+    assert first_overlapping(plan, 0, 8) == 0
+    assert first_overlapping(plan, 29, 8) == 0
+    assert first_overlapping(plan, 33, 8) == 0  # 30..37 fade from chunk 0 into chunk 1
+    assert first_overlapping(plan, 38, 8) == 1
+    assert first_overlapping(plan, 107, 8) == 1
+    assert first_overlapping(plan, 108, 8) == 2
 
 
 def test_each_chunk_has_its_own_stream_that_does_not_depend_on_the_others():

@@ -121,6 +121,17 @@ class EchoMimicV3Settings(StrictModel):
     color_match: bool = Field(
         True, description="match each frame's colours to the persona photo (LAB mean/std)"
     )
+    teacache: bool | None = Field(
+        None,
+        description="TeaCache: skip the transformer on calls whose timestep embedding barely moved (default: on "
+        "for flash, as upstream; off for preview); false = every call runs the whole transformer",
+    )
+    teacache_threshold: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="TeaCache's threshold on the accumulated rescaled change (upstream's 0.1; higher skips more)",
+    )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ majority emotion).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,10 @@ import numpy as np
 from pipelines.audio_features.rate import at_16k
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings
-from pipelines.engines.model.chunks import chunk_generator
+from pipelines.engines.model.chunks import chunk_generator, first_overlapping, plan_overlapping
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.device import default_device, resolve_dtype
-from pipelines.engines.model.emotion import chunk_emotion
+from pipelines.engines.model.emotion import dominant_emotions
 from pipelines.engines.model.weights import EngineWeights
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import ExpressionTrack
@@ -285,7 +286,6 @@ class EchoMimicV3Engine:
             )
         length = int(getattr(opts, "chunk_frames", None) or CHUNK_FRAMES[self.variant])
         overlap = int(getattr(opts, "overlap", 8))
-        stride = length - overlap
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
         clock = StageClock(sync=self.profile)
         pipe = self.pipeline(getattr(opts, "dtype", "auto"))
@@ -296,19 +296,15 @@ class EchoMimicV3Engine:
         if self.variant == "flash":
             samples = loudness_normalised(samples)  # infer_flash.py: -23 LUFS before wav2vec2
 
-        # one prompt per chunk: the job prompt plus the words of the chunk's majority emotion
-        n_chunks = max(1, -(-max(n - overlap, 1) // stride))
-        first_chunk = start // stride
-        if first_chunk > 0 and start - first_chunk * stride < overlap:
-            first_chunk -= 1  # the cross-fade into `start` needs the previous chunk's tail
-        chunk_ids = range(min(first_chunk, n_chunks - 1), n_chunks)
-        prompts = {
-            c: self.prompts_for(
-                opts,
-                chunk_emotion(expression.values[c * stride : c * stride + length], prepared.emotion_vectors),
-            )
-            for c in chunk_ids
-        }
+        # one prompt per chunk: chunks start where the prompt changes (when far enough apart), and each takes the
+        # job prompt plus the words of its majority emotion. The plan is the whole clip's, so a resume keeps it.
+        names = dominant_emotions(expression.values, prepared.emotion_vectors)
+        prompt_of = {e: self.prompts_for(opts, e) for e in set(names)}
+        per_frame = [prompt_of[e] for e in names]
+        changes = [i for i in range(1, n) if per_frame[i] != per_frame[i - 1]]
+        plan = plan_overlapping(n, length, overlap, changes)
+        chunk_ids = range(first_overlapping(plan, start, overlap), len(plan))
+        prompts = {c: Counter(per_frame[plan[c][0] : sum(plan[c])]).most_common(1)[0][0] for c in chunk_ids}
         negative = getattr(opts, "negative_prompt", None)
         negative = PREVIEW_NEGATIVE if negative is None else negative
         with clock("text"):
@@ -339,15 +335,18 @@ class EchoMimicV3Engine:
             "chunk_sizes": [],
             "chunk_frames": length,
             "overlap": overlap,
+            "chunk_starts": [plan[c][0] for c in chunk_ids],
+            "chunk_prompts": [prompts[c] for c in chunk_ids],
+            "teacache_skipped": 0,
         }
 
         tail = None  # the previous chunk's last `overlap` frames (float, 0..1)
         done = 0
         for c in chunk_ids:
-            a = c * stride
-            last = c == n_chunks - 1
-            # the last chunk only as long as the speech needs (4k+1 frames)
-            size = min(length, 4 * -(-(n - a - 1) // 4) + 1) if last else length
+            a, used = plan[c]
+            last = c == len(plan) - 1
+            own = used if last else plan[c + 1][0] - a  # the frames before the cross-fade into the next chunk
+            size = 4 * -(-(used - 1) // 4) + 1  # the model makes 4k+1 frames: up to 3 more, dropped
             with clock("audio"):
                 audio = self._chunk_audio(samples, a, size, fps)
             frames = (
@@ -363,6 +362,8 @@ class EchoMimicV3Engine:
                     face_mask=mask,
                     generator=chunk_generator(seed, c),
                     image_tokens=self._image_tokens[key],
+                    teacache=getattr(opts, "teacache", None),
+                    teacache_threshold=getattr(opts, "teacache_threshold", None),
                 )
                 .frames[0]
                 .cpu()
@@ -370,10 +371,11 @@ class EchoMimicV3Engine:
             )
             self.stats["chunks"] += 1
             self.stats["chunk_sizes"].append(size)
+            self.stats["teacache_skipped"] += (pipe.teacache_calls or []).count(False)  # transformer calls
             if tail is not None:
                 frames[:overlap] = tail * (1 - ramp) + frames[:overlap] * ramp
-            tail = frames[stride:].copy()
-            emit = frames if last else frames[:stride]
+            tail = frames[own:used].copy()
+            emit = frames[:own]
             with clock("color"):
                 out = _to_uint8(emit, prepared.image if getattr(opts, "color_match", True) else None)
             for j, img in enumerate(out):

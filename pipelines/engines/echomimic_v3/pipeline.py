@@ -9,7 +9,11 @@ The variant is the transformer's (`transformer.config.variant`):
   the audio output of the transformer is weighted by the face mask.
 * flash: UniPC on upstream's 8-step grid; two transformer calls per step, prompt + audio and prompt + zero
   audio; noise = u + a (c - u) with a = 3.0 (no text guidance: upstream passes the negative prompt nowhere).
-  Upstream's TeaCache (skipping transformer calls late in the run) is not implemented here.
+  TeaCache (`teacache.py`) is on by default, as upstream's infer_flash.py has it: it skips the blocks of 4 to 6
+  of the 16 transformer calls of 8 steps.
+
+TeaCache can be turned on for preview too (upstream has the switch, off by default): one call per step there.
+`teacache_calls` holds, after a call, whether each transformer call ran its blocks (None: TeaCache off).
 
 Inputs are tensors: the reference image, wav2vec2 features (`pipelines.engines.echomimic_v3.audio`) and prompt
 embeddings (`conditioning.encode_prompts` / `PromptCache`); `encode_prompt` is there when a text encoder is loaded.
@@ -37,6 +41,7 @@ from pipelines.engines.echomimic_v3.conditioning import (
     temporal_ratio,
 )
 from pipelines.engines.echomimic_v3.schedulers import FLASH_STEPS, PREVIEW_STEPS, set_timesteps
+from pipelines.engines.echomimic_v3.teacache import THRESHOLD, TeaCache
 
 # infer_preview.py / run_flash.sh defaults
 PREVIEW_GUIDANCE = {"guidance_scale": 4.0, "audio_guidance_scale": 2.9, "neg_scale": 1.5, "neg_steps": 2}
@@ -50,7 +55,7 @@ def dynamic_scale(scale: float, step: int, steps: int) -> float:
 
 @dataclass
 class EchoMimicV3Output(BaseOutput):
-    frames: torch.Tensor  # (B, F, H, W, 3) in [0, 1]
+    frames: torch.Tensor  # (B, F, H, W, 3) in [0, 1]; output_type "latent": the latents
 
 
 class EchoMimicV3Pipeline(DiffusionPipeline):
@@ -63,6 +68,7 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
     def __init__(self, transformer, vae, scheduler, image_encoder, tokenizer=None, text_encoder=None):
         super().__init__()
         self.stage_timer = None  # a pipelines.engines.model.clock.StageClock: seconds per stage (bench/)
+        self.teacache_calls: list[bool] | None = None
         self.register_modules(
             transformer=transformer,
             vae=vae,
@@ -103,11 +109,18 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         image_tokens: torch.Tensor | None = None,
+        teacache: bool | None = None,
+        teacache_threshold: float | None = None,
+        output_type: str = "frames",
         return_dict: bool = True,
     ) -> EchoMimicV3Output | tuple[torch.Tensor]:
         """image (1, 3, H, W) in [-1, 1] at the output size (sides multiples of 16); audio_embeds: preview
         (1, 2 * num_frames, 768) features, flash (1, num_frames, 5, 12, 768) windows; prompt_embeds (1, 512, 4096)
-        zero-padded; num_frames 4k+1. image_tokens: precomputed CLIP tokens of the reference (else computed)."""
+        zero-padded; num_frames 4k+1. image_tokens: precomputed CLIP tokens of the reference (else computed).
+        teacache: None = the variant's default (flash on, preview off); teacache_threshold None = upstream's 0.1.
+        output_type "latent": the final latents (1, C, T, h, w), not decoded."""
+        if output_type not in ("frames", "latent"):
+            raise ValueError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
         device = self._execution_device
         dtype = self.transformer.dtype
         ratio_t, ratio_s = temporal_ratio(self.vae), spatial_ratio(self.vae)
@@ -162,6 +175,10 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
         else:
             a_scale = FLASH_AUDIO_GUIDANCE if audio_guidance_scale is None else audio_guidance_scale
 
+        cache = None
+        if teacache if teacache is not None else not preview:
+            threshold = THRESHOLD if teacache_threshold is None else teacache_threshold
+            cache = TeaCache(period=steps, threshold=threshold)  # period: upstream passes the step count
         self.scheduler.set_begin_index(0)
         with self._stage("transformer"):
             for i, t in enumerate(self.progress_bar(timesteps)):
@@ -177,19 +194,26 @@ class EchoMimicV3Pipeline(DiffusionPipeline):
                         audio_embeds=audio3,
                         audio_mask=mask,
                         audio_scale=audio_scale,
+                        teacache=cache,
                     ).sample.float()
                     uncond, drop_audio, cond = out.chunk(3)
                     gs, ags = (dynamic_scale(s, i, steps) for s in scales) if dynamic_guidance else scales
                     noise = uncond + gs * (drop_audio - uncond) + ags * (cond - drop_audio)
                 else:
                     tt = t.expand(1)
-                    cond = self.transformer(x, tt, text, image_tokens, audio_embeds=audio).sample.float()
+                    cond = self.transformer(
+                        x, tt, text, image_tokens, audio_embeds=audio, teacache=cache
+                    ).sample.float()
                     uncond = self.transformer(
-                        x, tt, text, image_tokens, audio_embeds=torch.zeros_like(audio)
+                        x, tt, text, image_tokens, audio_embeds=torch.zeros_like(audio), teacache=cache
                     ).sample.float()
                     noise = uncond + a_scale * (cond - uncond)
                 latents = self.scheduler.step(noise, t, latents, return_dict=False)[0]
+        self.teacache_calls = None if cache is None else cache.computed
 
+        if output_type == "latent":
+            self.maybe_free_model_hooks()
+            return EchoMimicV3Output(frames=latents) if return_dict else (latents,)
         with self._stage("vae-decode"):
             video = decode_latents(self.vae, latents.to(self.vae.dtype))
         frames = ((video.float() + 1) / 2).permute(0, 2, 3, 4, 1)

@@ -31,6 +31,8 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.transformer_wan import WanAttention, WanRotaryPosEmbed, WanTransformerBlock
 from torch import nn
 
+from pipelines.engines.echomimic_v3.teacache import TeaCache
+
 Variant = Literal["preview", "flash"]
 
 # Wan2.1-Fun-V1.1-1.3B-InP (echomimic.md "V3"). diffusers has no preset for it, and its single-file detection
@@ -275,6 +277,7 @@ class EchoMimicV3Transformer3DModel(WanTransformer3DModel):
                     flash (B, video frames, 5, 12, 768) per-frame windows of wav2vec2 layers;
                     None skips the audio attention. That is NOT upstream's "no audio" guidance branch, which feeds
                     zero features (their projection is not zero): the pipelines pass zeros there, as upstream does.
+      teacache: a `teacache.TeaCache` of the sampling run: the blocks run only on the calls it does not skip.
     """
 
     _no_split_modules = ["EchoMimicV3Block"]
@@ -368,6 +371,7 @@ class EchoMimicV3Transformer3DModel(WanTransformer3DModel):
         audio_scale: float = 1.0,
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
+        teacache: TeaCache | None = None,
     ) -> torch.Tensor | Transformer2DModelOutput:
         b, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
@@ -386,13 +390,20 @@ class EchoMimicV3Transformer3DModel(WanTransformer3DModel):
             tokens = self.audio_tokens(audio_embeds.to(hidden_states.dtype), grid[0]).to(hidden_states.dtype)
             audio = AudioContext(tokens, grid[0], audio_mask, audio_scale)
 
-        for block in self.blocks:
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                hidden_states = self._gradient_checkpointing_func(
-                    block, hidden_states, context, timestep_proj, rotary_emb, audio
-                )
-            else:
-                hidden_states = block(hidden_states, context, timestep_proj, rotary_emb, audio)
+        def blocks(hidden_states: torch.Tensor) -> torch.Tensor:
+            for block in self.blocks:
+                if torch.is_grad_enabled() and self.gradient_checkpointing:
+                    hidden_states = self._gradient_checkpointing_func(
+                        block, hidden_states, context, timestep_proj, rotary_emb, audio
+                    )
+                else:
+                    hidden_states = block(hidden_states, context, timestep_proj, rotary_emb, audio)
+            return hidden_states
+
+        if teacache is None:
+            hidden_states = blocks(hidden_states)
+        else:  # upstream measures e0 in the model's dtype
+            hidden_states = teacache.run(timestep_proj.to(hidden_states.dtype), hidden_states, blocks)
 
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         hidden_states = (self.norm_out(hidden_states.float()) * (1 + scale) + shift).type_as(hidden_states)
