@@ -11,11 +11,16 @@ UMT5 of the real width, since prompt embeddings are computed once and cached) on
     python bench/echomimic_speed.py --device cuda --variant flash --seconds 5 60
 A small size on CPU (toy widths, 64 px), to check the script and the flat memory:
     python bench/echomimic_speed.py --size tiny --seconds 1 3
+
+TeaCache (on by default for flash) is measured on and off side by side (`--teacache on off`, the default; `on` or
+`off` alone for one): the transformer's s/frame, the transformer calls it skipped and the ratio. `--low-vram`
+renders with the engine's low-VRAM mode (models offloaded block by block, VAE tiles): compare the peak GPU memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -145,6 +150,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--chunk-frames", type=int, default=None, help="4k+1 frames per chunk (default 81 / 113)")
     ap.add_argument("--photo", type=int, default=None, help="persona photo side in px (default 768, tiny 64)")
+    ap.add_argument("--teacache", choices=("on", "off"), nargs="+", default=["on", "off"])
+    ap.add_argument("--low-vram", action="store_true", help="the engine's low_vram mode")
     args = ap.parse_args()
     tiny = args.size == "tiny"
     cuda = args.device.startswith("cuda")
@@ -170,39 +177,63 @@ def main() -> None:
             prompt_cache_dir=tmp / "prompts",
             profile=True,
         )
-        opts = {"name": name, "dtype": args.dtype}
+        opts = {"name": name, "dtype": args.dtype, "low_vram": args.low_vram}
         opts.update({"steps": args.steps} if args.steps else {})
         opts.update({"chunk_frames": args.chunk_frames} if args.chunk_frames else {})
         settings = RenderSettings(fps=25, size=None, seed=1, engine=engine_settings(opts))
         persona = SimpleNamespace(source=write_persona(tmp, args.photo or (64 if tiny else 768)), emotions={})
         prepared = engine.prepare(persona, settings, DiskArrayCache(tmp / "cache"))
         w, h = engine.frame_size(prepared)
-        config = engine.pipeline(args.dtype).transformer.config
-        print(f"{name} {args.size} on {args.device}: {w}x{h}, transformer {config.num_layers} layers")
+        config = engine.pipeline(args.dtype, args.low_vram).transformer.config
+        print(
+            f"{name} {args.size} on {args.device}: {w}x{h}, transformer {config.num_layers} layers"
+            + (", low_vram" if args.low_vram else "")
+        )
+        steps = args.steps or (8 if args.variant == "flash" else 25)
+        branches = 2 if args.variant == "flash" else 3
+        calls_per_step = 2 if args.variant == "flash" else 1  # preview batches its three branches in one call
+        per_frame: dict[tuple[float, str], float] = {}
+        # an untimed first render (one second): the first calls pay one-off costs (allocator, kernels, caches)
+        warm = speech(1.0)
+        for _ in engine.render(prepared, warm, ExpressionTrack.neutral(warm.n_frames), settings):
+            pass
         for seconds in args.seconds:
             clip = speech(seconds)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-            n = sum(
-                1 for _ in engine.render(prepared, clip, ExpressionTrack.neutral(clip.n_frames), settings)
-            )
-            wall = time.perf_counter() - start
-            stages = dict(engine.stats["stages"])
-            sizes = engine.stats["chunk_sizes"]
-            print(f"\n{seconds:g} s of speech: {n} frames, chunks of {sizes} frames: {wall / n:.3f} s/frame")
-            for stage, secs in stages.items():
-                print(f"  {stage:12s} {secs / n:8.4f} s/frame")
-            steps = args.steps or (8 if args.variant == "flash" else 25)
-            branches = 2 if args.variant == "flash" else 3
-            flops = steps * sum(transformer_flops(config, size, h, w, branches) for size in sizes)
-            rate = flops / max(stages.get("transformer", 1e-9), 1e-9)
-            print(f"  transformer achieved {rate / 1e12:.4f} TFLOP/s ({flops / 1e12:.3f} TFLOP)")
-            if cuda:
-                print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-            print(
-                f"  peak process RSS so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-            )
+            for teacache in args.teacache:
+                run = dataclasses.replace(
+                    settings, engine=settings.engine.model_copy(update={"teacache": teacache == "on"})
+                )
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+                expression = ExpressionTrack.neutral(clip.n_frames)
+                n = sum(1 for _ in engine.render(prepared, clip, expression, run))
+                wall = time.perf_counter() - start
+                stages = dict(engine.stats["stages"])
+                sizes = engine.stats["chunk_sizes"]
+                calls = steps * calls_per_step * len(sizes)
+                skipped = engine.stats["teacache_skipped"]
+                print(
+                    f"\n{seconds:g} s of speech, TeaCache {teacache}: {n} frames, chunks of {sizes} frames: "
+                    f"{wall / n:.3f} s/frame; transformer calls skipped: {skipped} of {calls}"
+                )
+                for stage, secs in stages.items():
+                    print(f"  {stage:12s} {secs / n:8.4f} s/frame")
+                per_frame[seconds, teacache] = stages.get("transformer", 0.0) / n
+                # a skipped call costs no block FLOPs: count the computed calls only
+                flops = steps * sum(transformer_flops(config, size, h, w, branches) for size in sizes)
+                flops *= 1 - skipped / calls
+                rate = flops / max(stages.get("transformer", 1e-9), 1e-9)
+                print(f"  transformer achieved {rate / 1e12:.4f} TFLOP/s ({flops / 1e12:.3f} TFLOP)")
+                if cuda:
+                    print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+                print(f"  peak process RSS so far: {rss:.2f} GiB")
+        if len(args.teacache) == 2:
+            print(f"\nTeaCache on vs off ({args.device}): transformer s/frame")
+            for seconds in args.seconds:
+                on, off = per_frame[seconds, "on"], per_frame[seconds, "off"]
+                print(f"  {seconds:g} s: on {on:.4f}, off {off:.4f}, off/on {off / max(on, 1e-12):.2f}x")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ def run_batch(
     if override is not None:
         for loaded in jobs:
             loaded.job.engine = override
-    if low_vram:  # a setting of the LatentSync engines: it reaches the plan's hash and the job record
+    if (
+        low_vram
+    ):  # a setting of the LatentSync and EchoMimic V3 engines: it reaches the plan's hash and the record
         for loaded in jobs:
             if "low_vram" in type(loaded.job.engine).model_fields:
                 loaded.job.engine = loaded.job.engine.model_copy(update={"low_vram": True})

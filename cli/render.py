@@ -159,7 +159,8 @@ def render(
     low_vram: bool = typer.Option(
         False,
         "--low-vram",
-        help="LatentSync jobs: keep idle models on the CPU, VAE one image at a time (for small GPUs).",
+        help="LatentSync and EchoMimic V3 jobs: keep idle models on the CPU, VAE one image at a time / in tiles "
+        "(for small GPUs).",
     ),
 ) -> None:
     """Render every job into a finished MP4 (with a .json record beside it)."""

@@ -147,6 +147,23 @@ def test_resume_at_emotion_chunk_boundaries_gives_the_same_frames(setup, emotion
     assert all(np.array_equal(a, b) for a, b in zip(emotional[0][start:], resumed, strict=True))
 
 
+def test_low_vram_offloads_and_gives_the_same_frames(setup):
+    """low_vram puts diffusers' group-offloading hooks on the models (onload device: this machine's CPU) and VAE
+    tiling (no tile at 64 px): the frames are the plain mode's; switching back removes the hooks."""
+    from pipelines.engines.model.offload import offloaded
+
+    engine, prepared, _ = setup
+    plain = _render(engine, prepared, _settings(), n=9)
+    low = _render(engine, prepared, _settings(low_vram=True), n=9)
+    pipe = engine.pipeline("auto", low_vram=True)  # as the render left it
+    assert pipe.vae.use_tiling
+    assert offloaded(pipe.transformer) and offloaded(pipe.vae) and offloaded(pipe.image_encoder)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, low, strict=True))
+    again = _render(engine, prepared, _settings(), n=9)
+    assert not offloaded(pipe.transformer) and not pipe.vae.use_tiling
+    assert all(np.array_equal(a, b) for a, b in zip(plain, again, strict=True))
+
+
 def test_each_distinct_prompt_is_encoded_once(setup):
     engine, prepared, tmp = setup
     table = emotion_table({})

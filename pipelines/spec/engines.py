@@ -132,6 +132,11 @@ class EchoMimicV3Settings(StrictModel):
         le=1.0,
         description="TeaCache's threshold on the accumulated rescaled change (upstream's 0.1; higher skips more)",
     )
+    low_vram: bool = Field(
+        False,
+        description="fit small GPUs: the models wait on the CPU and visit the GPU block by block, the VAE works in "
+        "tiles (seams blended: not the same pixels) (`talkreel render --low-vram` sets it)",
+    )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
 
     @model_validator(mode="after")

@@ -4,21 +4,21 @@ prepare (cached): the persona's photo (a video persona: its first frame) at the 
 most 768², sides multiples of 16; a job size is the bound instead), and the MediaPipe face box (preview's audio
 mask; upstream uses RetinaFace).
 
-render: the clip is cut into chunks of `chunk_frames` (4k+1; 81 flash, 113 preview) that overlap by `overlap`
-frames on a fixed grid from frame 0. EVERY chunk is generated from the persona's own photo (upstream re-anchors
-each chunk on the previous chunk's last frames, which drifts to a smear within a minute), with its own seed
-(chunk_generator(seed, c)), its own audio (wav2vec2 on the chunk's speech plus a second of context either side),
-and its own prompt: the job prompt plus the words of the emotion most of the chunk's frames show. Consecutive
-chunks are cross-faded linearly over the overlap (upstream's mix). Memory holds one chunk and the previous chunk's
-overlap frames, whatever the length; `render(start=k)` regenerates the chunk holding k (and the one before when k is
-in a cross-fade) and gives the frames of an uninterrupted render.
+render: the clip is cut into chunks of at most `chunk_frames` (81 flash, 113 preview) that overlap by `overlap`
+frames; a chunk starts where the prompt changes (`chunks.plan_overlapping`: the whole clip's plan, made before the
+first chunk, so a resume makes the same chunks). EVERY chunk is generated from the persona's own photo (upstream
+re-anchors each chunk on the previous chunk's last frames, which drifts to a smear within a minute), with its own
+seed (chunk_generator(seed, c)), its own audio (wav2vec2 on the chunk's speech plus a second of context either
+side), and its own prompt: the job prompt plus the words of the emotion most of the chunk's frames show.
+Consecutive chunks are cross-faded linearly over the overlap (upstream's mix). Memory holds one chunk and the
+previous chunk's overlap frames, whatever the length; `render(start=k)` regenerates the chunk holding k (and the
+ones before while k is in a cross-fade) and gives the frames of an uninterrupted render.
 
 Prompt embeddings are cached on disk (key: prompt + text-encoder file hash), so the 5.7 B-parameter UMT5 encoder
 is loaded, on the CPU, only when a prompt is new, and released afterwards.
 
-Not implemented: upstream flash's TeaCache (skipping late transformer calls), a `low_vram` mode (CPU offload of
-idle models), chunk boundaries placed at emotion changes (the grid is fixed; the prompt follows the chunk's
-majority emotion).
+Flash skips transformer calls with upstream's TeaCache unless `teacache: false` (pipeline.py, teacache.py);
+`low_vram` offloads the models block by block and tiles the VAE (`pipeline()`).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ class EchoMimicV3Engine:
             prompt_cache_dir = default_cache_root() / "echomimic-v3-prompts"
         self._prompt_dir = Path(prompt_cache_dir)
         self._pipe = None
+        self._placement: tuple[Any, bool] | None = None  # (dtype, low_vram) the models are placed for
         self._audio = None
         self._image_tokens: dict[str, Any] = {}
 
@@ -128,11 +129,16 @@ class EchoMimicV3Engine:
         return info
 
     # ---- models -------------------------------------------------------------------------------------------------
-    def pipeline(self, dtype_name: str = "auto"):
+    def pipeline(self, dtype_name: str = "auto", low_vram: bool = False):
+        """The pipeline with its models placed for `dtype_name`; `low_vram`: they wait on the CPU and visit the device
+        block by block (diffusers' group offloading, without side streams: TeaCache skips whole block runs, which
+        stream prefetching that follows the first call's order was not checked against on a GPU), and the VAE
+        works in tiles."""
         import torch
 
         from pipelines.engines.echomimic_v3.pipeline import EchoMimicV3Pipeline
         from pipelines.engines.echomimic_v3.schedulers import flash_scheduler, preview_scheduler
+        from pipelines.engines.model.offload import disable_offload, enable_offload
 
         # upstream runs in bfloat16 on a GPU (float16 overflows in Wan's attention)
         cuda = str(self.device).startswith("cuda")
@@ -147,10 +153,22 @@ class EchoMimicV3Engine:
             self._pipe.set_progress_bar_config(disable=True)  # an engine never prints
         pipe = self._pipe
         device = torch.device(self.device)
-        _place(pipe.transformer, device, dtype)
-        _place(pipe.image_encoder, device, dtype)
-        # the Wan VAE and wav2vec2 stay in float32 (upstream's audio features are float32 too): small parts of the cost
-        _place(pipe.vae, device, torch.float32)
+        if self._placement != (dtype, low_vram):
+            if self._placement is not None and self._placement[1]:
+                disable_offload(pipe)
+            home = torch.device("cpu") if low_vram else device
+            _place(pipe.transformer, home, dtype)
+            _place(pipe.image_encoder, home, dtype)
+            # the Wan VAE stays in float32: a small part of the cost
+            _place(pipe.vae, home, torch.float32)
+            if low_vram:
+                enable_offload(pipe, device, "group", use_stream=False)
+            self._placement = (dtype, low_vram)
+        if low_vram:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+        # wav2vec2 in float32 on the device in both modes (upstream's audio features are float32; ~0.4 GB)
         _place(self._audio.model, device, torch.float32)
         return pipe
 
@@ -288,7 +306,7 @@ class EchoMimicV3Engine:
         overlap = int(getattr(opts, "overlap", 8))
         seed = DEFAULT_SEED if settings.seed is None else int(settings.seed)
         clock = StageClock(sync=self.profile)
-        pipe = self.pipeline(getattr(opts, "dtype", "auto"))
+        pipe = self.pipeline(getattr(opts, "dtype", "auto"), bool(getattr(opts, "low_vram", False)))
         pipe.stage_timer = clock
 
         # the speech as decoded (before talkreel's loudness normalisation), as upstream reads its audio file

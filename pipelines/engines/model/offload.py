@@ -1,6 +1,7 @@
 """Keeping a pipeline's models off the GPU while they wait: diffusers' own offloading, chosen by name.
 
     enable_offload(pipe, "cuda", "group")      # a DiffusionPipeline; or "model" / "leaf" / "none"
+    disable_offload(pipe)                      # back to plain modules (then place them yourself)
 
 - "model": whole models visit the device while used (diffusers `enable_model_cpu_offload`, ordered by the
   pipeline's `model_cpu_offload_seq`). Its hooks offload the previous model of the sequence when the next one
@@ -56,6 +57,25 @@ def enable_offload(
         use_stream=use_stream,
         exclude_modules=list(exclude or []),
     )
+
+
+def disable_offload(pipe: Any) -> None:
+    """Remove every offloading hook `enable_offload` put on `pipe`'s models (they stay where the hooks left them,
+    usually the CPU): for an engine that keeps its models across jobs whose settings differ."""
+    import torch
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.group_offloading import (
+        _GROUP_OFFLOADING,
+        _LAYER_EXECUTION_TRACKER,
+        _LAZY_PREFETCH_GROUP_OFFLOADING,
+    )
+
+    pipe.remove_all_hooks()  # enable_model_cpu_offload's (accelerate) hooks
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module) and offloaded(module):
+            registry = HookRegistry.check_if_exists_or_initialize(module)
+            for name in (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
+                registry.remove_hook(name, recurse=True)
 
 
 def offloaded(module: Any) -> bool:
