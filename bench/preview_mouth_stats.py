@@ -1,18 +1,21 @@
 """Mouth statistics of preview renders against real talking footage, and the video persona's frames/s.
 
 Prints figures, asserts nothing. Needs a real talking-head video with its own speech (a path, or the shared
-sample when present) and other speech (a path, or espeak-ng text); a photo persona (default: the demo portrait).
-Mouth openings are measured the way QC measures them (pipelines.qc.measure: MediaPipe inner-lip gap over the
-pupil distance, video mode) on the source and on each render. Figures:
-- video persona with its own audio and with other speech: mean opening and mean frame-to-frame change of the
-  render over the source's own (goal 0.7-1.3x), the correlation between the render's openings and those of
-  the source frames it was made from when the audio differs (goal <= 0.2: the source's speech is replaced),
-  the share of silent frames (QC's pauses) with a closed mouth (QC's rule, goal >= 0.9);
-- photo persona with the other speech: the same mean opening and change against the video's own speech (the
-  statistics of a real speaker), and the closed share in silences;
+sample when present); other speech: espeak-ng text (with its phoneme timing, as a draft-text job animates it)
+and the given audio files (default: the shared ones when present, animated from the signal); photo personas
+(default: the demo portrait and the shared portraits when present), plus the video's first frame as a photo
+with the video as its `mouths:` clip. Mouth openings are measured the way QC measures them
+(pipelines.qc.measure: MediaPipe inner-lip gap over the pupil distance, video mode) on the source and on each
+render. Figures:
+- mean opening and mean frame-to-frame change of each render over the source video's own (goal 0.7-1.3x),
+  both over the frames where the speech speaks (QC's pauses left out, so speeches with long silences compare
+  fairly), for the video persona and for each photo persona (there against the real speaker's statistics);
+- video persona: the correlation between the render's openings and those of the source frames it was made
+  from (goal <= 0.2 when the audio differs: the source's speech is replaced);
+- the share of silent frames (QC's pauses) with a closed mouth (QC's rule, goal >= 0.9);
 - frames/s of the engine alone on the video persona, with the mouth library and with the mouth warp it
   replaces (the path taken when the footage gives no library).
-Usage: python bench/preview_mouth_stats.py [--video V] [--audio A] [--photo P] [--seconds S]
+Usage: python bench/preview_mouth_stats.py [--video V] [--audio A...] [--photos P...] [--seconds S] [--no-video]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,19 +68,29 @@ def _speech(samples: np.ndarray, seconds: float) -> Speech:
     return Speech(samples, RATE, FPS, n)
 
 
-def _tts(seconds: float) -> np.ndarray:
+def _tts(seconds: float) -> Speech:
+    """espeak-ng speech of TEXT with its phoneme timing (what a draft-text job animates), repeated with a pause
+    between repeats (silences to close the mouth in) to `seconds`."""
     from math import gcd
 
     from scipy.signal import resample_poly
 
+    from pipelines.speech.track import TimedUnit
     from pipelines.speech.tts import synthesize
 
     syn = synthesize(TEXT)
     g = gcd(RATE, syn.sample_rate)
     one = resample_poly(syn.samples, RATE // g, syn.sample_rate // g).astype(np.float32)
-    gap = np.zeros(int(0.6 * RATE), np.float32)  # a pause between repeats: silences to close the mouth in
-    reps = int(np.ceil(seconds * RATE / (len(one) + len(gap)))) + 1
-    return np.concatenate([np.concatenate([one, gap])] * reps)
+    one = np.concatenate([one, np.zeros(int(0.6 * RATE), np.float32)])
+    n = int(round(seconds * FPS))
+    reps = int(np.ceil(n / FPS * RATE / len(one)))
+    length = len(one) / RATE
+    units = tuple(
+        TimedUnit(u.start + r * length, u.end + r * length, u.label)
+        for r in range(reps)
+        for u in syn.phonemes
+    )
+    return Speech(_speech(np.tile(one, reps), seconds).samples, RATE, FPS, n, units)
 
 
 def _openings(frames) -> np.ndarray:
@@ -101,18 +115,42 @@ def _closed_share(openings: np.ndarray, speech: Speech) -> float:
     return float((openings[pauses] <= rest + CLOSED_MARGIN).mean())
 
 
-def _stats(openings: np.ndarray) -> tuple[float, float]:
-    ok = np.isfinite(openings)
-    change = np.abs(np.diff(openings))
-    return float(np.nanmean(openings[ok])), float(np.nanmean(change[np.isfinite(change)]))
+def _stats(openings: np.ndarray, speech: Speech) -> tuple[float, float]:
+    """Mean opening and mean frame-to-frame change over the frames where the speech speaks (QC's pauses left
+    out: speeches with long silences would otherwise look like small mouths)."""
+    levels, _ = frame_levels_db(speech.samples, RATE, FPS, speech.n_frames)
+    speaking = ~pause_frames(silent_frames(levels), FPS)[: len(openings)] & np.isfinite(openings)
+    both = speaking[1:] & speaking[:-1]
+    return float(openings[speaking].mean()), float(np.abs(np.diff(openings))[both].mean())
+
+
+def _shared_photos() -> list[Path]:
+    folder = SHARED / "personas"
+    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def _shared_audio() -> list[Path]:
+    folder = SHARED / "audio"
+    return sorted(folder.glob("*.wav")) if folder.is_dir() else []
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--video", type=Path, default=SHARED / "clips" / "latentsync_demo1_video.mp4")
-    ap.add_argument("--audio", type=Path, default=None, help="other speech (default: espeak-ng text)")
-    ap.add_argument("--photo", type=Path, default=None, help="photo persona (default: the demo portrait)")
+    ap.add_argument(
+        "--audio", type=Path, nargs="*", default=None, help="other speech files (default: the shared ones)"
+    )
+    ap.add_argument(
+        "--photos",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="photo personas (default: demo + shared portraits)",
+    )
     ap.add_argument("--seconds", type=float, default=12.0)
+    ap.add_argument(
+        "--no-video", action="store_true", help="photo personas only (the 1080p renders are slow)"
+    )
     args = ap.parse_args()
     if not args.video.is_file():
         sys.exit(f"{args.video}: no talking video (give one with --video)")
@@ -122,7 +160,9 @@ def main() -> None:
 
     seconds = args.seconds
     own = _speech(load_audio(args.video, RATE), seconds)
-    other = _speech(load_audio(args.audio, RATE) if args.audio else _tts(seconds), seconds)
+    others = {"espeak text": _tts(seconds)}
+    for path in _shared_audio() if args.audio is None else args.audio:
+        others[path.stem] = _speech(load_audio(path, RATE), seconds)
     settings = RenderSettings(fps=FPS, size=None, seed=0, engine=PreviewSettings())
     engine = PreviewEngine()
     video = engine.prepare(SimpleNamespace(source=args.video, source_kind="video"), settings, _Cache())
@@ -130,41 +170,57 @@ def main() -> None:
     n_src = min(len(src), video.n_source)
     source_open = _openings(src.frames(0, n_src))
     shown = np.array([loop_frame(k, n_src, "pingpong") for k in range(own.n_frames)])
-    src_mean, src_change = _stats(source_open[shown])
+    src_mean, src_change = _stats(source_open[shown], own)
     print(
         f"video persona {args.video.name}: {video.size[0]}x{video.size[1]}, {n_src} source frames, {seconds} s"
     )
-    print(f"  mouth library: {engine.describe().get('mouths')}")
     print(f"  source: mean opening {src_mean:.3f}, mean change {src_change:.4f} per frame")
     print(f"  source closed share in its own pauses: {_closed_share(source_open[shown], own):.2f}")
-    print("                          opening  change  corr(source)  closed in silence")
-    rows = {}
-    for label, speech in (("own audio", own), ("other speech", other)):
-        frames, _ = _render(engine, video, speech, settings)
-        opens = _openings(frames)
-        mean, change = _stats(opens)
-        ok = np.isfinite(opens) & np.isfinite(source_open[shown[: len(opens)]])
-        corr = float(np.corrcoef(opens[ok], source_open[shown[: len(opens)]][ok])[0, 1])
-        rows[label] = opens
-        print(
-            f"  {label:22s}  {mean / src_mean:6.2f}x  {change / src_change:5.2f}x  {corr:12.2f}"
-            f"  {_closed_share(opens, speech):17.2f}"
-        )
+    print(
+        "  (opening and change: the render's over the source video's own; espeak text: with its phoneme timing)"
+    )
+    header = f"  {'persona':30s} {'speech':24s} opening  change  corr(source)  closed in silence"
+    if not args.no_video:
+        print(f"  mouth library: {engine.describe().get('mouths')}")
+        print(header)
+        for label, speech in {"own audio": own, **others}.items():
+            frames, _ = _render(engine, video, speech, settings)
+            opens = _openings(frames)
+            mean, change = _stats(opens, speech)
+            ok = np.isfinite(opens) & np.isfinite(source_open[shown[: len(opens)]])
+            corr = float(np.corrcoef(opens[ok], source_open[shown[: len(opens)]][ok])[0, 1])
+            print(
+                f"  {args.video.name[:30]:30s} {label[:24]:24s} {mean / src_mean:6.2f}x  {change / src_change:5.2f}x"
+                f"  {corr:12.2f}  {_closed_share(opens, speech):17.2f}"
+            )
 
-    photo_path = args.photo or ensure_demo_portrait(Path(tempfile.mkdtemp(prefix="talkreel-demo-")))
+    # photo personas against the statistics of the real speaker (the video's own)
+    photos = args.photos
+    if photos is None:
+        photos = [ensure_demo_portrait(Path(tempfile.mkdtemp(prefix="talkreel-demo-")))] + _shared_photos()
+    personas = [(p.name, SimpleNamespace(source=p, source_kind="image")) for p in photos]
+    # the video's first frame as a photo, with the video as its mouths: clip (the same person talking)
+    first = Path(tempfile.mkdtemp(prefix="talkreel-frame-")) / f"{args.video.stem}_frame0.png"
+    cv2.imwrite(str(first), next(iter(src.frames(0, 1)))[..., ::-1])
+    personas.append(
+        (f"{first.name} + mouths", SimpleNamespace(source=first, source_kind="image", mouths=args.video))
+    )
     photo_settings = RenderSettings(fps=FPS, size=(512, 512), seed=0, engine=PreviewSettings())
-    photo = engine.prepare(SimpleNamespace(source=photo_path, source_kind="image"), photo_settings, _Cache())
-    own_mean, own_change = _stats(source_open[shown])
-    for label, speech in (("photo, other speech", other), ("photo, video's audio", own)):
-        frames, _ = _render(engine, photo, speech, photo_settings)
-        opens = _openings(frames)
-        mean, change = _stats(opens)
-        print(
-            f"  {label:22s}  {mean / own_mean:6.2f}x  {change / own_change:5.2f}x  {'':>12s}"
-            f"  {_closed_share(opens, speech):17.2f}   (against the real speaker's statistics)"
-        )
+    print(header.replace("corr(source)", "            "))
+    for name, persona in personas:
+        photo = engine.prepare(persona, photo_settings, _Cache())
+        for label, speech in {"the video's audio": own, **others}.items():
+            frames, _ = _render(engine, photo, speech, photo_settings)
+            opens = _openings(frames)
+            mean, change = _stats(opens, speech)
+            print(
+                f"  {name[:30]:30s} {label[:24]:24s} {mean / src_mean:6.2f}x  {change / src_change:5.2f}x"
+                f"  {'':12s}  {_closed_share(opens, speech):17.2f}"
+            )
+    if args.no_video:
+        return
 
-    short = _speech(other.samples, min(seconds, 4.0))
+    short = _speech(others["espeak text"].samples, min(seconds, 4.0))
     _, library_s = _render(engine, video, short, settings)
     library = video.mouths
     video.mouths = None  # the path without a library: the whole face warped

@@ -184,3 +184,21 @@ def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_pa
 
     src = list(open_source(video, FPS).frames())
     assert np.abs(frames[6].image.astype(int) - src[6]).mean() < 1.0
+
+
+def test_a_photo_opens_to_the_gap_the_speech_asks_whatever_its_rest_gap():
+    """The astronaut grins with her teeth showing (a rest gap of ~0.17 pupil distances): a gap above that opens
+    the warp by the difference, a gap under it presses the lips part way, silence presses them shut."""
+    from pipelines.engines.preview.engine import photo_mouth
+    from pipelines.engines.preview.mouth_library import mouth_shapes
+
+    rig = prepared().rig
+    rest = float(mouth_shapes(rig.points[None])[0][0])
+    assert rest > 0.1 and not rig.closed_at_rest
+    gaps = np.array([0.0, 0.5 * rest, rest, rest + 0.1, rest + 0.2])
+    params = photo_mouth(rig, np.stack([gaps, np.zeros(5), np.zeros(5), np.zeros(5)], 1))
+    assert params[:, 3].tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.0])
+    assert params[0, 0] == 0.0 and np.all(np.diff(params[2:, 0]) > 0)
+    for gap, row in zip(gaps[2:], params[2:], strict=True):
+        moved = rig.displaced_landmarks(dict(zip(("mouth_open", "mouth_width"), row[:2], strict=True)))
+        assert float(mouth_shapes(moved[None])[0][0]) == pytest.approx(gap, abs=0.02)

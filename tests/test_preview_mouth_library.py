@@ -110,3 +110,14 @@ def test_a_jump_cross_fades_from_the_continuation_of_the_previous_mouth():
     path = np.array([0, 1, 4, 5, 5, 2])
     assert jump_sources(library, path, None).tolist() == [-1, -1, 2, -1, -1, 11]
     assert jump_sources(library, path[2:], 1).tolist() == [2, -1, -1, 11]  # resumed: the same fades
+
+
+def test_spoken_frames_rank_among_themselves_however_long_the_pauses():
+    """Speech with long pauses opens as wide while it speaks as speech without them: its spoken frames map onto
+    the footage's whole range, not its upper part."""
+    library = _library(np.linspace(0.0, 0.4, 41))
+    spoken = np.linspace(0.2, 1.0, 50)
+    for pause in (0, 50, 200):
+        t_open, _ = target_shapes(library, np.r_[np.zeros(pause), spoken], np.zeros(pause + 50))
+        assert np.median(t_open[pause:]) == pytest.approx(0.2, abs=0.01)
+        assert np.allclose(t_open[:pause], 0.0)

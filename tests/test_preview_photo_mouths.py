@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from pipelines.engines.preview.engine import PreviewEngine, pressed_when_quiet
+from pipelines.engines.preview.engine import PreviewEngine
 from pipelines.expression.build import build_expression_track
 from pipelines.face import mesh
 from tests.face_helpers import write_image, write_video
@@ -43,7 +43,7 @@ def talking_clip() -> Path:
     the portrait's smile shows its teeth, so its lips are pressed where the opening is small, as a render does."""
     prep = prepared()
     opening = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(40) / 13)
-    closure = pressed_when_quiet(opening)
+    closure = np.clip(1.0 - opening / 0.12, 0.0, 1.0)
     frames = []
     for k in range(40):
         params = {"mouth_open": opening[k], "mouth_closure": closure[k]}

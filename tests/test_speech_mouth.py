@@ -158,3 +158,22 @@ def test_viseme_table():
     for p in s.phonemes:
         v = viseme_for(p.label)
         assert 0.0 <= v.start.open <= 1.0 and v.dominance > 0
+
+
+def test_coarticulation_keeps_the_jaw_open_through_a_short_consonant_and_is_symmetric():
+    """The jaw is slow: between two open vowels a short /t/ narrows the mouth a little instead of shutting it
+    (per-phoneme jumps read as flapping), and the smoothing is symmetric, so the opening's centre stays where
+    the vowels are (no lag)."""
+    rate = 16000
+    x = np.random.default_rng(0).normal(0, 0.1, int(1.6 * rate)).astype(np.float32)
+    x[: int(0.5 * rate)] = 0.0
+    x[int(1.1 * rate) :] = 0.0
+    spans = [(0.5, 0.62, "a"), (0.62, 0.68, "t"), (0.68, 0.8, "a"), (0.8, 0.86, "t"), (0.86, 0.98, "a")]
+    units = tuple(TimedUnit(a, b, label) for a, b, label in spans) + (TimedUnit(0.98, 1.1, SILENCE),)
+    track = mouth_curves(Speech(x, rate, FPS, 40, units))
+    vowel_peak = track.open.max()
+    t_frames = [int(0.65 * FPS), int(0.83 * FPS)]
+    assert track.open[t_frames].min() > 0.8 * vowel_peak
+    centre = float((track.open * np.arange(40)).sum() / track.open.sum())
+    assert centre == pytest.approx(0.74 * FPS - 0.5, abs=0.5)  # the vowels' centre (0.5 .. 0.98 s)
+    assert track.open[: int(0.3 * FPS)].max() == 0.0 and track.open[int(1.3 * FPS) :].max() < 0.02

@@ -32,14 +32,20 @@ import numpy as np
 
 from pipelines.cache import sha256_file
 from pipelines.engines.base import ArrayCache, Frame, Progress, RenderSettings, loop_frame
-from pipelines.engines.preview.mouth_library import LibraryMouths, MouthLibrary, MouthStore, build_library
+from pipelines.engines.preview.mouth_library import (
+    LibraryMouths,
+    MouthLibrary,
+    MouthStore,
+    build_library,
+    mouth_shapes,
+)
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.expression.warp import FaceRig
 from pipelines.face.blend import passthrough_crossfade
 from pipelines.face.pick import pick_key
 from pipelines.media.video_in import open_source
-from pipelines.speech.mouth import mouth_curves
+from pipelines.speech.mouth import OPEN_GAP, mouth_curves
 from pipelines.speech.track import Speech
 
 DEFAULT_SIZE = (512, 512)
@@ -47,10 +53,11 @@ FADE_FRAMES = 4
 VIDEO_DETAIL = 0.5  # a video persona builds a warp rig per frame: coarser fields make that affordable
 HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
 PREPARE_VERSION = "preview-prepare-2"  # (the mouth library is built from these arrays, not cached)
-RECENT_PERSONAS = 4
-# Measured against real speakers saying the same audio, the speech curves opened the warped mouth ~1.4x wider
-# than they do (issue 21): the opening is scaled to the real speakers' mean.
-OPEN_SCALE = 0.72  # prepared personas kept in memory: a batch's jobs mostly share a few
+RECENT_PERSONAS = 4  # prepared personas kept in memory: a batch's jobs mostly share a few
+# A video persona without a mouth library warps its footage's mouth, which already moves: the speech's opening
+# adds this share of the warp's full range (measured against real speakers saying the same audio, issue 21).
+# A photo's opening is drawn in absolute terms instead (`photo_mouth`).
+OPEN_SCALE = 0.72
 _IDX = {name: i for i, name in enumerate(PARAMS)}
 
 
@@ -191,11 +198,13 @@ class PreviewEngine:
         if not 0 <= start <= n:
             raise ValueError(f"start {start} outside 0..{n}")
         mouth = mouth_curves(speech)
-        gain = float(getattr(settings.engine, "mouth_gain", 1.0) or 0.0) * OPEN_SCALE
+        gain = float(getattr(settings.engine, "mouth_gain", 1.0) or 0.0)
         curves = np.stack([mouth.open * gain, mouth.width, mouth.round, mouth.closure], 1).astype(np.float64)
         if prepared.kind == "image":
+            curves[:, 0] *= OPEN_GAP  # the inner-lip gap in pupil distances
             frames = self._render_still(prepared, expression, curves, start, n)
         else:
+            curves[:, 0] *= OPEN_SCALE
             frames = self._render_video(prepared, expression, curves, start, n, settings.loop)
         for done, frame in enumerate(frames, 1):
             yield frame
@@ -218,11 +227,8 @@ class PreviewEngine:
                 prep.mouths, prep.mouth_store, prep.mouth_points, curves[:, 0], curves[:, 1], start
             )
             curves = np.zeros_like(curves)
-        elif not rig.closed_at_rest:
-            # a portrait with parted lips (teeth showing) closes them whenever the speech does not open them:
-            # in pauses and silences the mouth is shut, not frozen in the photo's grin
-            curves = curves.copy()
-            curves[:, 3] = np.maximum(curves[:, 3], pressed_when_quiet(curves[:, 0]))
+        else:
+            curves = photo_mouth(rig, curves)
         w, h = prep.size
         m = prep.margin
         pivot = (rig.points[list(_PIVOT)].mean(0)).tolist()
@@ -288,16 +294,23 @@ class PreviewEngine:
 _PIVOT = (1, 4, 152, 9)  # nose tip, nose, chin, between the brows: the head turns about its middle
 
 
-QUIET_OPEN = 0.12  # speech opening under which a parted portrait's lips close
+def photo_mouth(rig: FaceRig, curves: np.ndarray) -> np.ndarray:
+    """The rig's mouth parameters for (open as the inner-lip gap in pupil distances, width, round, closure).
 
-
-def pressed_when_quiet(opening: np.ndarray) -> np.ndarray:
-    """Lip closure (0..1) where the speech keeps the mouth (nearly) shut, eased and smoothed over ~3 frames."""
-    t = np.clip(1.0 - np.asarray(opening, np.float64) / QUIET_OPEN, 0.0, 1.0)
-    closure = t * t * (3.0 - 2.0 * t)
-    kernel = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
-    padded = np.pad(closure, 4, mode="edge")
-    return np.convolve(padded, kernel / kernel.sum(), mode="valid")
+    Each portrait rests with its own gap (closed lips, parted lips, a grin showing teeth) and the warp opens each
+    by its own amount per unit: both are measured on the rig's landmarks, so every face opens as wide as the
+    speech asks and a parted portrait presses its lips together where the speech asks for less than its rest
+    gap (in pauses and silences the mouth is shut, not frozen in the photo's grin)."""
+    rest = float(mouth_shapes(rig.points[None])[0][0])
+    opened = float(mouth_shapes(rig.displaced_landmarks({"mouth_open": 1.0})[None])[0][0])
+    per_unit = max(opened - rest, 0.05)
+    gap = curves[:, 0]
+    out = curves.copy()
+    out[:, 0] = np.clip((gap - rest) / per_unit, 0.0, 1.3)
+    if not rig.closed_at_rest:
+        pressed = np.clip(1.0 - gap / max(rest, 1e-6), 0.0, 1.0)
+        out[:, 3] = np.maximum(out[:, 3], pressed)
+    return out
 
 
 def _kind_of(path: Path) -> str:

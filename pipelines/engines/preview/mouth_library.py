@@ -5,8 +5,9 @@ real time:
 - library: every source frame with a face is an entry; its shape is the inner-lip opening and the mouth width
   (MediaPipe landmarks, in units of the pupil distance), its appearance the frame's lower face (held as a small
   JPEG crop, see `MouthStore`);
-- targets: the speech's opening curve is mapped onto the footage's own openings by quantiles (the render opens
-  as wide, as often, as the person does; silence maps to the footage's most closed mouth); width likewise;
+- targets: the speech's opening curve is mapped onto the footage's own openings by quantiles, ranked among the
+  speaking frames (the render opens as wide, as often, as the person does while speaking; silence maps to the
+  footage's most closed mouth); width likewise;
 - choice: per window of output frames, a Viterbi path over the entries whose cost is the distance to the
   target shape (weighted up where the target is a closed mouth: pauses close) plus a cost for every jump in
   the footage (continuing to the next source frame is free, holding one costs a little), so the chosen
@@ -91,21 +92,25 @@ def target_shapes(
     library: MouthLibrary, opening: np.ndarray, width: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The speech's (opening, width) curves mapped onto the footage's own values by quantiles: each value goes
-    to the library's quantile at the share of output frames strictly under it, so silence (all zero) maps to
-    the footage's most closed mouth and the widest speech to its widest."""
+    to the library's quantile at the share of values strictly under it, so the widest speech maps to the
+    footage's widest. Openings rank among the speaking frames only (the footage is a person talking, whatever
+    share of the speech is pauses: counting the pauses would push every spoken frame up the footage's scale),
+    and silence maps to the footage's most closed mouth."""
 
-    def mapped(curve: np.ndarray, values: np.ndarray, quiet: float) -> np.ndarray:
-        curve = np.asarray(curve, np.float64)
-        if len(curve) == 0:
-            return curve
-        # the tail of an opening fading into a pause counts as closed: ranked among many zeros, a tiny value
-        # would otherwise map to a mid opening of the footage
-        if quiet > 0:
-            curve = np.where(curve < quiet * max(float(curve.max()), 1e-9), 0.0, curve)
+    def ranked(curve: np.ndarray, values: np.ndarray) -> np.ndarray:
         share = np.searchsorted(np.sort(curve), curve, side="left") / max(len(curve) - 1, 1)
         return np.quantile(values, np.clip(share, 0.0, 1.0))
 
-    return mapped(opening, library.opening, QUIET), mapped(width, library.width, 0.0)
+    opening = np.asarray(opening, np.float64)
+    t_open = np.full(len(opening), float(np.min(library.opening)))
+    # the tail of an opening fading into a pause counts as closed: ranked among the speaking frames, a tiny
+    # value would otherwise map to a mid opening of the footage
+    live = opening >= QUIET * max(float(opening.max(initial=0.0)), 1e-9)
+    live &= opening > 0
+    if live.any():
+        t_open[live] = ranked(opening[live], library.opening)
+    width = np.asarray(width, np.float64)
+    return t_open, ranked(width, library.width) if len(width) else width
 
 
 def choose_entries(
