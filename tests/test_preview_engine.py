@@ -202,3 +202,32 @@ def test_a_photo_opens_to_the_gap_the_speech_asks_whatever_its_rest_gap():
     for gap, row in zip(gaps[2:], params[2:], strict=True):
         moved = rig.displaced_landmarks(dict(zip(("mouth_open", "mouth_width"), row[:2], strict=True)))
         assert float(mouth_shapes(moved[None])[0][0]) == pytest.approx(gap, abs=0.02)
+
+
+def test_a_video_persona_under_a_short_speech_gives_the_frames_a_long_one_starts_with(tmp_path):
+    # the render holds (and decodes) only the source frames its speech shows: a speech shorter than the clip
+    # gets the very frames a speech that plays the clip back and forth starts with
+    from pipelines.media.video_out import encode_final
+
+    base = prepared().frame[: SIZE[1], : SIZE[0]]
+    clip = [np.roll(base, 2 * i, axis=1) for i in range(12)]
+    wav = tmp_path / "silence.wav"
+    import wave
+
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.zeros(16000, np.int16).tobytes())
+    video = encode_final(iter(clip), len(clip), FPS, SIZE, wav, tmp_path / "persona.mp4", crf=12)
+    engine = PreviewEngine()
+    prep = engine.prepare(
+        SimpleNamespace(source=video, source_kind="video"), settings(size=None), MemoryCache()
+    )
+    long, short = silence(1.2), silence(0.2)
+    values = build_expression_track([(0, None, "happy", 0.8)], long.n_frames, FPS, seed=0).values
+    frames = {}
+    for speech in (long, short):
+        expression = ExpressionTrack(values[: speech.n_frames])
+        frames[speech.n_frames] = list(engine.render(prep, speech, expression, settings(size=None)))
+    assert short.n_frames < 12 < long.n_frames
+    for a, b in zip(frames[short.n_frames], frames[long.n_frames], strict=False):
+        np.testing.assert_array_equal(a.image, b.image)

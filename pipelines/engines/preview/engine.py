@@ -260,12 +260,20 @@ class PreviewEngine:
         library = prep.mouths
         if library is not None and library.frames.max() >= n_src:
             library = None  # (the decoder gave fewer frames than the track: warp rather than guess)
+        if start >= n:
+            return
+        # Only the source frames this render shows are held, and the decoder stops after the last of them (or of
+        # the library's entries): a long persona clip under a short speech is not compressed whole (~9 ms a
+        # 1080p frame) for the few seconds shown.
+        shown = {loop_frame(k, n_src, loop) for k in range(start, n)}
+        last = max(max(shown), int(library.frames.max()) if library is not None else -1) + 1
         mouths = MouthStore()
-        store = []
-        for j, f in enumerate(src.frames(0, n_src)):
-            store.append(
-                cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
-            )
+        store: dict[int, np.ndarray] = {}
+        for j, f in enumerate(src.frames(0, last)):
+            if j in shown:
+                store[j] = cv2.imencode(
+                    ".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+                )[1]
             if library is not None and prep.found[j]:
                 mouths.add(j, f, prep.points[j])
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
