@@ -402,6 +402,36 @@ def case_face_pick_beyond_the_faces_is_refused(c: Case) -> str | None:
     return f"exit {proc.returncode}: {errors}"
 
 
+def case_face_pick_is_followed_through_a_group_video(c: Case) -> str | None:
+    """Two people in a video, the persona picks the smaller one: its mouth speaks, the other's stays as filmed."""
+    import numpy as np
+
+    from pipelines.engines.base import loop_frame
+    from pipelines.media.video_in import iter_frames
+    from tests import face_helpers as fh
+
+    jobs = c.project({"one": GOOD.replace("output: {size: [128, 128]}\n", "")})
+    persona = c.root / "personas" / "test"
+    group, _ = fh.two_faces()  # a large face on the left, a 0.6x copy on the right (360 x 720)
+    frames = [np.roll(group, 2 * i, axis=1) for i in range(30)]  # both drift right, 2 px a frame
+    fh.write_video(persona / "group.mp4", frames)
+    text = (persona / "persona.yaml").read_text().replace("portrait.png", "group.mp4")
+    (persona / "persona.yaml").write_text(text + "face: {index: 1}\ndisclosure: {label: false}\n")
+    code, _ = c.render(str(jobs), "--out", "out", "--no-qc")
+    if code != 0:
+        return f"exit {code}"
+    source = list(iter_frames(persona / "group.mp4"))
+    moved = {"picked": [], "other": []}
+    for k, frame in enumerate(iter_frames(c.root / "out" / "one.mp4")):
+        j = loop_frame(k, len(source), "pingpong")
+        diff = np.abs(frame.astype(np.int16) - source[j]).mean(axis=2)
+        x = 2 * j
+        moved["other"].append(diff[150:180, 130 + x : 180 + x].mean())  # the large face's mouth
+        moved["picked"].append(diff[185:205, 540 + x : 575 + x].mean())  # the small face's mouth
+    picked, other = (float(np.max(v)) for v in (moved["picked"], moved["other"]))
+    return None if picked > 2 * other else f"mouth change: picked face {picked:.1f}, other face {other:.1f}"
+
+
 CASES: list[Callable[[Case], str | None]] = [
     *BAD_INPUTS,
     case_tenth_of_a_second_intro,
@@ -417,6 +447,7 @@ CASES: list[Callable[[Case], str | None]] = [
     case_mismatched_script_is_reported,
     case_short_video_persona_loop_is_said,
     case_face_pick_beyond_the_faces_is_refused,
+    case_face_pick_is_followed_through_a_group_video,
 ]
 
 
