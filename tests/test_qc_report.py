@@ -124,7 +124,11 @@ def test_report_page_in_a_headless_browser(rendered, tmp_path):
                     v.muted = true;
                     const track = v.querySelector('track');
                     await v.play();
-                    await new Promise(r => setTimeout(r, 800));
+                    // playing, not a fixed wait: a loaded machine may need seconds to advance the clock
+                    const until = Date.now() + 15000;
+                    while (v.currentTime <= 0.1 && !v.error && Date.now() < until) {
+                      await new Promise(r => setTimeout(r, 100));
+                    }
                     out.push({time: v.currentTime, error: v.error && v.error.code,
                               track: track && track.readyState, cues: v.textTracks[0].cues.length});
                     v.pause();
