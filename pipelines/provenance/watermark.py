@@ -80,29 +80,16 @@ READ_ITERATIONS = 8
 EMBED_ITERATIONS = 4
 
 
-BAND_ROWS = 64  # frame rows turned into band rows at a time
-
-
 def _band(rgb: np.ndarray, channel: str) -> np.ndarray:
-    """The plane's Haar DWT approximation band (2x the 2x2 mean), cropped to whole 4x4 blocks, float32.
-
-    Made BAND_ROWS frame rows at a time: each band row comes from its own two frame rows, so the pieces are the
-    whole band's rows exactly, and a piece's float copy of the frame stays in the CPU's cache (a 1080x1920
-    frame's whole float copy is 25 MB: the band 5.1-5.6 -> 2.9-3.7 ms, the whole mark 14-15 -> 11-14 ms per
-    frame on one thread, alternating runs; no change at 512x512)."""
+    """The plane's Haar DWT approximation band (2x the 2x2 mean), cropped to whole 4x4 blocks, float32."""
     import cv2
 
     h8, w8 = rgb.shape[0] // 8 * 8, rgb.shape[1] // 8 * 8
     weights, offset = _PLANE[channel]
     # 2x the plane (scaling by 2 is exact in floating point, so this is the same band with one pass less)
-    twice = 2.0 * weights[None, :]
-    band = np.empty((h8 // 2, w8 // 2), np.float32)
-    for r0 in range(0, h8, BAND_ROWS):
-        r1 = min(r0 + BAND_ROWS, h8)
-        plane = cv2.transform(rgb[r0:r1, :w8].astype(np.float32), twice)
-        # INTER_AREA at exactly half size is the 2x2 mean
-        rows = band[r0 // 2 : r1 // 2]
-        _into(rows, cv2.resize(plane, (w8 // 2, (r1 - r0) // 2), dst=rows, interpolation=cv2.INTER_AREA))
+    plane = cv2.transform(rgb[:h8, :w8].astype(np.float32), 2.0 * weights[None, :])
+    # INTER_AREA at exactly half size is the 2x2 mean
+    band = cv2.resize(plane, (w8 // 2, h8 // 2), interpolation=cv2.INTER_AREA)
     if offset:
         band += 2.0 * offset
     return band
