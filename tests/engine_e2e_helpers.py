@@ -52,6 +52,18 @@ def check_missing_weights(jobs: Path, tmp_path: Path, monkeypatch, engine_id: st
     assert f"talkreel weights download {engine_id}" in job["error"]
 
 
+def first_render(jobs: Path, tmp_path: Path, monkeypatch, write_weights, engine_id: str, stem: str) -> dict:
+    """Tiny weights written by `write_weights()` into a fresh TALKREEL_WEIGHTS, the jobs rendered into out folder
+    "a" (exit 0): the record of job `stem`, which names `engine_id`."""
+    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "weights"))
+    write_weights()
+    result = render(str(jobs), "--out", "a")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "a" / f"{stem}.json").read_text())
+    assert record["engine"]["name"] == engine_id
+    return record
+
+
 def weights_by_role(record: dict) -> dict[str, dict]:
     """The job record's weight files, by role."""
     return {w["role"]: w for w in record["engine"]["weights"]}

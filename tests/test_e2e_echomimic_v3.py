@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from functools import partial
 
 import pytest
 
@@ -11,6 +11,7 @@ from tests.echomimic_v3_helpers import write_tiny_weights
 from tests.engine_e2e_helpers import (
     check_missing_weights,
     engine_project,
+    first_render,
     render,
     same_frames,
     weights_by_role,
@@ -40,13 +41,8 @@ def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch)
 
 
 def test_render_with_tiny_weights_is_deterministic(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "weights"))
-    write_tiny_weights("echomimic-v3-flash")
-
-    first = render(str(project), "--out", "a")
-    assert first.exit_code == 0, first.output
-    record = json.loads((tmp_path / "a" / "em.json").read_text())
-    assert record["engine"]["name"] == "echomimic-v3-flash"
+    write = partial(write_tiny_weights, "echomimic-v3-flash")
+    record = first_render(project, tmp_path, monkeypatch, write, "echomimic-v3-flash", "em")
     weights = weights_by_role(record)
     assert weights["transformer"]["repo"] == "BadToBest/EchoMimicV3"
     n = record["frames"]["clip"]

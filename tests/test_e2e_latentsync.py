@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from pipelines.media.video_in import iter_frames
 from tests.engine_e2e_helpers import (
     check_missing_weights,
     engine_project,
+    first_render,
     render,
     same_frames,
     weights_by_role,
@@ -41,13 +43,8 @@ def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch)
 
 
 def test_render_with_tiny_weights(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "weights"))
-    write_tiny_weights("latentsync-1.6")
-
-    first = render(str(project), "--out", "a")
-    assert first.exit_code == 0, first.output
-    record = json.loads((tmp_path / "a" / "ls.json").read_text())
-    assert record["engine"]["name"] == "latentsync-1.6"
+    write = partial(write_tiny_weights, "latentsync-1.6")
+    record = first_render(project, tmp_path, monkeypatch, write, "latentsync-1.6", "ls")
     weights = weights_by_role(record)
     assert weights["unet"]["repo"] == "ByteDance/LatentSync-1.6"
     assert weights["unet"]["file"].endswith("latentsync_unet.safetensors")

@@ -11,6 +11,7 @@ from pipelines.media.probe import probe
 from tests.engine_e2e_helpers import (
     check_missing_weights,
     engine_project,
+    first_render,
     render,
     same_frames,
     weights_by_role,
@@ -49,10 +50,7 @@ def test_missing_weights_exit_4_with_the_command(project, tmp_path, monkeypatch)
 
 
 def test_render_photo_and_video_personas_with_tiny_weights(project, tmp_path, monkeypatch):
-    monkeypatch.setenv("TALKREEL_WEIGHTS", str(tmp_path / "weights"))
-    write_tiny_weights()
-    first = render(str(project), "--out", "a")
-    assert first.exit_code == 0, first.output
+    first_render(project, tmp_path, monkeypatch, write_tiny_weights, "musetalk-1.5", "photo")
     for name in ("photo", "video"):
         record = json.loads((tmp_path / "a" / f"{name}.json").read_text())
         assert record["engine"]["name"] == "musetalk-1.5"
