@@ -153,3 +153,15 @@ def test_the_clip_is_one_of_the_jobs_inputs(tmp_path):
     write_yaml(tmp_path / "jobs" / "a.yaml", job_data())
     (job,) = load_batch([tmp_path / "jobs" / "a.yaml"]).jobs
     assert tmp_path / "personas" / "ann" / "talking.mp4" in job.input_files()
+
+
+def test_a_resumed_render_of_a_photo_with_a_clip_gives_the_same_frames():
+    engine = PreviewEngine()
+    prep = engine.prepare(_photo_persona(portrait_path(), talking_clip()), settings(), MemoryCache())
+    speech = tts_speech()
+    expression = build_expression_track([], speech.n_frames, FPS, seed=0, idle=1.0)
+    full = [f.image for f in engine.render(prep, speech, expression, settings())]
+    start = speech.n_frames // 2
+    resumed = [f.image for f in engine.render(prep, speech, expression, settings(), start=start)]
+    assert len(resumed) == len(full) - start
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, full[start:], strict=True))
