@@ -47,16 +47,28 @@ def qc(
         "--gates",
         help="A YAML file of gates (fail_under: / max: mappings), e.g. the project's qc-gates.yaml.",
     ),
+    face: str | None = typer.Option(
+        None,
+        "--face",
+        metavar="N|X,Y",
+        help="The person to measure when the video shows several: N = the N-th largest face (0 the largest), "
+        "X,Y = the face at that point (fractions of the frame), followed from frame to frame. Default: the "
+        "face the file's job record names (the persona's pick, where the render put it), else the largest.",
+    ),
 ) -> None:
     """Every frame measured: mouth opening statistics, closed mouth in pauses, audio/video offset, face sharpness,
     durations, loudness; with --sync the SyncNet confidence, distance and offset. Gates: exit 3 and one line per
     failing file. What each figure means and its range: docs/qc.md."""
     from pipelines.errors import InputError
     from pipelines.qc.gates import failures
-    from pipelines.qc.measure import qc_file
+    from pipelines.qc.measure import face_target, qc_file
 
     if sheet is not None and len(files) != 1:
         raise InputError(None, "--sheet", "takes one file; give one FILE with it")
+    try:
+        chosen = face_target(face)
+    except ValueError as exc:
+        raise InputError(None, "--face", str(exc)) from None
     gates = gates_from_options(fail_under, maximum, gates_file)
     model = None
     if sync:
@@ -65,11 +77,12 @@ def qc(
         model = load_default_syncnet()
     results, failed = [], []
     for file in files:
-        figures = qc_file(file, sheet=sheet)
+        target = chosen if face is not None else _recorded_face(file)
+        figures = qc_file(file, sheet=sheet, face=target)
         if model is not None:
             from pipelines.qc.sync import sync_figures
 
-            figures.update(sync_figures(file, model))
+            figures.update(sync_figures(file, model, face=target))
         reasons = failures(figures, gates)
         if gates:
             figures["gates"] = {"passed": not reasons, "failures": reasons}
@@ -84,6 +97,18 @@ def qc(
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(EXIT_JOBS_FAILED)
+
+
+def _recorded_face(file: Path):
+    """The face the render measured (its record's `qc_face`), so QC run later measures the same person; None
+    when there is no record beside the file or it names none."""
+    from pipelines.publish import read_record
+    from pipelines.qc.measure import face_target
+
+    try:
+        return face_target(read_record(file).get("qc_face"))
+    except ValueError:  # a record from elsewhere, or edited: measure the largest face, as without one
+        return None
 
 
 def _print_tables(results: list[dict]) -> None:

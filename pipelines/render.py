@@ -367,7 +367,8 @@ def render_job(
     # a child process at low priority: it never takes the GIL from the compositor, and it runs in the CPU time
     # the frames leave free (it is needed only by the mux). A failed render stops it.
     output_audio = in_background(_output_audio, audio, composition, total, fps, work, nice=AUDIO_NICE)
-    qc_tap = _qc_sampler(total, fps, speech, composition.clip_offset) if qc else None
+    qc_face = _qc_face(persona.face, engine, prepared, composition)
+    qc_tap = _qc_sampler(total, fps, speech, composition.clip_offset, qc_face) if qc else None
     try:
         if writer.start < total:
             _render_frames(
@@ -457,6 +458,7 @@ def render_job(
         "provenance": provenance,
         "sidecars": [str(p) for p in sidecars],
         "qc": figures,
+        "qc_face": None if qc_face is None else qc_face.model_dump(exclude_none=True),
         "qc_tracks": qc_tracks,
         "timings": timings.rounded(),
         "warnings": _warnings(alignment_warning, composition.record, looping),
@@ -554,14 +556,38 @@ def _made_ahead(frames: Iterator[Frame], engine: Engine, prepared: Any):
     return Ahead(frames, name="engine")
 
 
-def _qc_sampler(n_frames: int, fps: float, speech: Speech, clip_offset: int) -> Any:
-    """QC of a subsample of the output frames as they are made, and of every frame in the speech's pauses."""
+def _qc_sampler(n_frames: int, fps: float, speech: Speech, clip_offset: int, face: Any = None) -> Any:
+    """QC of a subsample of the output frames as they are made, and of every frame in the speech's pauses;
+    `face`: the picked person's place in the output (_qc_face)."""
     from pipelines.qc.sampling import QcSampler, pause_hint, render_sampling
 
     pauses = pause_hint(speech.samples, speech.sample_rate, fps, speech.n_frames, clip_offset)
     return QcSampler(
-        n_frames, fps, render_sampling(n_frames), also=pauses, clip=(clip_offset, speech.n_frames)
+        n_frames,
+        fps,
+        render_sampling(n_frames),
+        also=pauses,
+        clip=(clip_offset, speech.n_frames),
+        face=face,
     )
+
+
+def _qc_face(pick: Any, engine: Engine, prepared: Any, composition: Any) -> Any:
+    """Which face QC measures in the output when the persona picks one of several (None: the persona's is the
+    only or the largest face): the point where the engine put the picked face (`face_point`, for an engine that
+    reframes the source, like the preview's portrait crop) carried through the composition's layout, else the
+    pick itself, right for an engine whose frames keep the source's framing (LatentSync). Recorded as
+    `qc_face`, so `talkreel qc` on the output later measures the same person."""
+    if pick is None:
+        return None
+    from pipelines.spec.persona import FacePick
+
+    face_point = getattr(engine, "face_point", None)
+    point = face_point(prepared) if callable(face_point) else None
+    if point is None:
+        return pick
+    x, y = composition.output_point(point, engine.frame_size(prepared))
+    return FacePick(x=min(max(x, 0.0), 1.0), y=min(max(y, 0.0), 1.0))
 
 
 def _output_audio(audio: Any, composition: Any, n_frames: int, fps: float, work: Path) -> tuple:

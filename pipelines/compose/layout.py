@@ -89,6 +89,20 @@ class Placement:
     backdrop: np.ndarray | None  # PiP only
     box: tuple[int, int, int, int]  # x, y, w, h of the clip inside the output
 
+    def output_point(self, point: tuple[float, float], clip_size: tuple[int, int]) -> tuple[float, float]:
+        """Where a point of the clip frame (fractions of its width and height) is in the output (fractions)."""
+        width, height = self.size
+        if self.mode == "full":  # as cover(): scaled to fill, the overflow cropped evenly
+            w, h = clip_size
+            scale = max(width / w, height / h)
+            sw, sh = max(width, int(round(w * scale))), max(height, int(round(h * scale)))
+            x = point[0] * sw - (sw - width) // 2
+            y = point[1] * sh - (sh - height) // 2
+        else:
+            bx, by, bw, bh = self.box
+            x, y = bx + point[0] * bw, by + point[1] * bh
+        return x / width, y / height
+
     def place(self, clip_frame: np.ndarray) -> np.ndarray:
         if self.mode == "full":
             return cover(clip_frame, self.size)

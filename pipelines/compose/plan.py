@@ -121,6 +121,10 @@ class CompositionPlan:
         h, w = rgba.shape[:2]
         return Overlay(rgba, (self.size[0] - w) // 2, self.size[1] - bottom - h)
 
+    def output_point(self, point: tuple[float, float], clip_size: tuple[int, int]) -> tuple[float, float]:
+        """Where a point of a clip frame (fractions of its width and height) shows in the output (fractions)."""
+        return point if self._placement is None else self._placement.output_point(point, clip_size)
+
     def clip_start(self, start: int) -> int:
         """The first clip frame `frames(clip, start)` needs: the title card's fade-out shows clip frame 0 and the
         closing card's fade-in the last clip picture, so a start in a card begins the clip there."""

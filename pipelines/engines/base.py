@@ -78,6 +78,11 @@ class Engine(Protocol):
         """(width, height) of the frames `render` yields: the output is laid out before the first frame exists."""
         ...
 
+    # Optional, looked up with getattr (not part of the isinstance check): `face_point(prepared)`, where the
+    # persona's picked face is in the first frame (fractions of width and height; None: not known), for an engine
+    # that reframes the source (a portrait crop), so QC measures that person in the output (render._qc_face).
+    # Without it, QC applies the persona's `face` pick to the output as it applies to the source.
+
     def render(
         self,
         prepared: Any,

@@ -222,12 +222,22 @@ class LandmarkDetector:
         against the 68 iBUG landmarks); the crop puts the face at the scale the mesh model is made for."""
         if self._crop_mesh is None:
             raise RuntimeError("refit needs an image-mode detector")
+        fitted = self.face_near(image_rgb, face.bbox)
+        return face if fitted is None else fitted
+
+    def face_near(
+        self, image_rgb: np.ndarray, box: tuple[float, float, float, float]
+    ) -> FaceLandmarks | None:
+        """The face meshed on a square crop around `box` (x0, y0, x1, y1; image mode only), None when the crop
+        shows no face over the box: one face followed from frame to frame without a full-frame pass."""
+        if self._crop_mesh is None:
+            raise RuntimeError("face_near needs an image-mode detector")
         image = _check_image(image_rgb)
-        x0, y0, x1, y1 = face.bbox
+        x0, y0, x1, y1 = box
         side = max(x1 - x0, y1 - y0) * (1 + 2 * _CROP_MARGIN)
         with _quiet_native_stderr() if self._quiet else contextlib.nullcontext():
             fitted = self._mesh_in_square(image, ((x0 + x1) / 2, (y0 + y1) / 2), side)
-        return fitted if fitted is not None and _overlaps(fitted, face.bbox) else face
+        return fitted if fitted is not None and _overlaps(fitted, box) else None
 
     def _mesh_in_square(self, image: np.ndarray, centre, side: float) -> FaceLandmarks | None:
         """The mesh of the face in the square of `side` pixels centred on `centre`, in frame coordinates."""

@@ -7,6 +7,8 @@ made on the first frame that shows a face, and the face track follows that perso
 
     face = persona_face(image, persona.face, path)       # a still (or a video's first frame); None: no face
     track = track_faces(frames, pick=persona.face)       # a video: FacePickError when the pick names no face
+
+QC follows the picked person in the output with FaceFollower (pipelines.qc.measure).
 """
 
 from __future__ import annotations
@@ -68,3 +70,48 @@ def persona_face(image: np.ndarray, pick: Any, source: str | Path) -> FaceLandma
 def pick_key(pick: Any) -> str:
     """The pick as text for a preparation's cache key ("" for the default, so those keys stay as they were)."""
     return pick.model_dump_json() if pick is not None else ""
+
+
+class FaceFollower:
+    """The picked person through frames of one clip, measured in order (QC, pipelines.qc): on the first frame
+    that shows the picked face, `pick` (a FacePick in the frames' own terms: an index by size, or a point as
+    fractions of the frame) chooses it; on every later frame, the face at or nearest to where it was last seen,
+    and no face at all when the nearest is farther than a face's width from there (the person left, or only
+    the other person is found): a figure then misses a frame rather than measure somebody else."""
+
+    def __init__(self, pick: Any):
+        self.pick = pick
+        self.last: FaceLandmarks | None = None  # the picked face where it was last seen
+
+    def choose(self, faces: list[FaceLandmarks], image_size: tuple[int, int]) -> FaceLandmarks | None:
+        """The picked person's face among `faces` (largest first), or None; `image_size` is (width, height)."""
+        if not faces:
+            return None
+        if self.pick is None:
+            return faces[0]
+        if self.last is None:
+            try:
+                face = pick_face(faces, self.pick, image_size)
+            except FacePickError:  # the picked face is not (yet) among those found
+                return None
+            point = (
+                None
+                if self.pick.index is not None
+                else (self.pick.x * image_size[0], self.pick.y * image_size[1])
+            )
+            if point is not None and not _within(face, point, face.bbox[2] - face.bbox[0]):
+                return None
+        else:
+            at = (float(self.last.centre[0]), float(self.last.centre[1]))
+            face = face_at(faces, at)
+            if not _within(face, at, self.last.width):
+                return None
+        self.last = face
+        return face
+
+
+def _within(face: FaceLandmarks, point: tuple[float, float], reach: float) -> bool:
+    """`point` is in the face's box, or its centre is at most `reach` pixels from it."""
+    x0, y0, x1, y1 = face.bbox
+    inside = x0 <= point[0] <= x1 and y0 <= point[1] <= y1
+    return inside or float(np.hypot(*(face.centre - point))) <= reach

@@ -26,6 +26,26 @@ from pipelines.face import mesh
 SHARPNESS_SIDE = 128
 
 
+def face_target(value: Any) -> Any:
+    """A FacePick from a record's `qc_face` or a `--face` option ("N": the N-th largest face, "X,Y": the face at
+    that point, fractions of the frame); None for None. ValueError with the reason when it is not one."""
+    from pipelines.spec.persona import FacePick
+
+    if value is None or isinstance(value, FacePick):
+        return value
+    if isinstance(value, dict):
+        return FacePick.model_validate(value)
+    parts = str(value).split(",")
+    try:
+        if len(parts) == 1:
+            return FacePick(index=int(parts[0]))
+        if len(parts) == 2:
+            return FacePick(x=float(parts[0]), y=float(parts[1]))
+    except ValueError:
+        pass
+    raise ValueError(f"expected N (0 = the largest face) or X,Y (fractions of the frame), got {value!r}")
+
+
 def mouth_opening(points: np.ndarray) -> float:
     """Inner-lip gap at the middle of the mouth over the pupil distance, for one face's (478, 2) landmarks."""
     p = np.asarray(points, np.float64)
@@ -53,19 +73,40 @@ def face_sharpness(image_rgb: np.ndarray, points: np.ndarray) -> float:
 
 class FrameMeter:
     """Mouth opening and face sharpness of frames of one clip, in order (one MediaPipe face-mesh graph in video
-    mode, which tracks the face from the previous call). Not thread-safe; close() it (or use `with`)."""
+    mode, which tracks the faces from the previous call). Not thread-safe; close() it (or use `with`).
 
-    def __init__(self) -> None:
+    `face`: which person to measure when the frames show several (a FacePick in the output's terms: an index by
+    size, or a point as fractions of the frame; see face_target), followed from frame to frame
+    (pipelines.face.pick.FaceFollower); None: the one face MediaPipe finds (a single-face mesh is cheaper)."""
+
+    def __init__(self, face: Any = None) -> None:
         from pipelines.face.landmarks import LandmarkDetector
+        from pipelines.face.pick import FaceFollower
+        from pipelines.face.track import PICK_MAX_FACES
 
-        self._detector = LandmarkDetector("video", max_faces=1).__enter__()
+        if face is None:
+            self._detector = LandmarkDetector("video", max_faces=1).__enter__()
+        else:  # video mode's short-range detector misses the smaller faces of a group: stills, as a pick is made
+            self._detector = LandmarkDetector("image", max_faces=PICK_MAX_FACES).__enter__()
+        self._follower = FaceFollower(face)
+
+    def face(self, image_rgb: np.ndarray) -> Any:
+        """The measured person's FaceLandmarks in one frame, or None. With a pick, the face is meshed on a crop
+        around where it was last seen (about a single-face mesh's cost); the whole frame is searched again only
+        until it is first found and when the crop loses it."""
+        size = (image_rgb.shape[1], image_rgb.shape[0])
+        if self._follower.pick is not None and self._follower.last is not None:
+            near = self._detector.face_near(image_rgb, self._follower.last.bbox)
+            if near is not None and self._follower.choose([near], size) is not None:
+                return near
+        return self._follower.choose(self._detector.detect(image_rgb), size)
 
     def measure(self, image_rgb: np.ndarray) -> tuple[float, float]:
         """(opening, sharpness) of one frame; both NaN when no face is found."""
-        faces = self._detector.detect(image_rgb)
-        if not faces:
+        face = self.face(image_rgb)
+        if face is None:
             return math.nan, math.nan
-        return mouth_opening(faces[0].points), face_sharpness(image_rgb, faces[0].points)
+        return mouth_opening(face.points), face_sharpness(image_rgb, face.points)
 
     def close(self) -> None:
         self._detector.__exit__(None, None, None)
@@ -138,11 +179,14 @@ def audio_figures(path: Path, fps: float, n_frames: int) -> tuple[dict[str, Any]
 
 
 def qc_file(
-    path: str | os.PathLike, sampling: Any = None, sheet: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    sampling: Any = None,
+    sheet: str | os.PathLike | None = None,
+    face: Any = None,
 ) -> dict[str, Any]:
     """Every QC figure of a rendered MP4 (or any video with an audio track), as a JSON-ready dict; every frame
     measured unless `sampling` (a pipelines.qc.sampling.Sampling) says otherwise. `sheet`: also write a contact
-    sheet PNG there."""
+    sheet PNG there; `face`: the person measured (see FrameMeter)."""
     from pipelines.media.probe import probe
     from pipelines.qc.sampling import FULL, QcSampler
 
@@ -153,7 +197,7 @@ def qc_file(
     if not info.has_video:
         raise InputError(path, None, "has no video stream")
     fps, n_frames = video_rate_and_frames(path)
-    with QcSampler(n_frames, fps, sampling or FULL) as sampler:
+    with QcSampler(n_frames, fps, sampling or FULL, face=face) as sampler:
         result = sampler.finish(path, sheet=sheet)
     return {"file": str(path), **result}
 

@@ -78,10 +78,12 @@ class QcSampler:
         sheet_frames: int = 16,
         tile_width: int = 256,
         clip: tuple[int, int] | None = None,
+        face: Any = None,
     ):
         """`also`: frames measured besides the sampling's (the pauses, see pause_hint); `clip`: (first frame,
-        frame count) of the talking clip between the cards, the only frames that should show a face."""
-        self.clip = clip
+        frame count) of the talking clip between the cards, the only frames that should show a face; `face`: the
+        person measured when the frames show several (pipelines.qc.measure.FrameMeter)."""
+        self.clip, self.face = clip, face
         from pipelines.qc.contact_sheet import sheet_indices
 
         self.n_frames, self.fps, self.sampling, self.also = n_frames, fps, sampling, also
@@ -122,7 +124,7 @@ class QcSampler:
         from pipelines.qc.measure import FrameMeter
 
         try:
-            with FrameMeter() as meter:
+            with FrameMeter(self.face) as meter:
                 while (item := self._queue.get()) is not None:
                     index, frame = item
                     t0 = time.perf_counter()
@@ -170,6 +172,7 @@ class QcSampler:
             "video_duration": round(n / self.fps, 4),
             **audio,
             "sampling": self.sampling.describe(),
+            **({"face": self.face.model_dump(exclude_none=True)} if self.face is not None else {}),
             **qc_figures(openings, levels, self.fps, measured, sharpness, sample, self.clip),
         }
         if sheet is not None:
@@ -202,7 +205,7 @@ class QcSampler:
             return
         last = math.inf if everything else missing[-1]
         seen = 0
-        with av.open(os.fspath(path)) as container, FrameMeter() as meter:
+        with av.open(os.fspath(path)) as container, FrameMeter(self.face) as meter:
             if not container.streams.video:
                 raise InputError(path, None, "has no video stream")
             stream = container.streams.video[0]

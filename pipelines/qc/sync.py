@@ -29,16 +29,21 @@ STRIDE = 16
 
 
 def sync_figures(
-    path: str | os.PathLike, model: Any, stride: int = STRIDE, max_offset: int = MAX_OFFSET
+    path: str | os.PathLike,
+    model: Any,
+    stride: int = STRIDE,
+    max_offset: int = MAX_OFFSET,
+    face: Any = None,
 ) -> dict:
-    """The sync figures of a video with audio (see the module docstring), from a pipelines.qc.syncnet.SyncNet."""
+    """The sync figures of a video with audio (see the module docstring), from a pipelines.qc.syncnet.SyncNet;
+    `face`: the person scored when the frames show several (pipelines.qc.measure.FrameMeter)."""
     import av
     import torch
 
     from pipelines.face import align
-    from pipelines.face.landmarks import LandmarkDetector
     from pipelines.media.audio import load_audio
     from pipelines.qc import syncnet as sn
+    from pipelines.qc.measure import FrameMeter
 
     path = Path(path)
     device = next(model.parameters()).device
@@ -47,7 +52,7 @@ def sync_figures(
     visual: dict[int, np.ndarray] = {}  # window start -> embedding
     bias = None
     n_frames = 0
-    with av.open(os.fspath(path)) as container, LandmarkDetector("video", max_faces=1) as detector:
+    with av.open(os.fspath(path)) as container, FrameMeter(face) as meter:
         if not container.streams.video:
             raise InputError(path, None, "has no video stream")
         stream = container.streams.video[0]
@@ -56,9 +61,9 @@ def sync_figures(
         for index, frame in enumerate(container.decode(stream)):
             n_frames = index + 1
             image = frame.to_ndarray(format="rgb24")
-            faces = detector.detect(image)
-            if faces:
-                anchors = align.latentsync_anchors(faces[0].points)[None]
+            face_found = meter.face(image)
+            if face_found is not None:
+                anchors = align.latentsync_anchors(face_found.points)[None]
                 matrices, bias = align.alignment_matrices(anchors, template, prev_bias=bias)
                 window.append(align.warp_to_crop(image, matrices[0], template))
             else:

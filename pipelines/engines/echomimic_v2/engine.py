@@ -49,6 +49,7 @@ class EchoMimicV2Prepared:
     photo_scores: np.ndarray  # (2, 21)
     recorded: Any  # pipelines.poses.track.HandPoses | None (persona.poses)
     key: str  # content key of the framed photo (the reference features' cache key)
+    face_point: tuple[float, float] | None = None  # the picked face's centre in the frame (fractions), for QC
 
 
 class EchoMimicV2Engine:
@@ -208,13 +209,24 @@ class EchoMimicV2Engine:
             )
         poses_path = getattr(persona, "poses", None)
         recorded = HandPoses.load(Path(poses_path)) if poses_path else None
+        at = arrays.get("face_at")  # absent from a preparation cached before QC followed the pick
         return EchoMimicV2Prepared(
-            arrays["image"], body, arrays["hand_points"], arrays["hand_scores"], recorded, key
+            arrays["image"],
+            body,
+            arrays["hand_points"],
+            arrays["hand_scores"],
+            recorded,
+            key,
+            None if at is None else (float(at[0]), float(at[1])),
         )
 
     def frame_size(self, prepared: EchoMimicV2Prepared) -> tuple[int, int]:
         h, w = prepared.image.shape[:2]
         return (w, h)
+
+    def face_point(self, prepared: EchoMimicV2Prepared) -> tuple[float, float] | None:
+        """Where the picked person's face is in the framed photo (QC measures that person; None: no pick)."""
+        return prepared.face_point
 
     def hand_track(
         self,
@@ -376,6 +388,8 @@ def _frame_persona(source: Path, size: tuple[int, int], pick: Any = None) -> dic
         out.update(
             shoulders=body.shoulders, elbows=body.elbows, wrists=body.wrists, visibility=body.visibility
         )
+    if face is not None:
+        out["face_at"] = np.array([at[0] / w, at[1] / h], np.float32)
     return out
 
 

@@ -178,6 +178,9 @@ class MuseTalkEngine:
     def frame_size(self, prepared) -> tuple[int, int]:
         return self.preview.frame_size(prepared)
 
+    def face_point(self, prepared) -> tuple[float, float] | None:
+        return self.preview.face_point(prepared)  # the preview's framing (QC measures the person there)
+
     # ---- render -----------------------------------------------------------------------------------------------
     def render(
         self,

@@ -182,6 +182,15 @@ class PreviewEngine:
     def frame_size(self, prepared: PreviewPrepared) -> tuple[int, int]:
         return prepared.size
 
+    def face_point(self, prepared: PreviewPrepared) -> tuple[float, float] | None:
+        """The persona's face's centre in the first frame that shows it, as fractions of the frame (QC measures
+        the person there: a photo is reframed around the picked face, so the pick's own terms do not apply)."""
+        found = np.flatnonzero(prepared.found)
+        if not len(found):
+            return None
+        x, y = prepared.points[found[0]].mean(axis=0) - prepared.margin
+        return float(x / prepared.size[0]), float(y / prepared.size[1])
+
     # ---- render ---------------------------------------------------------------------------------------------
     def render(
         self,
