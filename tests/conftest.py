@@ -24,3 +24,14 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present (fresh clone)")
     return SHARED
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: tiny models spend more time in thread hand-offs than in arithmetic
+    (tests.latentsync_helpers.one_torch_thread). A module of tiny-model tests takes it for every test with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    from tests.latentsync_helpers import one_torch_thread
+
+    with one_torch_thread():
+        yield

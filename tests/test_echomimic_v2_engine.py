@@ -3,7 +3,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from echomimic_v2_helpers import write_tiny_weights
-from latentsync_helpers import one_torch_thread
 from pose_helpers import wave_track
 
 from pipelines.cache import DiskArrayCache
@@ -14,13 +13,9 @@ from pipelines.expression.track import ExpressionTrack
 from pipelines.spec.engines import engine_settings
 from pipelines.speech.track import Speech
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 SIZE = 64
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ import csv
 import pytest
 import torch
 from echomimic_v2_helpers import TINY_AUDIO_WIDTH, TINY_BASE, TINY_POSE, perturbed, tiny_models
-from latentsync_helpers import one_torch_thread
 
 from pipelines.engines.echomimic_v2 import checkpoints as ck
 from pipelines.engines.echomimic_v2.denoiser import ReferenceSelfAttention, ScaledCrossAttention
@@ -11,11 +10,7 @@ from pipelines.engines.echomimic_v2.pose_encoder import PoseEncoder
 from pipelines.engines.echomimic_v2.reference_net import transformer_blocks
 from pipelines.engines.model.motion_norm import FrameGroupNorm
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,10 @@
 import pytest
 import torch
 from echomimic_v2_helpers import TINY_AUDIO_WIDTH, tiny_pipeline
-from latentsync_helpers import one_torch_thread
 
 from pipelines.engines.echomimic_v2.sampling import context_windows, make_scheduler
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
 
 
 def test_scheduler_is_upstreams_v_prediction_zero_snr_trailing():

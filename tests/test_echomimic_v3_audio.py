@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from latentsync_helpers import one_torch_thread
 from media_helpers import make_audio
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
@@ -14,6 +13,8 @@ from pipelines.engines.echomimic_v3.audio import (
 )
 from pipelines.media.audio import load_audio, measure_loudness
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 # wav2vec2-base's CNN (7 convs, 320x down) at toy width, 3 encoder layers
 TINY_WAV2VEC2 = Wav2Vec2Config(
     hidden_size=16,
@@ -24,12 +25,6 @@ TINY_WAV2VEC2 = Wav2Vec2Config(
     num_conv_pos_embeddings=8,
     num_conv_pos_embedding_groups=2,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 import pytest
 import torch
 from echomimic_v3_helpers import tiny_image_encoder, tiny_text_encoder, tiny_vae
-from latentsync_helpers import one_torch_thread
 
 from pipelines.engines.echomimic_v3.encoders import (
     EncoderCheckpointError,
@@ -12,11 +11,7 @@ from pipelines.engines.echomimic_v3.encoders import (
     wan_vae,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
 
 
 def test_wan_t5_names_load_into_umt5_and_give_the_same_states():

@@ -18,13 +18,9 @@ from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.spec.engines import engine_settings
 from pipelines.speech.track import Speech
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 N = 30  # three 13-frame chunks overlapping by 4
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

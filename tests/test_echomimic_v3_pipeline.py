@@ -11,7 +11,6 @@ from echomimic_v3_helpers import (
     tiny_transformer,
     tiny_vae,
 )
-from latentsync_helpers import one_torch_thread
 
 from pipelines.engines.echomimic_v3.conditioning import (
     PromptCache,
@@ -26,13 +25,9 @@ from pipelines.engines.echomimic_v3.conditioning import (
 from pipelines.engines.echomimic_v3.pipeline import EchoMimicV3Pipeline, dynamic_scale
 from pipelines.engines.echomimic_v3.schedulers import flash_scheduler, preview_scheduler
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 H, W = 32, 48  # 4x6 latents, 2x3 tokens per latent frame
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 def _reference(seed=0):

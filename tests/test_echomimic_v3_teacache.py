@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from echomimic_v3_helpers import TINY_TRANSFORMER, tiny_image_encoder, tiny_transformer, tiny_vae
-from latentsync_helpers import one_torch_thread
 
 from pipelines.engines.echomimic_v3.conditioning import pad_prompt_embeds
 from pipelines.engines.echomimic_v3.pipeline import EchoMimicV3Pipeline
@@ -10,13 +9,9 @@ from pipelines.engines.echomimic_v3.schedulers import flash_scheduler
 from pipelines.engines.echomimic_v3.teacache import WAN_1_3B, TeaCache
 from pipelines.spec.engines import engine_settings
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 H, W = 32, 48
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 def _flash_inputs(seed=0):

@@ -3,7 +3,6 @@ from pathlib import Path
 import pytest
 import torch
 from echomimic_v3_helpers import TINY_TRANSFORMER, tiny_transformer
-from latentsync_helpers import one_torch_thread
 
 from pipelines.engines.echomimic_v3.transformer import (
     AudioContext,
@@ -21,14 +20,10 @@ from pipelines.engines.echomimic_v3.transformer import (
     preview_window_ranges,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 # upstream_keys.md: the full models' parameter counts (WanTransformerAudioMask3DModel of each variant)
 PARAMETERS = {"preview": 1_707_215_168, "flash": 1_863_772_992}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 def _inputs(variant, frames=5, seed=1, batch=1):

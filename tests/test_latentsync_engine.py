@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from latentsync_helpers import one_torch_thread, write_tiny_weights
+from latentsync_helpers import write_tiny_weights
 
 from pipelines.cache import DiskArrayCache
 from pipelines.engines.base import RenderSettings, create_engine, loop_frame
@@ -15,13 +15,9 @@ from pipelines.spec.engines import engine_settings
 from pipelines.speech.track import Speech
 from tests.face_helpers import write_video
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
+
 RES = 64  # face crops; the official sizes (256/512) are far too slow for a CPU test
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

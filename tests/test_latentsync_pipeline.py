@@ -1,15 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from latentsync_helpers import one_torch_thread, tiny_components
+from latentsync_helpers import tiny_components
 
 from pipelines.engines.latentsync.pipeline import LatentSyncPipeline, make_scheduler
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
 
 
 RES = 64

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import UNetMotionModel
-from latentsync_helpers import TINY_UNET, one_torch_thread
+from latentsync_helpers import TINY_UNET
 from safetensors.torch import save_file
 
 from pipelines.engines.latentsync.unet import (
@@ -23,11 +23,7 @@ from pipelines.engines.latentsync.unet import (
     official_to_diffusers,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (conftest)
 
 
 REFERENCE_TSV = (
