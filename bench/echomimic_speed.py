@@ -11,6 +11,8 @@ UMT5 of the real width, since prompt embeddings are computed once and cached) on
     python bench/echomimic_speed.py --device cuda --variant flash --seconds 5 60
 A small size on CPU (toy widths, 64 px), to check the script and the flat memory:
     python bench/echomimic_speed.py --size tiny --seconds 1 3
+The real width with fewer blocks (a CPU can run it at a small photo size; the blocks dominate the transformer):
+    python bench/echomimic_speed.py --layers 2 --photo 128 --seconds 3
 
 TeaCache (on by default for flash) is measured on and off side by side (`--teacache on off`, the default; `on` or
 `off` alone for one): the transformer's s/frame, the transformer calls it skipped and the ratio. `--low-vram`
@@ -49,7 +51,7 @@ TINY = {
 }
 
 
-def build(variant: str, tiny: bool) -> dict:
+def build(variant: str, tiny: bool, layers: int | None = None) -> dict:
     from diffusers import AutoencoderKLWan
     from transformers import (
         CLIPVisionConfig,
@@ -64,7 +66,7 @@ def build(variant: str, tiny: bool) -> dict:
     from pipelines.engines.echomimic_v3.audio import Wav2Vec2Features
     from pipelines.engines.echomimic_v3.transformer import build_transformer
 
-    cfg = TINY if tiny else {}
+    cfg = {**(TINY if tiny else {}), **({"num_layers": layers} if layers else {})}
     transformer = build_transformer(variant, cfg).eval()
     vae = AutoencoderKLWan(**({"base_dim": 8, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1} if tiny else {}))
     clip = CLIPVisionConfig(
@@ -152,6 +154,7 @@ def main() -> None:
     ap.add_argument("--photo", type=int, default=None, help="persona photo side in px (default 768, tiny 64)")
     ap.add_argument("--teacache", choices=("on", "off"), nargs="+", default=["on", "off"])
     ap.add_argument("--low-vram", action="store_true", help="the engine's low_vram mode")
+    ap.add_argument("--layers", type=int, default=None, help="transformer blocks (default: 30, tiny 2)")
     args = ap.parse_args()
     tiny = args.size == "tiny"
     cuda = args.device.startswith("cuda")
@@ -173,7 +176,7 @@ def main() -> None:
         engine = create_engine(
             name,
             device=args.device,
-            components=build(args.variant, tiny),
+            components=build(args.variant, tiny, args.layers),
             prompt_cache_dir=tmp / "prompts",
             profile=True,
         )

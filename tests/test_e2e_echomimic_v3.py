@@ -54,3 +54,16 @@ def test_render_with_tiny_weights_is_deterministic(project, tmp_path, monkeypatc
 
     assert render(str(project), "--out", "b").exit_code == 0
     assert same_frames(tmp_path / "a" / "em.mp4", tmp_path / "b" / "em.mp4")
+
+    # --low-vram reaches the engine (its frames equal the plain mode's: tests/test_echomimic_v3_engine.py)
+    low = render(str(project), "--out", "c", "--low-vram")
+    assert low.exit_code == 0, low.output
+    low_record = json.loads((tmp_path / "c" / "em.json").read_text())
+    assert (
+        low_record["engine"]["settings"]["low_vram"] is True
+        and record["engine"]["settings"]["low_vram"] is False
+    )
+    assert (
+        low_record["engine"]["offload_idle_modules"] is True
+        and record["engine"]["offload_idle_modules"] is False
+    )

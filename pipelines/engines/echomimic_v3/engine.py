@@ -126,6 +126,8 @@ class EchoMimicV3Engine:
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"device": self.device, "variant": self.variant}
         info.update(self.weights.describe())
+        if self._placement is not None:
+            info["offload_idle_modules"] = self._placement[1]
         return info
 
     # ---- models -------------------------------------------------------------------------------------------------
