@@ -161,7 +161,11 @@ def main() -> None:
     if not cuda:
         print(
             "no GPU here: CPU figures only"
-            + ("" if tiny else " (full size on a CPU takes hours; try --size tiny)")
+            + (
+                ""
+                if tiny or args.layers
+                else " (full size on a CPU takes hours; try --size tiny or --layers 2)"
+            )
         )
 
     from pipelines.cache import DiskArrayCache
