@@ -1,5 +1,7 @@
 """Face-analysis speed on 512x512 frames: landmarks/s (still mode, video tracking mode, full track_faces) and
-align + paste-back frames/s at LatentSync's 256 and 512 resolutions. Prints figures; asserts nothing.
+align + paste-back frames/s at LatentSync's 256 and 512 resolutions; and QC's meter per frame (pipelines.qc.measure
+FrameMeter) without a face pick and following a picked face of two (720x360, the smaller face). Prints figures;
+asserts nothing.
 
     .venv/bin/python bench/face_speed.py [--frames 200]
 """
@@ -7,11 +9,15 @@ align + paste-back frames/s at LatentSync's 256 and 512 resolutions. Prints figu
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import skimage.data
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pipelines and tests helpers
 
 from pipelines.face.align import alignment_matrices, latentsync_anchors, latentsync_template, warp_to_crop
 from pipelines.face.blend import paste_back
@@ -73,6 +79,28 @@ def main() -> None:
         print(
             f"align+blend @ {resolution}: matrices {1e6 * t_mat / n:5.0f} us, warp {1000 * t_warp / n:5.2f} ms, "
             f"paste-back {1000 * t_blend / n:5.2f} ms  -> {rate(n, total)}"
+        )
+
+    qc_meter(n)
+
+
+def qc_meter(n: int) -> None:
+    """QC's per-frame cost: the single-face video mesh, and a picked face of two followed on a crop mesh."""
+    from pipelines.qc.measure import FrameMeter
+    from pipelines.spec.persona import FacePick
+    from tests.face_helpers import two_faces
+
+    group, _ = two_faces()
+    frames = [np.roll(group, 2 * i, axis=1) for i in range(n)]
+    for name, face in (("no pick", None), ("pick {index: 1}", FacePick(index=1))):
+        with FrameMeter(face) as meter:
+            meter.measure(frames[0])
+            t, c = time.perf_counter(), time.process_time()
+            found = sum(not np.isnan(meter.measure(f)[0]) for f in frames)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+        print(
+            f"QC meter, two faces, {name:16s} {rate(n, wall)}, CPU {1000 * cpu / n:5.2f} ms/frame, "
+            f"face found {found}/{n}"
         )
 
 
