@@ -165,6 +165,13 @@ def test_echomimic_v2_frames_the_picked_person(tmp_path):
         assert nearer == side
         if prepared.body is not None:
             assert 0.25 < prepared.body.anchor[0] < 0.75  # shoulders seen inside this person's crop
+        # QC is told where that person's face is in the framed picture (the crop's largest face is theirs)
+        from pipelines.face.landmarks import detect_faces
+
+        fx, fy = engine.face_point(prepared)
+        h, w = prepared.image.shape[:2]
+        x0, y0, x1, y1 = detect_faces(prepared.image)[0].bbox
+        assert x0 <= fx * w <= x1 and y0 <= fy * h <= y1
 
 
 def test_validate_checks_a_video_pick_on_its_first_frame_with_a_face(tmp_path):
