@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipelines.speech.mouth import MAX_CHANGE_PER_S, PARAMS, MouthTrack, mouth_curves
+from pipelines.speech.mouth import MAX_CHANGE_PER_S, PARAMS, PRE_OPEN, MouthTrack, mouth_curves
 from pipelines.speech.track import Speech, TimedUnit
 from pipelines.speech.tts import SILENCE, synthesize
 from pipelines.speech.visemes import PBM, SIL, viseme_for
@@ -163,7 +163,7 @@ def test_viseme_table():
 def test_coarticulation_keeps_the_jaw_open_through_a_short_consonant_and_is_symmetric():
     """The jaw is slow: between two open vowels a short /t/ narrows the mouth a little instead of shutting it
     (per-phoneme jumps read as flapping), and the smoothing is symmetric, so the opening's centre stays where
-    the vowels are (no lag)."""
+    the vowels are (no lag). Before the sound the mouth only pre-shapes (a pause before a sentence stays closed)."""
     rate = 16000
     x = np.random.default_rng(0).normal(0, 0.1, int(1.6 * rate)).astype(np.float32)
     x[: int(0.5 * rate)] = 0.0
@@ -174,6 +174,8 @@ def test_coarticulation_keeps_the_jaw_open_through_a_short_consonant_and_is_symm
     vowel_peak = track.open.max()
     t_frames = [int(0.65 * FPS), int(0.83 * FPS)]
     assert track.open[t_frames].min() > 0.8 * vowel_peak
-    centre = float((track.open * np.arange(40)).sum() / track.open.sum())
+    vowels = slice(int(0.5 * FPS), int(0.98 * FPS) + 1)
+    centre = float((track.open[vowels] * np.arange(40)[vowels]).sum() / track.open[vowels].sum())
     assert centre == pytest.approx(0.74 * FPS - 0.5, abs=0.5)  # the vowels' centre (0.5 .. 0.98 s)
+    assert track.open[: int(0.48 * FPS)].max() <= PRE_OPEN + 1e-6  # frames wholly before the sound
     assert track.open[: int(0.3 * FPS)].max() == 0.0 and track.open[int(1.3 * FPS) :].max() < 0.02
