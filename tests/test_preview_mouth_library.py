@@ -51,6 +51,15 @@ def test_silence_maps_to_the_most_closed_mouth_and_the_loudest_to_the_widest():
     assert np.all(np.diff(t_open[20:]) >= 0)
 
 
+def test_footage_without_a_wide_opening_says_in_the_record_that_wider_openings_are_capped():
+    narrow = _library(np.linspace(0.0, 0.15, 31))
+    t_open, _ = target_shapes(narrow, np.linspace(0.0, 1.0, 40), np.zeros(40))
+    assert t_open.max() == pytest.approx(0.15)  # the widest speech gets the footage's widest, no wider
+    facts = narrow.facts()
+    assert facts["opening_max"] == 0.15 and "0.15 pupil distances" in facts["capped"]
+    assert "capped" not in _library(np.linspace(0.0, 0.5, 31)).facts()  # it shows every opening speech asks
+
+
 def test_the_path_follows_the_target_and_prefers_runs_of_real_motion():
     # footage that opens and closes twice: the target (one slow opening) is best met by playing a rising run
     openings = np.r_[np.linspace(0, 0.4, 20), np.linspace(0.4, 0, 20), np.linspace(0, 0.4, 20)]

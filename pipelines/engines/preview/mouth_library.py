@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from pipelines.face import mesh
+from pipelines.speech.mouth import OPEN_GAP
 
 STABLE = (1, 2, 4, 5, 195, 197, 98, 327, 33, 133, 263, 362)  # nose and eye corners
 # the lower face that is replaced: lips, the skin around them and the front of the chin (not the jaw outline)
@@ -65,12 +66,20 @@ class MouthLibrary:
         return len(self.frames)
 
     def facts(self) -> dict:
-        """What the record says about the library."""
-        return {
+        """What the record says about the library; when its widest mouth opens less than speech can ask for
+        (OPEN_GAP: the widest opening a photo is drawn with), that wider openings are capped at its widest."""
+        widest = round(float(self.opening.max()), 3)
+        out = {
             "entries": self.size,
             "opening_min": round(float(self.opening.min()), 3),
-            "opening_max": round(float(self.opening.max()), 3),
+            "opening_max": widest,
         }
+        if widest < OPEN_GAP:
+            out["capped"] = (
+                f"the footage's widest mouth opens {widest:.2f} pupil distances, speech up to {OPEN_GAP:.2f}: "
+                "openings are ranked onto the footage's own, the widest drawn at its widest"
+            )
+        return out
 
 
 def build_library(points: np.ndarray, found: np.ndarray) -> tuple[MouthLibrary | None, str | None]:
