@@ -85,6 +85,26 @@ def palette_of(image: np.ndarray, points: np.ndarray, unit: float, teeth_visible
     )
 
 
+def _rounded(poly: np.ndarray, points: int = 96, reach: float = 0.035) -> np.ndarray:
+    """The closed polygon resampled evenly along its outline and smoothed around it (a circular Gaussian of
+    `reach` times the perimeter): its corners become curves following the lip contour. The inner-lip
+    landmarks are few and crowd at the mouth corners, so the opening's outline was straight segments meeting
+    at sharp angles (a pentagon on wide openings). Smoothing pulls convex corners inwards, so the painted
+    interior stays inside the opening there and the lips round off its corners."""
+    closed = np.concatenate([poly, poly[:1]])
+    along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))])
+    if along[-1] <= 1e-6:
+        return poly
+    at = np.arange(points) * along[-1] / points
+    even = np.stack([np.interp(at, along, closed[:, i]) for i in range(2)], axis=1)
+    sigma = reach * points
+    radius = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    wrapped = np.concatenate([even[-radius:], even, even[:radius]])
+    return np.stack([np.convolve(wrapped[:, i], kernel, mode="valid") for i in range(2)], axis=1)
+
+
 def mouth_fill(
     image: np.ndarray,
     top: np.ndarray,
@@ -113,7 +133,7 @@ def mouth_fill(
     if x1 - x0 < 3 or y1 - y0 < 3:
         return None
     h, w = y1 - y0, x1 - x0
-    poly = np.concatenate([top, bottom[::-1]]) - [x0, y0]
+    poly = _rounded(np.concatenate([top, bottom[::-1]])) - [x0, y0]
     mask = np.zeros((h, w), np.float32)
     cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
     # the soft edge lies inside the opening: shrink by half the blur first, so no lip pixel is painted over
