@@ -31,7 +31,10 @@ From the signal alone (no phoneme timing):
 4. bilabial-like closures: a dip in the level of 30..160 ms inside speech, at least 18 dB under the loud parts
    around it, that ends in a sharp rise (>= 12 dB within 20 ms, a release burst), gets closure 1 over the dip.
    The signal cannot tell /p b/ from /t k/ reliably; this is the "where the signal shows them" compromise.
-5. the same Gaussian smoothing (sigma 25 ms) as above, then the jaw (below).
+5. Gaussian smoothing (sigma 25 ms; the closure, a lip gesture, 35 ms: a 10-90 % closing in ~90 ms), then the
+   jaw (below). Closures smoothed like the rest (25 ms) shut the lips from a wide opening within a frame: the
+   fastest recording at hand (LatentSync's demo audio) then changed 1.25x faster per frame than the real speaker,
+   1.11x with 35 ms.
 
 The jaw: the opening alone is smoothed again by a symmetric Gaussian (sigma 80 ms for phonemes, 70 ms for the
 signal), as a heavy, slow jaw moves: between two vowels a short consonant narrows the mouth instead of shutting
@@ -66,6 +69,7 @@ GRID_HZ = 200
 MAX_CHANGE_PER_S = 12.0
 _PHONEME_SIGMA_S = 0.020
 _SIGNAL_SIGMA_S = 0.025
+_LIP_SIGMA_S = 0.035  # the signal's closures (module docstring, signal step 5)
 # Viseme openings, blended and smoothed, open about half as wide as the signal curve of the same audio (1.9-2.2x
 # on four espeak texts, speaking frames): scaled so a draft and its recording open alike.
 _PHONEME_OPEN_GAIN = 2.0
@@ -127,7 +131,8 @@ def mouth_curves(speech: Speech) -> MouthTrack:
     else:
         centroid = _centroids(speech.samples, speech.sample_rate, n_grid)
         raw = _signal_targets(level_db, centroid, active, gate, loud)
-        raw = np.stack([_gaussian_smooth(raw[:, i], _SIGNAL_SIGMA_S * GRID_HZ) for i in range(4)], axis=1)
+        sigmas = (_SIGNAL_SIGMA_S,) * 3 + (_LIP_SIGMA_S,)
+        raw = np.stack([_gaussian_smooth(raw[:, i], s * GRID_HZ) for i, s in enumerate(sigmas)], axis=1)
         source = "signal"
     raw[:, 0] = _gaussian_smooth(raw[:, 0], _JAW_SIGMA_S[source] * GRID_HZ)
     if source == "phonemes":
