@@ -179,3 +179,13 @@ def test_coarticulation_keeps_the_jaw_open_through_a_short_consonant_and_is_symm
     assert centre == pytest.approx(0.74 * FPS - 0.5, abs=0.5)  # the vowels' centre (0.5 .. 0.98 s)
     assert track.open[: int(0.48 * FPS)].max() <= PRE_OPEN + 1e-6  # frames wholly before the sound
     assert track.open[: int(0.3 * FPS)].max() == 0.0 and track.open[int(1.3 * FPS) :].max() < 0.02
+
+
+def test_signal_only_the_mouth_stays_closed_before_the_sound_and_peaks_inside_it():
+    """The pause before a sentence stays closed: before the sound the opening only pre-shapes (the jaw's
+    symmetric smoothing and the voice-activity pre-roll opened it a frame early, which QC counts as pause)."""
+    sr = 16000
+    x = noise_bursts([(0.5, 0.0), (0.5, 0.2), (0.5, 0.0)], sr, floor=1e-4)
+    track = mouth_curves(Speech(x, sr, FPS, int(1.5 * FPS)))
+    assert track.open[: int(0.48 * FPS)].max() <= PRE_OPEN + 1e-6  # frames wholly before the sound
+    assert int(0.5 * FPS) <= int(np.argmax(track.open)) < int(1.0 * FPS)

@@ -29,7 +29,8 @@ From the signal alone (no phoneme timing):
 3. spectral centroid (100 Hz .. 5 kHz, log scale) against its median over the voiced frames: darker than usual
    -> rounder and narrower lips (oo, oh), brighter -> spread (ee, s); +-1.2 octaves is full scale, capped at 0.7.
 4. bilabial-like closures: a dip in the level of 30..160 ms inside speech, at least 18 dB under the loud parts
-   around it, that ends in a sharp rise (>= 12 dB within 20 ms, a release burst), gets closure 1 over the dip.
+   around it, that ends in a sharp rise (>= 12 dB within 20 ms, a release burst), gets a closure over the dip:
+   1 from 60 ms on (as measured), partly for shorter dips (most of those are /t d k g/ or fast short stops).
    The signal cannot tell /p b/ from /t k/ reliably; this is the "where the signal shows them" compromise.
 5. Gaussian smoothing (sigma 25 ms; the closure, a lip gesture, 35 ms: a 10-90 % closing in ~90 ms), then the
    jaw (below). Closures smoothed like the rest (25 ms) shut the lips from a wide opening within a frame: the
