@@ -39,11 +39,11 @@ From the signal alone (no phoneme timing):
 
 The jaw: the opening alone is smoothed again by a symmetric Gaussian (sigma 80 ms for phonemes, 70 ms for the
 signal), as a heavy, slow jaw moves: between two vowels a short consonant narrows the mouth instead of shutting
-it, the mouth opens a little before the sound and closes over ~150 ms after it, and the peaks stay at lag 0 (a
+it, the mouth closes over ~150 ms after the sound, and the peaks stay at lag 0 (a
 one-sided filter would delay them). Without it the curves changed ~1.8x faster, relative to their mean, than a
 real speaker's mouth measured on a real talking-head clip (LatentSync's demo video; change per frame over mean opening: 0.25 against
-0.14); with it the four real recordings at hand give 0.10-0.16 (mean 0.13). Lips stay fast: closure is not
-smoothed again, and the opening is then capped by 1 - closure, so bilabials still shut the lips and pressed
+0.14); with it (and the signal's lip closures of step 5) the four real recordings at hand give 0.11-0.14 (mean
+0.12). Before the sound, the mouth only pre-shapes (PRE_OPEN). Lips stay fast: closure is not smoothed again, and the opening is then capped by 1 - closure, so bilabials still shut the lips and pressed
 lips are never drawn apart. Last, the voice-activity gate (signal step 1, smoothed over 20 ms) scales opening, width
 and rounding, so the mouth is closed wherever the audio is silent, even if an alignment put a phoneme there.
 
