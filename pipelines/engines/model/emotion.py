@@ -10,7 +10,6 @@ strongest one counts when it reaches `threshold`.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
@@ -33,9 +32,3 @@ def dominant_emotions(
     amount = np.asarray(values)[:, cols] @ vecs.T / np.maximum((vecs * vecs).sum(axis=1), 1e-9)
     best = amount.argmax(axis=1)
     return [names[b] if amount[i, b] >= threshold else "" for i, b in enumerate(best)]
-
-
-def chunk_emotion(values: np.ndarray, vectors: Mapping[str, np.ndarray], threshold: float = THRESHOLD) -> str:
-    """The emotion most frames of a chunk show ("" = none): one prompt per generated chunk."""
-    counts = Counter(dominant_emotions(values, vectors, threshold))
-    return counts.most_common(1)[0][0] if counts else ""
