@@ -42,6 +42,7 @@ from pipelines.engines.model.chunks import CHUNK_FRAMES, chunk_frames, chunk_gen
 from pipelines.engines.model.clock import StageClock
 from pipelines.engines.model.color import color_match, color_ring
 from pipelines.engines.model.device import default_device, place_modules, resolve_dtype
+from pipelines.engines.model.emotion import dominant_emotions
 from pipelines.engines.model.face_region import FaceRegions, crop_key
 from pipelines.engines.model.prefetch import Prefetch, SideStream, adopt
 from pipelines.engines.model.retime import Timeline
@@ -61,12 +62,6 @@ MAX_STILL_SIDE = 1024  # a large photo persona is scaled down to this (long side
 LOOK_THRESHOLD = 0.5  # an emotion's look takes over once the emotion is at least this strong
 UPPER_EPS = 1e-3
 _UPPER = ("brow_raise", "brow_lower", "brow_inner", "eye_open", "blink", "smile")
-_IDLE = (
-    "blink",
-    "head_yaw",
-    "head_pitch",
-    "head_roll",
-)  # idle life, not an emotion: ignored when picking a look
 
 
 @dataclass
@@ -323,15 +318,7 @@ class LatentSyncEngine:
 
     def look_for_frames(self, prepared: LatentSyncPrepared, values: np.ndarray) -> list[str]:
         """Per frame, the look whose emotion dominates the expression rows ("" = the persona's own source)."""
-        if not prepared.look_vectors:
-            return [""] * len(values)
-        cols = [i for i, p in enumerate(PARAMS) if p not in _IDLE]
-        names = list(prepared.look_vectors)
-        vecs = np.stack([prepared.look_vectors[k][cols] for k in names])  # (E, P)
-        norms = np.maximum((vecs * vecs).sum(axis=1), 1e-9)
-        amount = values[:, cols] @ vecs.T / norms  # least-squares strength of each emotion alone
-        best = amount.argmax(axis=1)
-        return [names[b] if amount[i, b] >= LOOK_THRESHOLD else "" for i, b in enumerate(best)]
+        return dominant_emotions(values, prepared.look_vectors, LOOK_THRESHOLD)
 
     def render(
         self,
