@@ -117,17 +117,12 @@ class WhisperAudioEncoder(nn.Module):
         """Strictly load openai-whisper weights: a full `model_state_dict` (its `encoder.*` part) or encoder keys alone."""
         if any(k.startswith("encoder.") for k in state_dict):
             state_dict = {k[len("encoder.") :]: v for k, v in state_dict.items() if k.startswith("encoder.")}
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        wrong = sorted(
-            k for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-        )
-        if missing or unexpected or wrong:
+        from pipelines.weights.convert import key_mismatch
+
+        mismatch = key_mismatch(state_dict, {k: tuple(v.shape) for k, v in self.state_dict().items()})
+        if mismatch:
             raise ValueError(
-                "not a whisper encoder checkpoint for these dimensions "
-                f"({self.dims}): {len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                f"(e.g. {unexpected[:3]}), {len(wrong)} with other shapes (e.g. {wrong[:3]})"
+                f"not a whisper encoder checkpoint for these dimensions ({self.dims}): {mismatch}"
             )
         self.load_state_dict(dict(state_dict), strict=True)
 

@@ -122,6 +122,23 @@ def convert(
     return True
 
 
+def key_mismatch(
+    state: Mapping[str, Any], expected: Mapping[str, Shape], optional: tuple[str, ...] = ()
+) -> str | None:
+    """None when `state` holds exactly `expected`'s keys with its shapes (keys ending in one of `optional` may be
+    absent); else what differs, with a few keys of each kind named, for a model loader's strict-load error."""
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith(optional))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k]))
+    if not (missing or unexpected or wrong):
+        return None
+    shown = ", ".join(f"{k} {list(state[k].shape)} != {list(expected[k])}" for k in wrong[:3])
+    return (
+        f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
+        f"{len(wrong)} with other shapes ({shown})"
+    )
+
+
 def check_keys(state: Mapping[str, Any], expected: Mapping[str, Shape], source: Path) -> None:
     """Raise an InputError naming a few missing / unexpected / misshapen keys when the sets differ."""
     missing = sorted(set(expected) - set(state))

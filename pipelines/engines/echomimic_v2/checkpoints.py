@@ -129,15 +129,11 @@ def expected_checkpoint_keys(role: str) -> dict[str, Shape] | None:
 
 
 def _check(state: Mapping[str, torch.Tensor], expected: Mapping[str, Shape], what: str, optional=()) -> None:
-    missing = sorted(k for k in set(expected) - set(state) if not k.endswith(tuple(optional)))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k]))
-    if missing or unexpected or wrong:
-        shown = ", ".join(f"{k} {list(state[k].shape)} != {list(expected[k])}" for k in wrong[:2])
-        raise CheckpointMismatchError(
-            f"not an EchoMimic V2 {what}: {len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} "
-            f"unexpected (e.g. {unexpected[:2]}), {len(wrong)} with other shapes ({shown})"
-        )
+    from pipelines.weights.convert import key_mismatch
+
+    mismatch = key_mismatch(state, expected, tuple(optional))
+    if mismatch:
+        raise CheckpointMismatchError(f"not an EchoMimic V2 {what}: {mismatch}")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

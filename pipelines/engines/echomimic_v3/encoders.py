@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from pipelines.weights.convert import key_mismatch
+
 # models_t5_umt5-xxl-enc-bf16 (config/config.yaml text_encoder_kwargs)
 UMT5_XXL: dict[str, Any] = {"vocab": 256384, "dim": 4096, "dim_ffn": 10240, "num_heads": 64, "num_layers": 24}
 # open-clip xlm-roberta-large ViT-H/14 vision tower (upstream clip_xlm_roberta_vit_h_14)
@@ -28,15 +30,9 @@ class EncoderCheckpointError(ValueError):
 
 
 def _strict(what: str, model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(k for k in expected if k in sd and tuple(sd[k].shape) != expected[k])
-    if missing or unexpected or wrong:
-        raise EncoderCheckpointError(
-            f"not a {what} checkpoint: {len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} "
-            f"unexpected (e.g. {unexpected[:2]}), {len(wrong)} with other shapes (e.g. {wrong[:2]})"
-        )
+    mismatch = key_mismatch(sd, {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    if mismatch:
+        raise EncoderCheckpointError(f"not a {what} checkpoint: {mismatch}")
     model.load_state_dict(sd, strict=True, assign=True)
 
 

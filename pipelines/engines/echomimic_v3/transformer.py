@@ -32,6 +32,7 @@ from diffusers.models.transformers.transformer_wan import WanAttention, WanRotar
 from torch import nn
 
 from pipelines.engines.echomimic_v3.teacache import TeaCache
+from pipelines.weights.convert import key_mismatch
 
 Variant = Literal["preview", "flash"]
 
@@ -497,21 +498,14 @@ def load_native_weights(
     model: EchoMimicV3Transformer3DModel, native: Mapping[str, torch.Tensor], assign: bool = False
 ) -> None:
     """Strictly load a native-named state dict: every key used, none left over, every shape equal."""
-    expected = {k: tuple(v.shape) for k, v in native_state_dict(model).items()}
-    missing = sorted(set(expected) - set(native))
-    unexpected = sorted(set(native) - set(expected))
-    wrong = sorted(k for k in expected if k in native and tuple(native[k].shape) != expected[k])
-    if missing or unexpected or wrong:
+    mismatch = key_mismatch(native, {k: tuple(v.shape) for k, v in native_state_dict(model).items()})
+    if mismatch:
         variant = model.config.variant
         hint = ""
         other = "audio_injection.proj1.weight" if variant == "preview" else "audio2token.proj.weight"
         if other in native:
             hint = f"; it holds {'flash' if variant == 'preview' else 'preview'} audio weights"
-        raise CheckpointMismatchError(
-            f"not an EchoMimic V3 {variant} transformer: {len(missing)} missing keys (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong)} with other shapes "
-            f"(e.g. {wrong[:2]}){hint}"
-        )
+        raise CheckpointMismatchError(f"not an EchoMimic V3 {variant} transformer: {mismatch}{hint}")
     model.load_state_dict({native_to_diffusers(k): v for k, v in native.items()}, strict=True, assign=assign)
     if model.rope.freqs_cos.is_meta:
         # a model built on `meta` keeps its RoPE tables (computed, not stored) there: compute them now

@@ -213,22 +213,16 @@ def to_diffusers_state_dict(
     if any(k.startswith("module.") for k in official):
         official = {k.removeprefix("module."): v for k, v in official.items()}
     if expected is not None:
-        missing = sorted(set(expected) - set(official))
-        unexpected = sorted(set(official) - set(expected))
-        wrong = sorted(
-            k for k in expected if k in official and tuple(official[k].shape) != tuple(expected[k])
-        )
-        if missing or unexpected or wrong:
+        from pipelines.weights.convert import key_mismatch
+
+        mismatch = key_mismatch(official, expected)
+        if mismatch:
             hint = ""
             if "conv_in.weight" in official and tuple(official["conv_in.weight"].shape[1:2]) != (13,):
                 hint = (
                     f"; conv_in takes {official['conv_in.weight'].shape[1]} channels, LatentSync's takes 13"
                 )
-            raise CheckpointMismatchError(
-                f"not a LatentSync 1.5/1.6 UNet checkpoint: {len(missing)} missing keys (e.g. {missing[:2]}), "
-                f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong)} with other shapes "
-                f"(e.g. {wrong[:2]}){hint}"
-            )
+            raise CheckpointMismatchError(f"not a LatentSync 1.5/1.6 UNet checkpoint: {mismatch}{hint}")
     out: dict[str, torch.Tensor] = {}
     for k, v in official.items():
         new = official_to_diffusers(k)

@@ -77,17 +77,12 @@ def encoder_keys(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_encoder_state(encoder, state: dict[str, Any], source: str = "whisper") -> None:
+    from pipelines.weights.convert import key_mismatch
+
     state = encoder_keys(state)
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{source}: not a whisper encoder for this config: {len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} with other shapes "
-            f"(e.g. {wrong[:3]})"
-        )
+    mismatch = key_mismatch(state, {k: tuple(v.shape) for k, v in encoder.state_dict().items()})
+    if mismatch:
+        raise ValueError(f"{source}: not a whisper encoder for this config: {mismatch}")
     encoder.load_state_dict(state, strict=True)
 
 

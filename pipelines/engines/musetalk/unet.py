@@ -73,17 +73,12 @@ def map_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_state_strict(unet, state: Mapping[str, torch.Tensor], source: str = "unet") -> None:
     """Load every tensor or fail naming what is missing, unexpected or of another shape."""
+    from pipelines.weights.convert import key_mismatch
+
     state = map_keys(state)
-    own = unet.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{source}: not a MuseTalk UNet for this config: {len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(wrong)} with other shapes "
-            f"(e.g. {wrong[:3]})"
-        )
+    mismatch = key_mismatch(state, {k: tuple(v.shape) for k, v in unet.state_dict().items()})
+    if mismatch:
+        raise ValueError(f"{source}: not a MuseTalk UNet for this config: {mismatch}")
     unet.load_state_dict(state, strict=True)
 
 
