@@ -30,7 +30,8 @@ from pipelines.errors import InputError
 from pipelines.expression.track import ExpressionTrack
 from pipelines.speech.track import Speech
 
-PREPARE_VERSION = 2  # 2: a group photo's persona is the picked (else the largest) face's person
+# 2: a group photo's persona is the picked (else the largest) face's person; 3: where that face is (face_at, for QC)
+PREPARE_VERSION = 3
 SEGMENT_FRAMES = 72  # 3 s at 24 fps; memory is set by this, not by the clip length
 SEGMENT_OVERLAP = 12
 DECODE_BATCH = 4  # frames per VAE decode call (upstream: 1, to save memory; the decoder treats frames alone)
@@ -209,7 +210,7 @@ class EchoMimicV2Engine:
             )
         poses_path = getattr(persona, "poses", None)
         recorded = HandPoses.load(Path(poses_path)) if poses_path else None
-        at = arrays.get("face_at")  # absent from a preparation cached before QC followed the pick
+        at = arrays.get("face_at")  # absent when the photo shows no face
         return EchoMimicV2Prepared(
             arrays["image"],
             body,
