@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from pipelines.expression.build import build_expression_track
 from pipelines.qc.figures import av_offset, qc_figures, sharpness_figures
-from pipelines.qc.measure import frame_levels_db
 from pipelines.qc.sampling import FULL, QcSampler, Sampling, pause_hint, render_sampling
+from pipelines.speech.levels import frame_levels_db
 from tests.preview_helpers import FPS, SIZE, prepared, settings, tts_speech
 
 
@@ -178,7 +178,8 @@ def test_qc_of_a_missing_file_is_an_input_error(tmp_path):
 
 def test_pause_hint_in_blocks_equals_the_whole_speech_at_once():
     """pause_hint meters the speech in 10 s blocks (flat memory); the pauses are those of one pass over it all."""
-    from pipelines.qc.figures import pause_frames, silent_frames
+    from pipelines.qc.figures import pause_frames
+    from pipelines.speech.levels import silent_frames
 
     rate, fps, seconds = 16000, 25.0, 25
     t = np.arange(seconds * rate) / rate

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-SILENCE_BELOW_LOUD_DB = 35.0
-SILENCE_FLOOR_DBFS = -55.0
+from pipelines.speech.levels import silent_frames
+
 CLOSED_MARGIN = 0.04  # opening units (inner-lip gap / pupil distance)
 MIN_PAUSE_S = 0.3
 MIN_PAUSE_FRAMES = (
@@ -41,12 +41,6 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 3 or np.std(a) < 1e-9 or np.std(b) < 1e-9:
         return None
     return float(np.corrcoef(a, b)[0, 1])
-
-
-def silent_frames(levels_db: np.ndarray) -> np.ndarray:
-    """Frames more than SILENCE_BELOW_LOUD_DB under the loud (95th percentile) level, or under SILENCE_FLOOR_DBFS."""
-    loud = float(np.percentile(levels_db, 95)) if len(levels_db) else -120.0
-    return (levels_db < loud - SILENCE_BELOW_LOUD_DB) | (levels_db < SILENCE_FLOOR_DBFS)
 
 
 def pause_frames(silent: np.ndarray, fps: float) -> np.ndarray:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from pipelines.errors import InputError
 from pipelines.face import mesh
+from pipelines.speech.levels import frame_levels_db
 
 SHARPNESS_SIDE = 128
 
@@ -116,33 +116,6 @@ class FrameMeter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def frame_levels_db(
-    blocks: Iterable[np.ndarray], sample_rate: int, fps: float, n_frames: int
-) -> tuple[np.ndarray, int]:
-    """RMS level (dBFS) of the audio over each video frame's interval [k / fps, (k + 1) / fps), and the number of
-    samples seen. Streams over `blocks` (an array works too, as one block): memory does not grow with the audio."""
-    edges = np.round(np.arange(n_frames + 1) * sample_rate / fps).astype(np.int64)
-    power = np.zeros(n_frames)
-    seen = 0
-    for block in blocks if not isinstance(blocks, np.ndarray) else [blocks]:
-        block = np.asarray(block, np.float64).reshape(-1)
-        frame = np.searchsorted(edges, seen + np.arange(len(block)), side="right") - 1
-        inside = frame < n_frames
-        power += np.bincount(frame[inside], weights=block[inside] ** 2, minlength=n_frames)
-        seen += len(block)
-    counts = np.maximum(np.minimum(edges[1:], seen) - np.minimum(edges[:-1], seen), 1)
-    return 10 * np.log10(power / counts + 1e-12), seen
-
-
-def speech_levels_db(samples: np.ndarray, sample_rate: int, fps: float, n_frames: int) -> np.ndarray:
-    """frame_levels_db of speech samples held in memory, metered in blocks of 10 s: frame_levels_db makes several
-    float64/int64 temporaries per block, and the whole speech as one block made a render's peak memory grow with
-    the clip (bench/memory_scaling.py --long 300: peak 580 MiB against 436 at 10 s; 467 with blocks)."""
-    step = 10 * sample_rate
-    blocks = (samples[i : i + step] for i in range(0, len(samples), step))
-    return frame_levels_db(blocks, sample_rate, fps, n_frames)[0]
 
 
 def audio_figures(path: Path, fps: float, n_frames: int) -> tuple[dict[str, Any], np.ndarray]:

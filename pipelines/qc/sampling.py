@@ -59,8 +59,8 @@ def pause_hint(
 ) -> frozenset[int]:
     """The frames the closed-mouth figure will look at, from the speech before it is rendered: the pause frames
     (pipelines.qc.figures.pause_frames) of `samples`, shifted by `offset` (where the clip starts in the output)."""
-    from pipelines.qc.figures import pause_frames, silent_frames
-    from pipelines.qc.measure import speech_levels_db
+    from pipelines.qc.figures import pause_frames
+    from pipelines.speech.levels import silent_frames, speech_levels_db
 
     levels = speech_levels_db(samples, sample_rate, fps, n_frames)
     return frozenset((np.flatnonzero(pause_frames(silent_frames(levels), fps)) + offset).tolist())

@@ -5,7 +5,7 @@ features on every frame, and whisper's features of silence are not "closed"). ta
 source there: the preview engine's frame, which MuseTalk's mouth is otherwise pasted on (rendered with the speech
 silenced: a photo's mouth shut, a video persona's footage with its own closed mouths from its mouth library).
 
-Which frames: the ones QC calls silent (pipelines.qc.figures.silent_frames, on the speech's per-frame levels), so
+Which frames: the ones QC calls silent (pipelines.speech.levels.silent_frames, on the speech's per-frame levels), so
 the guarantee holds on the frames QC's closed-mouth figure checks. Hysteresis: only silent stretches of at least
 MIN_SILENCE_S keep the closed mouth; shorter gaps between words (and stop closures) are left to the model. The
 weight rises over the stretch's first FADE_S (QC's own figure skips a pause's first 0.12 s, the time a mouth takes
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipelines.speech.levels import silent_frames, speech_levels_db
 from pipelines.speech.track import Speech
 
 MIN_SILENCE_S = 0.2
@@ -25,9 +26,6 @@ FADE_S = 0.12
 
 def closed_weights(speech: Speech) -> np.ndarray:
     """(n_frames,) float32 in [0, 1]: the share of each frame taken from the closed-mouth source."""
-    from pipelines.qc.figures import silent_frames
-    from pipelines.qc.measure import speech_levels_db
-
     levels = speech_levels_db(speech.samples, speech.sample_rate, speech.fps, speech.n_frames)
     return gate(silent_frames(levels), speech.fps)
 
