@@ -19,11 +19,17 @@ printed beside it (wall figures on a shared 2-core machine vary by several per c
 x264 runs with the preview's draft settings (pipelines.render: DRAFT_PRESETS, DRAFT_X264_PARAMS) unless --preset
 names one, which is then x264's own preset, as in a job's `output.preset`.
 
+--by-process: one more whole job (and one with QC) after the timed ones, its CPU time split by process: this
+process (compositor, watermark, pipe writes, audio preparation, QC's face mesh), the engine's forked child, x264
+(one ffmpeg a segment), the AAC encoder, the niced output-audio child, other ffmpeg starts (bench/process_cpu.py
+samples /proc, Linux only; not in the timed runs, whose figures the sampling would disturb).
+
 --video [CLIP]: the persona is a talking video at 1080x1920 (--size changes it) instead of the portrait: CLIP
 scaled and cropped to that size, or without CLIP a 4 s clip generated here (the demo portrait rendered speaking
 by the preview engine itself at that size, so the bench needs no data set). It plays back and forth under the
 longer speech, and its own mouths are used (the mouth library), as for any video persona.
 Usage: python bench/preview_speed.py [N_FRAMES] [--preset P] [--repeat R] [--video [CLIP]] [--size WxH] [--no-qc]
+       [--by-process]
 """
 
 from __future__ import annotations
@@ -186,6 +192,7 @@ def main() -> None:
     )
     ap.add_argument("--size", default=None, help="output WxH (default 512x512, with --video 1080x1920)")
     ap.add_argument("--no-qc", action="store_true", help="skip the runs with QC")
+    ap.add_argument("--by-process", action="store_true", help="one more job each, CPU split by process")
     args = ap.parse_args()
     n = args.n_frames
     preset = args.preset or DRAFT_PRESETS["preview"]
@@ -225,6 +232,11 @@ def main() -> None:
                 t, c, k = time.perf_counter(), time.process_time(), _children_cpu()
                 record = render_job(plan, engine, cache, qc=qc)
                 into.append((time.perf_counter() - t, time.process_time() - c, _children_cpu() - k, record))
+        split = {}
+        if args.by_process:
+            for qc, _ in modes:
+                plan = plan_job(loaded, tmp / "out", FileHasher(), force=True)
+                split[qc] = _by_process(lambda plan=plan, qc=qc: render_job(plan, engine, cache, qc=qc))
         runs.sort(key=lambda run: run[0])
         qc_runs.sort(key=lambda run: run[0])
         t_best = runs[0][0]
@@ -279,9 +291,32 @@ def main() -> None:
     print(f"  output bitrate (video and audio):    {bitrate:8.2f} Mbit/s")
     if qc_runs:
         _print_qc(qc_runs, out_frames, t_job)
+    for qc, seconds in split.items():
+        if not seconds:
+            continue
+        parts = sorted(seconds.items(), key=lambda kv: -kv[1])
+        print(f"  CPU ms per frame by process, one more job{' with QC' if qc else ''}:")
+        for kind, cpu in parts:
+            print(f"    {kind:34s} {1000 * cpu / out_frames:6.2f}")
+        print(f"    {'total':34s} {1000 * sum(seconds.values()) / out_frames:6.2f}")
     print(
         f"  load average at the end:             {' '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} cores)"
     )
+
+
+def _by_process(run) -> dict[str, float]:
+    """CPU seconds of run() by process kind (bench/process_cpu.py); {} where /proc is missing."""
+    from process_cpu import ProcessCpu, available
+
+    from pipelines.render import AUDIO_NICE
+
+    if not available():
+        return {}
+    with ProcessCpu(
+        lambda nice: "output audio child (niced)" if nice >= AUDIO_NICE else "engine child"
+    ) as cpu:
+        run()
+    return cpu.split()
 
 
 def _print_qc(qc_runs: list, out_frames: int, t_job: float) -> None:
