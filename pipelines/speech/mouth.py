@@ -15,9 +15,14 @@ With phoneme timing (draft text speech, or a script aligned to a recording):
    viseme's dominance, i.e. blended = (K * (w T)) / (K * w). Bilabials (dominance 2.5) still reach closure when
    they last only ~60 ms; alveolars and velars mostly take the shape of the vowels around them. The kernel
    reaches before a phoneme as well as after it, which gives the anticipatory attack and the release.
-3. the jaw (below), then the phoneme opening doubled (capped at 1): blended viseme openings open about half as
-   wide as the signal curve of the same audio (1.9-2.2x over four espeak texts), so a draft and its recording
-   open alike.
+3. the jaw (below), then the phoneme opening scaled per speech (capped at 1) so its 90th percentile over the
+   voiced grid points is PHONEME_OPEN_P90, what the signal curve gives real recordings (0.83-0.87 over the four at
+   hand, the real talking-head clip's own speech 0.865). The scale had been a constant 2.0, measured against the
+   signal curve of espeak's own audio: espeak's flat synthetic loudness envelope puts that curve's 90th
+   percentile at 0.65-0.71 on six texts, so drafts opened like their synthetic audio rather than like a speaker
+   (the bench's draft text 0.81x the real speaker's mean opening at the curve level). Per speech, as the signal
+   curve scales each recording to its own loud level: the blended visemes' 90th percentile varies 0.35-0.52 with
+   the text (1.6-2.4x to reach the target), so one constant left vowel-poor texts small.
 
 From the signal alone (no phoneme timing):
 1. RMS level (25 ms window) in dB. A noise floor gate: the gate is 8 dB above the 10th percentile level, kept
@@ -71,9 +76,11 @@ MAX_CHANGE_PER_S = 12.0
 _PHONEME_SIGMA_S = 0.020
 _SIGNAL_SIGMA_S = 0.025
 _LIP_SIGMA_S = 0.035  # the signal's closures (module docstring, signal step 5)
-# Viseme openings, blended and smoothed, open about half as wide as the signal curve of the same audio (1.9-2.2x
-# on four espeak texts, speaking frames): scaled so a draft and its recording open alike.
-_PHONEME_OPEN_GAIN = 2.0
+# The phoneme opening's 90th percentile over the voiced grid points, per speech (module docstring, phonemes step 3):
+# the signal curve's on real recordings. The scale that reaches it is kept within _PHONEME_GAIN_RANGE, so a
+# speech of only closed sounds (a hum, "mm") is not blown up to a vowel's opening.
+PHONEME_OPEN_P90 = 0.85
+_PHONEME_GAIN_RANGE = (1.0, 3.0)
 _JAW_SIGMA_S = {"phonemes": 0.080, "signal": 0.070}  # the jaw's smoothing (module docstring)
 _WINDOW_S = 0.025
 _HANGOVER_S = (0.040, 0.080)  # before and after each run of voice activity
@@ -137,7 +144,7 @@ def mouth_curves(speech: Speech) -> MouthTrack:
         source = "signal"
     raw[:, 0] = _gaussian_smooth(raw[:, 0], _JAW_SIGMA_S[source] * GRID_HZ)
     if source == "phonemes":
-        raw[:, 0] = np.minimum(raw[:, 0] * _PHONEME_OPEN_GAIN, 1.0)
+        raw[:, 0] = np.minimum(raw[:, 0] * _phoneme_gain(raw[:, 0], active), 1.0)
     raw[:, 0] = np.minimum(raw[:, 0], 1.0 - raw[:, 3])
     raw[:, :3] *= presence[:, None]
     sounding = _hangover(level_db >= loud - _OPEN_RANGE_DB, 0, int(round(_RELEASE_S * GRID_HZ)))
@@ -152,6 +159,13 @@ def mouth_curves(speech: Speech) -> MouthTrack:
     lo = np.array([0.0, -1.0, 0.0, 0.0])
     curves = [np.clip(c, lo[i], 1.0).astype(np.float32) for i, c in enumerate(curves)]
     return MouthTrack(*curves, fps=speech.fps, n_frames=speech.n_frames, source=source)
+
+
+def _phoneme_gain(opening: np.ndarray, active: np.ndarray) -> float:
+    """The scale that brings the phoneme opening's 90th percentile over the voiced grid points to PHONEME_OPEN_P90."""
+    voiced = opening[active] if active.any() else opening
+    top = float(np.percentile(voiced, 90)) if len(voiced) else 0.0
+    return float(np.clip(PHONEME_OPEN_P90 / max(top, 1e-6), *_PHONEME_GAIN_RANGE))
 
 
 def _phoneme_targets(speech: Speech, n_grid: int) -> np.ndarray:
