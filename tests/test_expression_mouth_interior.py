@@ -124,3 +124,132 @@ def test_blinks_never_blend_two_eye_states(colour, blink):
         # the lashes are a thin dark line at the lid's edge, eroded away here; the iris would be far darker
         assert np.percentile(lid, 5) > 0.6 * skin, f"iris shows through the lid at blink {blink}"
         assert lid.std() < 0.15 * skin, f"the lid is a mix of two eye states at blink {blink}"
+
+
+# ---- the painted interior on its own: a drawn opening, no landmarks (what mouth_fill guarantees) ----------
+UNIT = 120.0
+SKIN, LIPS, TEETH_RGB = (200.0, 150.0, 130.0), (180.0, 90.0, 90.0), (232.0, 226.0, 214.0)
+
+
+def _lines(sag: float = 8.0, gap: float = 40.0, n: int = 11):
+    """An opening 120 px wide: `top` sagging like an upper lip's edge, `bottom` `gap` px under its middle."""
+    cx = np.linspace(-1.0, 1.0, n)
+    xs = 150.0 + 60.0 * cx
+    top = np.stack([xs, 150.0 + sag * (1 - cx**2)], 1)
+    bottom = np.stack([xs, 150.0 + (sag + gap) * (1 - cx**2)], 1)
+    return top, bottom
+
+
+def _canvas(top, bottom, grey: bool = False) -> np.ndarray:
+    """Skin, with lips 14 px thick above `top` and below `bottom`."""
+    image = np.zeros((300, 300, 3), np.uint8)
+    image[:] = np.array(SKIN) @ LUMA if grey else SKIN
+    lips = np.concatenate([top - [0, 14], bottom[::-1] + [0, 14]])
+    cv2.fillPoly(
+        image, [np.round(lips).astype(np.int32)], [float(np.array(LIPS) @ LUMA)] * 3 if grey else LIPS
+    )
+    return image
+
+
+def _palette(grey: bool = False):
+    from pipelines.expression.mouth_interior import MouthPalette
+
+    colours = [np.array(c, np.float32) for c in (LIPS, SKIN, TEETH_RGB)]
+    if grey:
+        colours = [np.full(3, c @ LUMA, np.float32) for c in colours]
+    return MouthPalette(*colours)
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return image[..., :3].astype(np.float64) @ LUMA
+
+
+def _fill(opening: float = 1.0, teeth: float = 1.0, grey: bool = False, gap: float = 40.0):
+    from pipelines.expression.mouth_interior import mouth_fill
+
+    top, bottom = _lines(gap=gap)
+    image = _canvas(top, bottom, grey)
+    mouth_fill(image, top, bottom, UNIT, opening, teeth, _palette(grey))
+    return image, top
+
+
+def test_the_upper_teeth_are_shaded_separated_teeth_not_a_flat_bar():
+    from pipelines.expression.mouth_interior import TEETH
+
+    out, top = _fill()
+    luma = _luma(out)
+    band = TEETH * UNIT  # at the middle of the mouth
+    x = 150
+    y_top = int(round(150 + 8))
+    middle = luma[y_top + int(band * 0.55), x - 4 : x + 5].max()
+    gum = luma[y_top + 1, x - 4 : x + 5].max()
+    cavity = luma[y_top + int(band + 0.4 * (40 - band)), x]
+    # lighter than the cavity and the lips, never brighter than the persona's own teeth
+    assert middle > cavity + 100 and middle > LIPS @ LUMA + 60
+    assert middle <= TEETH_RGB @ LUMA + 1  # (+ rounding)
+    # the upper lip's shadow falls on the teeth's top (the gum line), not a flat white bar
+    assert gum < 0.9 * middle
+    # soft darker lines between the teeth, following the band's curve: the luma half-way down the band, column
+    # by column, dips at each gap between two teeth (the incisors' middle, their sides, the next teeth)
+    xs = np.arange(100, 201)
+    cx = (xs - 150) / 60.0
+    rows = np.round(150 + 8 * (1 - cx**2) + 0.55 * band * np.sqrt(1 - cx**2)).astype(int)
+    along = luma[rows, xs]
+    dips = [i for i in range(3, len(along) - 3) if along[i] < min(along[i - 3], along[i + 3]) - 8]
+    groups = np.split(np.array(dips), np.flatnonzero(np.diff(dips) > 2) + 1) if dips else []
+    assert len(groups) >= 5, f"{len(groups)} gaps between teeth"
+    assert any(abs(100 + g.mean() - 150) <= 2 for g in groups), "no gap between the central incisors"
+
+
+def test_a_wide_opening_shows_a_tongue_low_in_the_cavity():
+    out, _ = _fill(opening=1.0)
+    luma = _luma(out)
+    x = 150
+    high = luma[158 + 20, x]  # the cavity's middle, under the teeth
+    lowest = 158 + 26 + int(np.argmax(luma[158 + 26 : 158 + 40, x]))  # the brightest of its lowest third
+    assert luma[lowest, x] > high + 15, "the tongue's lit top lies low in the cavity"
+    px = out[lowest, x].astype(float)
+    assert px[0] / px[1] == pytest.approx(LIPS[0] / LIPS[1], rel=0.25), "the tongue takes the lips' hue"
+
+
+def test_the_fringe_along_the_lips_inner_edge_is_painted_over_and_the_lip_kept():
+    """The warp leaves a line of the resting mouth's pixels (smeared teeth) along the lips' inner edges: the
+    fill paints the lip's shadowed inner edge over it, and leaves the lip a few pixels further out as it was."""
+    from pipelines.expression.mouth_interior import mouth_fill
+
+    top, bottom = _lines()
+    image = _canvas(top, bottom)
+    xs = np.arange(120, 181)
+    under = np.round(150 + 48 * (1 - ((xs - 150) / 60.0) ** 2) + 1).astype(int)
+    image[under, xs] = 255  # a white line one pixel under the lower lip's inner edge
+    before = image.copy()
+    mouth_fill(image, top, bottom, UNIT, 1.0, 1.0, _palette())
+    fringe = _luma(image)[under, xs]
+    lips = np.array(LIPS) @ LUMA
+    assert np.median(fringe) < 0.85 * lips and fringe.max() < (lips + 255) / 2, "the fringe stays white"
+    lip = under + 7  # half-way into the lip
+    np.testing.assert_array_equal(image[lip, xs], before[lip, xs])
+
+
+def test_a_grey_palette_paints_grey_teeth_tongue_and_cavity():
+    out, _ = _fill(grey=True)
+    px = out.reshape(-1, 3).astype(int)
+    assert (px.max(1) - px.min(1)).max() <= 1
+
+
+def test_the_same_opening_paints_the_same_interior_and_a_small_change_a_small_one():
+    a, _ = _fill(0.8)
+    b, _ = _fill(0.8)
+    np.testing.assert_array_equal(a, b)
+    steps = [_luma(_fill(o, gap=50 * o)[0]) for o in np.arange(0.3, 1.01, 0.02)]
+    change = max(np.abs(p - q).mean() for p, q in zip(steps, steps[1:], strict=False))
+    assert change < 1.5, f"the interior jumps by {change:.2f} grey levels for 0.02 of opening"
+
+
+def test_an_engine_frame_repeats_its_interior_for_a_repeated_opening(colour):
+    frame, rig = colour
+    source = frame.copy()
+    first = rig.apply(source, {"mouth_open": 0.8}, constant_source=True).copy()
+    rig.apply(source, {"mouth_open": 0.35}, constant_source=True)
+    again = rig.apply(source, {"mouth_open": 0.8}, constant_source=True)
+    np.testing.assert_array_equal(first, again)

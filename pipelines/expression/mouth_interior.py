@@ -6,14 +6,19 @@ greyscale source (a black-and-white photo, a sketch, a statue) gets a greyscale 
 warm one.
 
 `mouth_fill` paints between the two lines the mouth warp leaves (the resting lower inner lip carried by the
-upper side's field, and by the lower side's): a cavity shaded darker towards the corners, a band of upper teeth
-under the upper lip (receding into shadow at the corners), and the top of the tongue rising from the lower lip.
-The painted area's soft edge lies inside the opening, so the lips around it are never covered.
+upper side's field, and by the lower side's), front to back: the lips' shadowed inner edges (over the fringe of
+resting-mouth pixels the warp leaves along them), a band of upper teeth following the upper lip's curve (gum
+line in the lip's shadow, soft gaps between teeth sized in the face's units, receding into shadow at the
+corners), the lower teeth's tips faintly, a tongue low in the cavity on wider openings, and the cavity, darkest
+at the back and the corners. The lips themselves are never painted over: the fill fades out within a couple of
+pixels beyond the opening's outline. Every value is a function of the two lines and the opening alone: the same
+opening paints the same interior, a small change a small one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -21,6 +26,16 @@ import numpy as np
 from pipelines.face import mesh
 
 _CHEEK_SKIN = (205, 425, 207, 427, 36, 266, 200, 199)  # cheeks beside the mouth and the chin below it
+# the lips' inner edge, where it turns into the mouth: the lip colour a little shaded (darker reads as a
+# lip liner ringing the opening)
+LIP_EDGE = 0.7
+TEETH = 0.13  # how far the upper teeth show under the upper lip of a speaking mouth, in pupil distances
+
+
+def teeth_share(rest_gap: float) -> float:
+    """How much of the upper teeth a portrait's resting inner-lip gap (pupil distances) leaves to be painted:
+    a closed mouth all of them, parted lips that show their upper part the rest, a grin none."""
+    return float(np.clip(1.0 - max(rest_gap, 0.0) / TEETH, 0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -31,13 +46,18 @@ class MouthPalette:
     skin: np.ndarray
     teeth: np.ndarray
 
+    @cached_property
+    def colours(self) -> np.ndarray:
+        """(4, 3): lips, teeth, tongue and cavity, the four colours every interior pixel is a mix of."""
+        return np.stack([self.lips, self.teeth, self.tongue, self.cavity]).astype(np.float32)
+
     @property
     def cavity(self) -> np.ndarray:
         return self.lips * 0.3
 
     @property
     def tongue(self) -> np.ndarray:
-        return self.lips * 0.8
+        return self.lips * 0.85
 
 
 def _luma(rgb: np.ndarray) -> float:
@@ -77,7 +97,8 @@ def palette_of(image: np.ndarray, points: np.ndarray, unit: float, teeth_visible
         if _luma(np.median(bright, 0)) > _luma(lips):
             teeth = np.median(bright, 0)
     if teeth is None:
-        level = min(235.0, 1.12 * _luma(skin) + 22.0)
+        # brighter than any skin, whatever the skin: a dark face's teeth are not grey, a pale face's not skin
+        level = _luma(skin) + 0.55 * (240.0 - _luma(skin))
         tint = skin / max(_luma(skin), 1.0)
         teeth = level * (0.8 + 0.2 * tint)
     return MouthPalette(
@@ -85,24 +106,68 @@ def palette_of(image: np.ndarray, points: np.ndarray, unit: float, teeth_visible
     )
 
 
-def _rounded(poly: np.ndarray, points: int = 96, reach: float = 0.035) -> np.ndarray:
+def _circular_smoothing(points: int, reach: float) -> np.ndarray:
+    """(points, points) matrix of a circular Gaussian of `reach` times the outline's length."""
+    sigma = reach * points
+    step = np.arange(points)
+    apart = np.abs(step[:, None] - step[None, :])
+    apart = np.minimum(apart, points - apart)
+    kernel = np.exp(-0.5 * (apart / sigma) ** 2)
+    return kernel / kernel.sum(1, keepdims=True)
+
+
+_GROW = np.ones((3, 3), np.uint8)
+# Teeth have a size in the face's units, not the mouth's: central incisors ~0.13 pupil distances wide, then
+# narrower as the arch turns away from the camera, so a wide smile shows more teeth and a narrow 'o' fewer, as
+# real mouths do. Between two teeth a soft darker line 0.012 pupil distances wide (~1.5 px at 512x512).
+_GAP_AT = np.linspace(0.0, 0.6, 601)
+_GAPS = np.exp(
+    -((np.abs(_GAP_AT[:, None] - np.array([0.0, 0.13, 0.23, 0.31, 0.37, 0.42])).min(1) / 0.012) ** 2)
+)
+_OUTLINE_POINTS = 96
+_SMOOTHING = _circular_smoothing(_OUTLINE_POINTS, 0.035)  # made once: every open frame smooths an outline
+
+
+def _rounded(poly: np.ndarray) -> np.ndarray:
     """The closed polygon resampled evenly along its outline and smoothed around it (a circular Gaussian of
-    `reach` times the perimeter): its corners become curves following the lip contour. The inner-lip
-    landmarks are few and crowd at the mouth corners, so the opening's outline was straight segments meeting
-    at sharp angles (a pentagon on wide openings). Smoothing pulls convex corners inwards, so the painted
-    interior stays inside the opening there and the lips round off its corners."""
+    3.5% of the perimeter): its corners become curves following the lip contour. The inner-lip landmarks are
+    few and crowd at the mouth corners, so the opening's outline was straight segments meeting at sharp
+    angles (a pentagon on wide openings). Smoothing pulls convex corners inwards, so the painted interior
+    stays inside the opening there and the lips round off its corners."""
     closed = np.concatenate([poly, poly[:1]])
-    along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))])
+    step = np.diff(closed, axis=0)
+    along = np.concatenate([[0.0], np.cumsum(np.hypot(step[:, 0], step[:, 1]))])
     if along[-1] <= 1e-6:
         return poly
-    at = np.arange(points) * along[-1] / points
-    even = np.stack([np.interp(at, along, closed[:, i]) for i in range(2)], axis=1)
-    sigma = reach * points
-    radius = int(np.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    wrapped = np.concatenate([even[-radius:], even, even[:radius]])
-    return np.stack([np.convolve(wrapped[:, i], kernel, mode="valid") for i in range(2)], axis=1)
+    at = np.arange(_OUTLINE_POINTS) * (along[-1] / _OUTLINE_POINTS)
+    even = np.empty((_OUTLINE_POINTS, 2))
+    even[:, 0] = np.interp(at, along, closed[:, 0])
+    even[:, 1] = np.interp(at, along, closed[:, 1])
+    return _SMOOTHING @ even
+
+
+def _unit_clip(x: np.ndarray) -> np.ndarray:
+    """x clipped to 0..1 in place (np.clip's own overhead is several times the arithmetic on a mouth's box,
+    and this runs a dozen times on every open frame)."""
+    return np.minimum(np.maximum(x, 0.0, out=x), 1.0, out=x)
+
+
+def _smooth(x: np.ndarray, a: float, b: float) -> np.ndarray:
+    """0 below a, 1 above b, a smooth S between (Hermite): shading that ramps without a visible edge."""
+    t = _unit_clip((x - np.float32(a)) * np.float32(1.0 / (b - a)))
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _ramp(x: float, a: float, b: float) -> float:
+    """`_smooth` of one number."""
+    t = min(max((x - a) / (b - a), 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _tooth_gaps(offset: np.ndarray, unit: float) -> np.ndarray:
+    """Per column (`offset`: pixels from the middle of the mouth), how much a gap between two upper teeth
+    darkens it (0..1): `_GAPS` read at the offset in pupil distances."""
+    return np.interp(np.abs(offset) * (1.0 / unit), _GAP_AT, _GAPS).astype(np.float32)
 
 
 def mouth_fill(
@@ -111,7 +176,7 @@ def mouth_fill(
     bottom: np.ndarray,
     unit: float,
     opening: float,
-    teeth: bool,
+    teeth: float,
     palette: MouthPalette,
 ) -> tuple[int, int, int, int] | None:
     """Paint the part of the mouth that the opening uncovers, in place; returns the box (y0, y1, x0, x1) it
@@ -119,63 +184,144 @@ def mouth_fill(
 
     `top`: where the resting mouth's lower edge went (the lower inner lip carried by the upper side's field),
     `bottom`: the displaced lower inner lip, both from the image-left inner corner to the right one. Whatever
-    the resting mouth showed (closed lips, or teeth in a smiling portrait) stays above `top`. `teeth`: paint
-    upper teeth under `top` (for a portrait whose mouth is closed at rest)."""
+    the resting mouth showed (closed lips, or teeth in a smiling portrait) stays above `top`. `teeth`: the share
+    of the upper teeth's height painted under `top` (1 for a portrait whose mouth is closed at rest, less for
+    one whose parted lips already show the teeth's upper part, 0 for a grin that shows them whole).
+
+    Every value is a function of the two lines and the opening alone (no noise, no state), so the same opening
+    paints the same interior on every frame and a small change of the opening changes it a little."""
     if opening <= 0.02:
         return None
     top = np.asarray(top, np.float64)
     bottom = np.asarray(bottom, np.float64)
+    # The painted area reaches a little past the opening's outline and fades there: the warp leaves a fringe
+    # of the resting mouth's pixels along the lips' inner edges (landmarks sit a pixel or two off the real
+    # edge: a bright line of smeared teeth around the hole). Over it the fill paints the shadowed inner edge
+    # of the lip, so the lip itself, a few pixels further out, is never covered.
+    reach = max(1.0, 0.016 * unit)
     pts = np.concatenate([top, bottom])
-    x0, y0 = np.floor(pts.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 4
+    pad = int(np.ceil(1.5 * reach)) + 2  # (how far `cover` reaches beyond the outline)
+    x0, y0 = np.floor(pts.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + pad + 1
     x0, y0 = max(x0, 0), max(y0, 0)
     x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
     if x1 - x0 < 3 or y1 - y0 < 3:
         return None
     h, w = y1 - y0, x1 - x0
-    poly = _rounded(np.concatenate([top, bottom[::-1]])) - [x0, y0]
-    mask = np.zeros((h, w), np.float32)
-    cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
-    # the soft edge lies inside the opening: shrink by half the blur first, so no lip pixel is painted over
-    soft = max(3, int(0.025 * unit) | 1)
-    inner = cv2.erode(mask, np.ones((soft // 2 + 1, soft // 2 + 1), np.uint8))
-    mask = np.minimum(cv2.GaussianBlur(inner, (soft, soft), 0), mask)
+    outline = np.concatenate([top, bottom[::-1]]) - [x0, y0]
+    shape = np.zeros((h, w), np.float32)
+    cv2.fillPoly(
+        shape, [np.round(_rounded(outline) * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2
+    )
+    # inside the rounded outline: the mouth; between it and the landmarks' own outline (the corners it rounds
+    # off) and a little beyond both, the lips' shadowed inner edges
+    inner = cv2.GaussianBlur(shape, (0, 0), 0.4 * reach)
+    cv2.fillPoly(shape, [np.round(outline * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
+    # 1 up to a pixel beyond the outline (where the fringe lies), fading out over a couple more
+    cover = cv2.GaussianBlur(cv2.dilate(shape, _GROW), (0, 0), 0.5 * reach)
+    cover = np.minimum(cover + cover, 1.0)
 
     xs = np.arange(w, dtype=np.float64) + x0
     order = np.argsort(top[:, 0])
     top_y = np.interp(xs, top[order, 0], top[order, 1]) - y0
+    top_y = top_y.astype(np.float32)
     order = np.argsort(bottom[:, 0])
-    bottom_y = np.interp(xs, bottom[order, 0], bottom[order, 1]) - y0
-    gap = np.maximum(bottom_y - top_y, 1.0).astype(np.float32)[None, :]
-    depth = np.arange(h, dtype=np.float32)[:, None] - top_y.astype(np.float32)[None, :]  # px under `top`
-    frac = np.clip(depth / gap, 0.0, 1.0)  # 0 at the upper edge of the opening, 1 at the lower lip
-    span = max(1.0, top[:, 0].max() - top[:, 0].min())
-    cx = np.clip((xs - top[:, 0].min()) / span * 2 - 1, -1, 1).astype(np.float32)[None, :]
-    centre = 1.0 - cx * cx  # 1 in the middle of the mouth, 0 at the corners
+    bottom_y = (np.interp(xs, bottom[order, 0], bottom[order, 1]) - y0).astype(np.float32)
+    gap = np.maximum(bottom_y - top_y, 1.0).astype(np.float32)
+    depth = np.arange(h, dtype=np.float32)[:, None] - top_y  # px under `top`
+    left, right = top[:, 0].min(), top[:, 0].max()
+    span = max(1.0, right - left)
+    cx = np.clip((xs - left) * (2.0 / span) - 1.0, -1.0, 1.0).astype(np.float32)
+    centre = 1.0 - cx * cx  # 1 in the middle of the mouth, 0 at the corners (per column)
+    opened = float(min(opening, 1.3))
+    # The layers are laid front to back: each takes its share (its alpha) of what the layers in front of it
+    # leave seen (`seen`). Every colour is one of the palette's four times a shade, so the picture is a
+    # weighted sum of them (one cv2.transform at the end; a grey palette gives grey whatever the weights).
+    # the lips' inner edges, over the fringe the warp left: the lip's own colour, shaded. Above `top`
+    # only where the portrait shows its upper lip there (towards the corners, or all along a mouth closed at
+    # rest); in the middle of parted lips it shows its own teeth, left as they are.
+    upper = np.maximum(_smooth(1.0 - centre, 0.5, 0.85), np.float32(_ramp(teeth, 0.6, 0.9)))
+    lead = np.float32(0.6 * reach)  # the resting lower lip's last pixels, carried up by `top`: painted too
+    rows = max(int(top_y.max() - lead) + 1, 0)  # (the rows where some pixels lie above `top`)
+    cover[:rows] *= np.where(depth[:rows] < -lead, upper, np.float32(1.0))
+    seen = inner  # (what the lips' edge leaves seen; `inner` is not needed again)
+    w_lips = np.float32(LIP_EDGE) - seen * np.float32(LIP_EDGE)
+    w_teeth = np.zeros_like(seen)
+    w_tongue = np.zeros_like(seen)
 
-    # cavity: darkest at the corners and right under the teeth, a little light reaching the middle
-    light = (0.45 + 0.55 * centre) * (0.75 + 0.25 * frac)
-    colour = [palette.cavity[c] * light for c in range(3)]
-    # tongue: a rounded top rising from the lower lip, taller as the mouth opens, lit on its top
-    rise = (0.25 + 0.25 * min(opening, 1.0)) * np.sqrt(np.clip(centre * 1.15 - 0.15, 0.0, 1.0))
-    tongue = np.clip((frac - (1.0 - rise)) / 0.25, 0.0, 1.0) * (rise > 0.02)
-    tongue_light = 0.7 + 0.3 * np.clip(1.0 - (frac - (1.0 - rise)) / np.maximum(rise, 1e-3), 0.0, 1.0)
-    for c in range(3):
-        colour[c] += tongue * (palette.tongue[c] * tongue_light * (0.6 + 0.4 * centre) - colour[c])
-    if teeth:
-        # upper teeth: a band under the upper lip, shorter and darker towards the corners, its lower edge soft
-        band = np.minimum(0.075 * unit, 0.45 * gap) * np.sqrt(centre)
-        tooth = np.clip((band - depth) / 1.5, 0.0, 1.0) * (depth >= -1.0)
-        shade = (0.45 + 0.55 * centre) * (1.0 - 0.2 * np.clip(depth / np.maximum(band, 1.0), 0.0, 1.0))
-        gapped = min(1.0, float(gap.max()) / (0.06 * unit))  # a narrow slit shows shadow, not a bright sliver
-        tooth *= gapped
-        for c in range(3):
-            colour[c] += tooth * (palette.teeth[c] * shade - colour[c])
-    strength = min(1.0, (opening - 0.02) / 0.08)
-    alpha = mask * strength
+    if teeth > 0.0:
+        # upper teeth: a band hanging from `top`, following its curve; shorter towards the corners (the arch
+        # turns away) and receding into their shadow, separated by soft darker lines, in the upper lip's
+        # shadow at the gum line, a little darker again at their translucent tips; a narrow slit shows
+        # shadow, not a bright sliver
+        root = np.sqrt(centre)
+        band = (np.minimum(TEETH * min(float(teeth), 1.0) * unit, 0.42 * gap) * root).astype(np.float32)
+        gaps = _tooth_gaps(xs - 0.5 * (left + right), unit)
+        soft = max(0.7, 0.012 * unit)
+        r0 = max(int(top_y.min() - lead - soft) - 1, 0)
+        r1 = min(int((top_y + band).max() + soft) + 2, h)
+        d = depth[r0:r1]
+        slit = _ramp(float(gap.max()) / unit, 0.03, 0.16)
+        tips = (band * (1.0 - 0.12 * gaps) + 0.5 * soft) * (1.0 / soft)  # rounded off where two teeth meet
+        inside = _unit_clip(tips - d * np.float32(1.0 / soft))
+        inside *= _unit_clip((d + lead) * np.float32(1.0 / soft) + 1.0)
+        inside *= np.float32(0.35 + 0.65 * slit)
+        # 0 at the gum line, 1 at the tips; where the portrait shows the teeth's upper part, the band continues
+        # them from there (no second gum line under the portrait's own teeth)
+        shown = 1.0 - min(float(teeth), 1.0)
+        v = _unit_clip(d * ((1.0 - shown) / np.maximum(band, 1.0)).astype(np.float32) + np.float32(shown))
+        # light down the tooth: the upper lip's shadow at the top, a little darker at the translucent tip
+        profile = _smooth(v, 0.0, 0.45) * np.float32(0.38) - _smooth(v, 0.7, 1.0) * np.float32(0.12)
+        profile += np.float32(0.62)
+        gum = np.float32(1.0) - _unit_clip(v * np.float32(1.0 / 0.16))  # a hint of the gum line, lips' hue
+        gum *= gum * np.float32(0.36)
+        across = ((0.55 + 0.45 * slit) * (0.25 + 0.75 * root)).astype(np.float32)
+        a = inside * seen[r0:r1]
+        w_lips[r0:r1] += a * gum
+        profile *= across
+        profile -= (0.35 * gaps) * (0.4 + 0.6 * v) * across  # the gaps, widening towards the tips
+        w_teeth[r0:r1] = a * profile
+        seen[r0:r1] *= 1.0 - inside
+
+    # low in the cavity, the rows near the lower lip: the lower incisors' tips, faintly (mostly hidden), in
+    # front of the tongue; the tongue a rounded hump only on wider openings, lit on its ridge, darker to its
+    # sides
+    show = _ramp(opened, 0.3, 0.9)
+    faint = 0.15 * _ramp(opened, 0.5, 1.1)
+    # both lie in the middle columns (the tongue's hump ends at |cx| ~0.9) and under the tongue's top there
+    cols = np.flatnonzero(centre > 0.2)
+    if show > 0.0 and len(cols):
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1
+        mid, g = centre[c0:c1], gap[c0:c1]
+        rise = (0.12 + 0.16 * show) * np.sqrt(mid * 1.25 - 0.25)  # the tongue's height, of the gap
+        above_lip = (g * rise).astype(np.float32)
+        low_reach = max(1.0, 0.035 * unit)
+        r0 = max(int((bottom_y[c0:c1] - np.maximum(above_lip, low_reach)).min()) - 1, 0)
+        d, s = depth[r0:, c0:c1], seen[r0:, c0:c1]
+        low = _unit_clip((d - g) * np.float32(1.0 / low_reach) + 1.0) * (faint * mid * mid)
+        w_teeth[r0:, c0:c1] += s * low * np.float32(0.75)
+        s *= 1.0 - low
+        into = (d - (g - above_lip)) * (1.0 / np.maximum(above_lip, 1.0))  # 0 at its top, 1 at the lip
+        tongue = _unit_clip(into * np.float32(2.5))
+        tongue *= np.float32(0.85 * show)
+        # lit on its ridge, in shadow down towards the lower lip (so the lip's edge stays a lip's edge)
+        ridge = _smooth(1.0 - into, 0.45, 0.95)
+        ridge *= (0.6 * (0.5 + 0.5 * mid)).astype(np.float32)
+        ridge += (0.35 * (0.5 + 0.5 * mid)).astype(np.float32)
+        w_tongue[r0:, c0:c1] = s * tongue * ridge
+        s *= 1.0 - tongue
+
+    # the cavity behind it all: light comes in through the opening, so the back of the mouth (high, behind
+    # the teeth) and the corners (the cheeks' shadow) are darkest, the floor of the mouth a little lit
+    lit = _unit_clip(depth * (0.5 / 0.9 / gap) - np.float32(0.1 * 0.5 / 0.9))  # (down the opening, from 0.1)
+    seen *= lit + np.float32(0.5)
+    seen *= (0.35 + 0.65 * np.sqrt(centre)).astype(np.float32)
+    colour = cv2.transform(cv2.merge([w_lips, w_teeth, w_tongue, seen]), palette.colours.T)
+    # the weights sum to at most 1: the colours stay inside 0..255
+    alpha = cover * np.float32(min(1.0, (opening - 0.02) / 0.08))
     region = image[y0:y1, x0:x1, :3]
-    planes = [region[..., c] + alpha * (colour[c] - region[..., c]) for c in range(3)]
-    blended = cv2.merge([p.astype(np.float32) for p in planes])
-    blended += 0.5
-    region[...] = np.clip(blended, 0, 255).astype(np.uint8)
+    below = region.astype(np.float32)
+    mixed = cv2.add(cv2.multiply(cv2.subtract(colour, below), cv2.merge([alpha, alpha, alpha])), below)
+    # a frame is rounded and saturated back to bytes; a float field warped like a frame (the tests' ramps) kept
+    region[...] = cv2.convertScaleAbs(mixed) if region.dtype == np.uint8 else mixed
     return y0, y1, x0, x1

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from pipelines.expression.mouth_interior import MouthPalette, mouth_fill, palette_of
+from pipelines.expression.mouth_interior import MouthPalette, mouth_fill, palette_of, teeth_share
 from pipelines.expression.track import PARAMS
 from pipelines.face import mesh
 
@@ -143,8 +143,10 @@ class FaceRig:
         self.patches: list[_Patch] = []
         up_in, low_in = _lips()[2:]
         rest_gap = float(np.median(((pts[low_in] - pts[up_in[::-1]]) @ self.axes[1])[2:7])) / self.unit
-        # a portrait that already shows its teeth keeps them; a closed mouth gets a painted hint of teeth
+        # a portrait that already shows its teeth keeps them; a closed mouth gets painted teeth, parted lips the
+        # part of the teeth they do not show
         self.closed_at_rest = rest_gap < 0.04
+        self.teeth = teeth_share(rest_gap)  # of the upper teeth, what the portrait does not show at rest
         self._buffer: tuple | None = None
         self._lid_skins: tuple[np.ndarray | None, dict] = (None, {})
         self.palette = palette  # read from the first image applied unless given (a video's, once per persona)
@@ -230,7 +232,7 @@ class FaceRig:
             if self.palette is None:
                 self.palette = palette_of(image, self.points, self.unit, not self.closed_at_rest)
             painted.append(
-                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.closed_at_rest, self.palette)
+                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.teeth, self.palette)
             )
         if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
             # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
