@@ -10,6 +10,7 @@ from pipelines.engines.preview.mouth_library import (
     WINDOW,
     MouthLibrary,
     MouthStore,
+    beyond_widest,
     build_library,
     choose_entries,
     jump_sources,
@@ -51,13 +52,23 @@ def test_silence_maps_to_the_most_closed_mouth_and_the_loudest_to_the_widest():
     assert np.all(np.diff(t_open[20:]) >= 0)
 
 
-def test_footage_without_a_wide_opening_says_in_the_record_that_wider_openings_are_capped():
+def test_footage_without_a_wide_opening_says_in_the_record_that_wider_openings_are_opened_further():
     narrow = _library(np.linspace(0.0, 0.15, 31))
     t_open, _ = target_shapes(narrow, np.linspace(0.0, 1.0, 40), np.zeros(40))
-    assert t_open.max() == pytest.approx(0.15)  # the widest speech gets the footage's widest, no wider
+    assert t_open.max() == pytest.approx(0.15)  # the widest speech gets the footage's widest entry...
     facts = narrow.facts()
-    assert facts["opening_max"] == 0.15 and "0.15 pupil distances" in facts["capped"]
-    assert "capped" not in _library(np.linspace(0.0, 0.5, 31)).facts()  # it shows every opening speech asks
+    assert facts["opening_max"] == 0.15 and "0.15 pupil distances" in facts["extended"]
+    assert "extended" not in _library(np.linspace(0.0, 0.5, 31)).facts()  # it shows every opening speech asks
+
+
+def test_frames_asking_beyond_the_widest_mouth_open_further_by_the_difference_from_zero():
+    """...and opened further by what the speech asks beyond it: 0 up to the widest entry, then growing from 0
+    (no jump at the threshold)."""
+    narrow = _library(np.linspace(0.0, 0.15, 31))
+    asked = np.array([0.0, 0.1, 0.15, 0.152, 0.16, 0.2, 0.36])
+    beyond = beyond_widest(narrow, asked)
+    assert np.allclose(beyond, [0.0, 0.0, 0.0, 0.0, 0.01, 0.05, 0.21])
+    assert np.abs(np.diff(beyond_widest(narrow, np.linspace(0.0, 0.36, 200)))).max() < 0.01
 
 
 def test_the_path_follows_the_target_and_prefers_runs_of_real_motion():

@@ -55,6 +55,21 @@ def talking_clip() -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def narrow_clip() -> Path:
+    """Like `talking_clip`, but its mouth never opens wide (the warp's opening up to 0.2 of its range)."""
+    prep = prepared()
+    opening = 0.1 - 0.1 * np.cos(2 * np.pi * np.arange(40) / 13)
+    closure = np.clip(1.0 - opening / 0.12, 0.0, 1.0)
+    frames = [
+        np.ascontiguousarray(prep.rig.apply(prep.frame, {"mouth_open": o, "mouth_closure": c})[..., :3])
+        for o, c in zip(opening, closure, strict=True)
+    ]
+    path = Path(tempfile.mkdtemp(prefix="talkreel-clip-")) / "narrow.mp4"
+    write_video(path, frames)
+    return path
+
+
 def _photo_persona(source: Path, clip: Path | None):
     return SimpleNamespace(source=source, source_kind="image", mouths=clip)
 
@@ -165,3 +180,25 @@ def test_a_resumed_render_of_a_photo_with_a_clip_gives_the_same_frames():
     resumed = [f.image for f in engine.render(prep, speech, expression, settings(), start=start)]
     assert len(resumed) == len(full) - start
     assert all(np.array_equal(a, b) for a, b in zip(resumed, full[start:], strict=True))
+
+
+def test_speech_wider_than_the_clips_widest_mouth_opens_it_further_and_the_record_counts_those_frames():
+    engine = PreviewEngine()
+    prep = engine.prepare(_photo_persona(portrait_path(), narrow_clip()), settings(), MemoryCache())
+    assert prep.mouths is not None
+    widest = prep.mouths.widest
+    facts = engine.describe()["mouths"]
+    assert facts["opening_max"] == round(widest, 3) and "opened further" in facts["extended"]
+    speech = tts_speech()
+    frames = _render(engine, prep, speech)
+    facts = engine.describe()["mouths"]
+    assert 0 < facts["extended_frames"] < facts["frames"] == speech.n_frames
+    opened = openings(frames)
+    # the clip's widest mouth, pasted, measures about `widest`; the speech's widest frames open further
+    assert np.nanmax(opened) > widest + 0.05, f"{np.nanmax(opened):.3f} vs the clip's widest {widest:.3f}"
+    assert np.nanmax(opened) < 0.36 + 0.08  # (what speech asks at most, OPEN_GAP, with MediaPipe's noise)
+    # a resumed render opens the same frames as far
+    start = speech.n_frames // 2
+    expression = build_expression_track([], speech.n_frames, FPS, seed=0, idle=0.0)
+    resumed = [f.image for f in engine.render(prep, speech, expression, settings(), start=start)]
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, frames[start:], strict=True))

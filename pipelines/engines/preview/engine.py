@@ -36,6 +36,7 @@ from pipelines.engines.preview.mouth_library import (
     LibraryMouths,
     MouthLibrary,
     MouthStore,
+    beyond_widest,
     build_library,
     mouth_shapes,
 )
@@ -96,6 +97,7 @@ class PreviewEngine:
         # Built in this process and kept: a render forked from it starts with the rig's fields already
         # computed (~30 ms per job otherwise, before the first frame).
         self._recent: OrderedDict[str, PreviewPrepared] = OrderedDict()
+        self._rendered: tuple | None = None  # the last render's (prepared, speech, settings), for describe()
 
     # ---- prepare --------------------------------------------------------------------------------------------
     def prepare(self, persona: Any, settings: RenderSettings, cache: ArrayCache) -> PreviewPrepared:
@@ -169,15 +171,21 @@ class PreviewEngine:
                 return {
                     "mouths": f"painted interior (photo persona; no mouths from its clip: {prep.mouths_note})"
                 }
-            return {
-                "mouths": {
-                    "source": f"the persona's mouths: clip {prep.mouth_clip.name}",
-                    **prep.mouths.facts(),
-                }
-            }
+            source = f"the persona's mouths: clip {prep.mouth_clip.name}"
+            return {"mouths": {"source": source, **prep.mouths.facts(), **self._extended(prep)}}
         if prep.mouths is None:
             return {"mouths": f"warped (no mouth library: {prep.mouths_note})"}
-        return {"mouths": {"source": "the persona video's own mouths", **prep.mouths.facts()}}
+        source = "the persona video's own mouths"
+        return {"mouths": {"source": source, **prep.mouths.facts(), **self._extended(prep)}}
+
+    def _extended(self, prep: PreviewPrepared) -> dict[str, int]:
+        """How many frames of the last render of `prep` showed its widest mouth opened further (computed again
+        here, in the process that writes the record: the render itself may have run in a forked child)."""
+        if self._rendered is None or self._rendered[0] is not prep or prep.mouths is None:
+            return {}
+        _, speech, settings = self._rendered
+        beyond = beyond_widest(prep.mouths, _asked_gap(speech, settings))
+        return {"extended_frames": int(np.count_nonzero(beyond)), "frames": len(beyond)}
 
     def frame_size(self, prepared: PreviewPrepared) -> tuple[int, int]:
         return prepared.size
@@ -201,19 +209,21 @@ class PreviewEngine:
         progress: Progress | None = None,
         start: int = 0,
     ) -> Iterator[Frame]:
+        self._rendered = (prepared, speech, settings)  # (here, not in the frames' generator: see _extended)
+        return self._frames(prepared, speech, expression, settings, progress, start)
+
+    def _frames(self, prepared, speech, expression, settings, progress, start) -> Iterator[Frame]:
         n = speech.n_frames
         if expression.n_frames != n:
             raise RenderError(f"expression track has {expression.n_frames} frames, the speech {n}")
         if not 0 <= start <= n:
             raise ValueError(f"start {start} outside 0..{n}")
         mouth = mouth_curves(speech)
-        gain = float(getattr(settings.engine, "mouth_gain", 1.0) or 0.0)
-        curves = np.stack([mouth.open * gain, mouth.width, mouth.round, mouth.closure], 1).astype(np.float64)
+        gap = _asked_gap(speech, settings, mouth)
+        curves = np.stack([gap, mouth.width, mouth.round, mouth.closure], 1).astype(np.float64)
         if prepared.kind == "image":
-            curves[:, 0] *= OPEN_GAP  # the inner-lip gap in pupil distances
             frames = self._render_still(prepared, expression, curves, start, n)
         else:
-            curves[:, 0] *= OPEN_SCALE
             frames = self._render_video(prepared, expression, curves, start, n, settings.loop)
         for done, frame in enumerate(frames, 1):
             yield frame
@@ -288,6 +298,10 @@ class PreviewEngine:
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
         if library is not None:
             chosen = LibraryMouths(library, mouths, prep.points, curves[:, 0], curves[:, 1], start)
+        curves = (
+            curves.copy()
+        )  # where the footage's own mouth is warped: the opening as a share of the warp's range
+        curves[:, 0] *= OPEN_SCALE / OPEN_GAP
         for k in range(start, n):
             j = loop_frame(k, n_src, loop)
             # decoded straight to RGB: the same pixels as BGR then swapped, one 6 MB pass less per 1080p frame
@@ -306,6 +320,14 @@ class PreviewEngine:
             if wgt < 1.0:
                 image = (original + wgt * (image.astype(np.float32) - original) + 0.5).astype(np.uint8)
             yield Frame(image, bool(prep.found[j]))
+
+
+def _asked_gap(speech: Speech, settings: RenderSettings, mouth=None) -> np.ndarray:
+    """The inner-lip gap the speech asks for per frame, in pupil distances (the opening curve times the job's
+    mouth_gain times OPEN_GAP)."""
+    mouth = mouth if mouth is not None else mouth_curves(speech)
+    gain = float(getattr(settings.engine, "mouth_gain", 1.0) or 0.0)
+    return mouth.open * gain * OPEN_GAP
 
 
 _PIVOT = (1, 4, 152, 9)  # nose tip, nose, chin, between the brows: the head turns about its middle

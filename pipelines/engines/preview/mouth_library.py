@@ -18,6 +18,13 @@ real time:
   blended in under a feathered mask covering both frames' mouths, so neither the current frame's own mouth
   nor a seam shows.
 The footage's own mouth motion is replaced, not warped over: the render's mouth follows the new speech.
+
+Beyond the footage's widest mouth: the speech asks for an inner-lip gap in pupil distances (`opening`, the
+gap a photo is drawn with). A frame asking more than the library's widest entry opens shows its chosen entry
+opened further by the expression warp (`pipelines.expression.warp.FaceRig` on the pasted mouth's landmarks),
+by the difference, its uncovered cavity painted in the colours of the footage's widest mouth. The difference
+grows from 0 at the widest entry's opening, so nothing pops at the threshold (`beyond_widest`; the record
+counts those frames).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipelines.expression.mouth_interior import MouthPalette, palette_of
+from pipelines.expression.warp import FaceRig
 from pipelines.face import mesh
 from pipelines.speech.mouth import OPEN_GAP
 
@@ -43,6 +52,10 @@ SILENCE_WEIGHT = 4.0
 QUIET = 0.1  # speech openings under this share of the speech's widest count as a closed mouth
 CLOSED_BAND = 0.25  # targets within this many standard deviations of the most closed entry count as closed
 _INNER_PAIRS = ((82, 87), (13, 14), (312, 317))
+EXTEND_DETAIL = (
+    0.5  # the warp rig of an opened-further mouth is built per frame: coarse fields, as for videos
+)
+EXTEND_SLACK = 0.005  # pupil distances: asks this little beyond the widest entry are not worth a warp
 
 
 def mouth_shapes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,19 +78,23 @@ class MouthLibrary:
     def size(self) -> int:
         return len(self.frames)
 
+    @property
+    def widest(self) -> float:
+        return float(self.opening.max())
+
     def facts(self) -> dict:
         """What the record says about the library; when its widest mouth opens less than speech can ask for
-        (OPEN_GAP: the widest opening a photo is drawn with), that wider openings are capped at its widest."""
-        widest = round(float(self.opening.max()), 3)
+        (OPEN_GAP: the widest opening a photo is drawn with), how wider openings are drawn."""
+        widest = round(self.widest, 3)
         out = {
             "entries": self.size,
             "opening_min": round(float(self.opening.min()), 3),
             "opening_max": widest,
         }
         if widest < OPEN_GAP:
-            out["capped"] = (
+            out["extended"] = (
                 f"the footage's widest mouth opens {widest:.2f} pupil distances, speech up to {OPEN_GAP:.2f}: "
-                "openings are ranked onto the footage's own, the widest drawn at its widest"
+                "frames asking wider show their mouth opened further by the warp, its cavity painted"
             )
         return out
 
@@ -199,8 +216,10 @@ def jump_sources(library: MouthLibrary, path: np.ndarray, previous: int | None) 
 
 class LibraryMouths:
     """The mouths of one render, from its first frame `start` on: each output frame's library entry (chosen for
-    the speech's opening and width curves), pasted into a frame's geometry, cross-faded where the path jumps.
-    `points`: landmarks of every source frame of the library, in the coordinates of the store's crops."""
+    the speech's opening and width curves), pasted into a frame's geometry, cross-faded where the path jumps,
+    and opened further where the speech asks for more than the library's widest mouth.
+    `points`: landmarks of every source frame of the library, in the coordinates of the store's crops.
+    `opening`: the inner-lip gap the speech asks for per output frame, in pupil distances."""
 
     def __init__(
         self,
@@ -218,6 +237,8 @@ class LibraryMouths:
         previous = int(path[0]) if start > 0 else None
         self.path = path[start - first :]
         self.fades = jump_sources(library, self.path, previous)
+        self.beyond = beyond_widest(library, opening)[start:]  # how much further each frame's mouth opens
+        self._palette: MouthPalette | None = None
 
     def paste(self, frame: np.ndarray, frame_points: np.ndarray, k: int) -> np.ndarray:
         """`frame` (modified in place and returned) with output frame k's mouth."""
@@ -227,7 +248,51 @@ class LibraryMouths:
             was, was_origin = self.store.crop(fade)
             paste_mouth(frame, frame_points, was, was_origin, self.points[fade])
         crop, origin = self.store.crop(entry)
-        return paste_mouth(frame, frame_points, crop, origin, self.points[entry], 0.5 if fade >= 0 else 1.0)
+        local = np.asarray(self.points[entry], np.float64) - origin
+        matrix = alignment(local, frame_points)
+        paste_mouth(frame, frame_points, crop, origin, self.points[entry], 0.5 if fade >= 0 else 1.0, matrix)
+        beyond = float(self.beyond[k - self.start])
+        if beyond > 0.0 and matrix is not None:
+            self._open_further(frame, local @ matrix[:, :2].T + matrix[:, 2], beyond)
+        return frame
+
+    def _open_further(self, frame: np.ndarray, points: np.ndarray, beyond: float) -> None:
+        """The pasted mouth (landmarks `points`, in the frame) opened `beyond` pupil distances further by the
+        expression warp, as a photo's mouth is: the warp's opening per unit measured on this mouth's rig."""
+        rig = FaceRig(points, frame.shape, detail=EXTEND_DETAIL, palette=self.palette())
+        rest = float(mouth_shapes(points[None])[0][0])
+        opened = float(mouth_shapes(rig.displaced_landmarks({"mouth_open": 1.0})[None])[0][0])
+        amount = min(beyond / max(opened - rest, 0.05), 1.3)
+        frame[...] = rig.apply(frame, {"mouth_open": amount})
+
+    def palette(self) -> MouthPalette:
+        """The interior's colours for every opened-further frame: read once from the library's widest mouth
+        (its lips, skin and the teeth it shows), so they never flicker and a resumed render paints the same."""
+        if self._palette is None:
+            widest = int(self.library.frames[int(np.argmax(self.library.opening))])
+            crop, origin = self.store.crop(widest)
+            local = np.asarray(self.points[widest], np.float64) - origin
+            unit = float(np.linalg.norm(local[mesh.RIGHT_PUPIL] - local[mesh.LEFT_PUPIL]))
+            self._palette = palette_of(crop, local, unit, teeth_visible=True)
+        return self._palette
+
+
+def beyond_widest(library: MouthLibrary, opening: np.ndarray) -> np.ndarray:
+    """Per frame, how much further than the library's widest mouth the speech asks it to open (pupil
+    distances; 0 where it asks no more, or too little more to be worth a warp)."""
+    beyond = np.asarray(opening, np.float64) - library.widest
+    beyond[beyond < EXTEND_SLACK] = 0.0
+    return beyond
+
+
+def alignment(crop_points: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """The similarity transform (2x3) taking a crop's landmarks (in its own coordinates) onto a frame's, fitted on
+    the points that do not move with the mouth (nose, eye corners); None when it cannot be fitted."""
+    src = np.asarray(crop_points, np.float64)[list(STABLE)]
+    matrix, _ = cv2.estimateAffinePartial2D(
+        src, np.asarray(points, np.float64)[list(STABLE)], method=cv2.LMEDS
+    )
+    return matrix
 
 
 def crop_box(points: np.ndarray, shape) -> tuple[int, int, int, int]:
@@ -246,12 +311,14 @@ def paste_mouth(
     origin: tuple[int, int],
     crop_points: np.ndarray,
     weight: float = 1.0,
+    matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """`frame` (modified in place and returned) with the crop's mouth moved into its geometry and blended in
-    (`weight` < 1: partly, for a cross-fade)."""
+    (`weight` < 1: partly, for a cross-fade). `matrix`: the crop's `alignment` when the caller has it."""
     pts = np.asarray(points, np.float64)
     src = np.asarray(crop_points, np.float64) - origin
-    matrix, _ = cv2.estimateAffinePartial2D(src[list(STABLE)], pts[list(STABLE)], method=cv2.LMEDS)
+    if matrix is None:
+        matrix = alignment(src, pts)
     if matrix is None:
         return frame
     unit = float(np.linalg.norm(pts[mesh.RIGHT_PUPIL] - pts[mesh.LEFT_PUPIL]))
