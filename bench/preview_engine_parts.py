@@ -7,9 +7,11 @@ bench/preview_speed.py (espeak-ng, repeated to N frames) and an expression track
 thinking, so mouth, brows, eyes and blinks all move. Figures (best of --reps, process CPU time):
 - speech mouth curves: computed once per render call (pipelines.speech.mouth), spread over the frames;
 - engine: everything else render() does per frame;
-- parts of the engine frame: the expression warp (FaceRig.apply: patch fields, their inverses, maps and
-  resampling; inner-mouth, lip-seam and closed-lid fills) and the head motion (cv2.warpAffine of the whole
-  frame, then RGBA -> RGB), timed by wrapping them (a part nested in another counts in both).
+- parts of the engine frame, timed by wrapping them (a part nested in another counts in both; a part an
+  older tree lacks stays at 0, so the script runs on the trees it compares): the warp moved by the head motion
+  (FaceRig.apply_moved: the eye patch painted into a kept copy of the portrait when its amounts change, the
+  mouth's maps composed with the motion, one resampling of each pixel, the fills), or in older trees the
+  expression warp (FaceRig.apply) followed by a cv2.warpAffine of the whole frame; then RGBA -> RGB.
 Usage: python bench/preview_engine_parts.py [N_FRAMES] [--reps R] [--threads T]
 """
 
@@ -44,6 +46,17 @@ from pipelines.spec.engines import PreviewSettings  # noqa: E402
 from pipelines.spec.loader import load_batch  # noqa: E402
 
 EMOTIONS = [(0, None, "happy", 0.7), (5, None, "surprised", 0.8), (10, None, "thinking", 0.6)]
+PARTS = [  # (class in pipelines.expression.warp or None for the module, function, label)
+    ("FaceRig", "apply_moved", "warp and head motion (FaceRig.apply_moved)"),
+    ("FaceRig", "apply", "expression warp (FaceRig.apply, older trees)"),
+    ("FaceRig", "_upper_canvas", "  eye patch into the kept copy"),
+    ("_Patch", "moving", "  fields and their inverses"),
+    ("_Patch", "apply", "  patch maps and resampling"),
+    ("_Patch", "moved_maps", "  mouth maps composed with the motion"),
+    (None, "mouth_fill", "  mouth_fill"),
+    (None, "lip_seam", "  lip_seam"),
+    (None, "eyelid_fill", "  eyelid_fill"),
+]
 
 
 def _timed(owner, name: str, label: str, totals: dict[str, float]) -> None:
@@ -92,12 +105,9 @@ def main() -> None:
         whole = min(render() for _ in range(args.reps))
 
         totals: dict[str, float] = defaultdict(float)
-        _timed(warp.FaceRig, "apply", "expression warp (FaceRig.apply)", totals)
-        _timed(warp._Patch, "moving", "  fields and their inverses", totals)
-        _timed(warp._Patch, "apply", "  patch maps and resampling", totals)
-        for fill in ("mouth_fill", "lip_seam", "eyelid_fill"):
-            _timed(warp, fill, f"  {fill}", totals)
-        _timed(cv2, "warpAffine", "head motion (cv2.warpAffine)", totals)
+        for owner, name, label in PARTS:
+            _timed(getattr(warp, owner) if owner else warp, name, label, totals)
+        _timed(cv2, "warpAffine", "cv2.warpAffine (head motion)", totals)
         _timed(cv2, "cvtColor", "RGBA -> RGB", totals)
         render()
 
@@ -111,16 +121,8 @@ def main() -> None:
     print(f"  of which speech mouth curves (once): {curves * ms:6.3f} ms/frame")
     print(f"  engine per frame:                    {(whole - curves) * ms:6.3f} ms/frame")
     print("  parts (one wrapped render):")
-    order = [
-        "expression warp (FaceRig.apply)",
-        "  fields and their inverses",
-        "  patch maps and resampling",
-        "  mouth_fill",
-        "  lip_seam",
-        "  eyelid_fill",
-    ]
-    for label in order + ["head motion (cv2.warpAffine)", "RGBA -> RGB"]:
-        print(f"    {label:34s} {totals[label] * ms:6.3f} ms/frame")
+    for label in [label for *_, label in PARTS] + ["cv2.warpAffine (head motion)", "RGBA -> RGB"]:
+        print(f"    {label:44s} {totals[label] * ms:6.3f} ms/frame")
 
 
 def _cpu(fn) -> float:

@@ -249,7 +249,11 @@ def test_the_same_opening_paints_the_same_interior_and_a_small_change_a_small_on
 def test_an_engine_frame_repeats_its_interior_for_a_repeated_opening(colour):
     frame, rig = colour
     source = frame.copy()
-    first = rig.apply(source, {"mouth_open": 0.8}, constant_source=True).copy()
-    rig.apply(source, {"mouth_open": 0.35}, constant_source=True)
-    again = rig.apply(source, {"mouth_open": 0.8}, constant_source=True)
+    # as the engine calls it: one source, a head motion, the output buffer passed back
+    matrix = np.array([[1.0, 0.0, -3.0], [0.0, 1.0, -2.0]])
+    size = (frame.shape[1] - 6, frame.shape[0] - 4)
+    out = rig.apply_moved(source, {"mouth_open": 0.8}, matrix, size)
+    first = out.copy()
+    rig.apply_moved(source, {"mouth_open": 0.35}, matrix, size, out=out)
+    again = rig.apply_moved(source, {"mouth_open": 0.8}, matrix, size, out=out)
     np.testing.assert_array_equal(first, again)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -135,14 +136,12 @@ def test_rows_aligned_with_params_work_like_dicts(face):
     np.testing.assert_array_equal(warp_face(image, points, row), warp_face(image, points, {"smile": 0.7}))
 
 
-def test_constant_source_reuse_gives_the_same_images_as_fresh_calls(face):
-    # a still persona reuses one buffer and the previous call's patches; whatever the order of the parameters
-    # (patches switching on and off, fills coming and going, repeats), every image equals a fresh warp
+def _sequence(seed: int) -> list[tuple[dict, np.ndarray]]:
+    """Parameters and head motions as a still render meets them: patches switching on and off, fills coming
+    and going (blinks, openings, pressed lips), repeats."""
     from pipelines.expression.warp import WARP_PARAMS
 
-    image, points = face
-    rig, fresh = FaceRig(points, image.shape), FaceRig(points, image.shape)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     sequence = [{}, {"smile": 0.6}, {"smile": 0.6}, {"blink": 0.9, "mouth_open": 0.7}, {}]
     for _ in range(12):
         p = {k: float(rng.random()) if rng.random() < 0.5 else 0.0 for k in WARP_PARAMS}
@@ -150,8 +149,41 @@ def test_constant_source_reuse_gives_the_same_images_as_fresh_calls(face):
             p.update(mouth_closure=0.9, mouth_open=0.0, jaw=0.0)
         sequence += [p, p] if rng.random() < 0.3 else [p]
     sequence.append({})
+    out = []
     for p in sequence:
-        np.testing.assert_array_equal(rig.apply(image, p, constant_source=True), fresh.apply(image, p))
+        matrix = cv2.getRotationMatrix2D((130.0, 140.0), float(rng.uniform(-4, 4)), 1.0)
+        matrix[:, 2] += rng.uniform(-6, 6, 2) - 10
+        out.append((p, matrix))
+    return out
+
+
+def test_a_moved_warp_reusing_its_buffers_gives_the_images_of_fresh_calls(face):
+    # a still persona keeps the eye patch's copy of the source and the output between frames; whatever the
+    # order of the parameters, every frame equals a fresh rig's (a resumed render gives the same frames)
+    image, points = face
+    source = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    rig = FaceRig(points, source.shape)
+    out = None
+    for p, matrix in _sequence(0):
+        out = rig.apply_moved(source, p, matrix, (256, 256), out=out)
+        fresh = FaceRig(points, source.shape).apply_moved(source, p, matrix, (256, 256))
+        np.testing.assert_array_equal(out, fresh)
+
+
+def test_a_moved_warp_shows_the_warped_face_moved(face):
+    # one resampling instead of two: the same picture, a little sharper where the mouth moves (the fills'
+    # edges, drawn after the move, differ most)
+    image, points = face
+    source = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+    rig = FaceRig(points, source.shape)
+    for p, matrix in _sequence(1):
+        twice = cv2.warpAffine(
+            rig.apply(source, p), matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+        )
+        once = rig.apply_moved(source, p, matrix, (256, 256))
+        diff = np.abs(once.astype(np.int16) - twice).max(-1)
+        assert diff.mean() < 0.5, f"mean difference {diff.mean():.2f} for {p}"
+        assert np.percentile(diff, 99) <= 8, f"99th percentile {np.percentile(diff, 99)} for {p}"
 
 
 def test_a_warmed_rig_gives_the_same_images_as_one_that_computes_its_fields_on_use(face):

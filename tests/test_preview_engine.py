@@ -79,8 +79,10 @@ def test_silence_keeps_the_mouth_closed():
     measured = openings([f.image for f in frames[::3]])
     assert not np.isnan(measured).any()
     # the portrait smiles with parted lips; in silence they are pressed shut (inner-lip gap ~0), and stay so
+    # (MediaPipe reads the pressed lips of these frames 0.00-0.03 apart: the sliver of squeezed teeth between
+    # them, resampled once, is a little crisper than the warp-then-move frames' 0.00-0.02)
     assert openings([prepared().frame])[0] > 0.1
-    assert measured.max() < CLOSED and np.ptp(measured) < 0.02
+    assert measured.max() < CLOSED and np.ptp(measured) < 0.03
 
 
 def test_speech_opens_the_mouth_and_it_follows_the_words():

@@ -147,7 +147,7 @@ class FaceRig:
         # part of the teeth they do not show
         self.closed_at_rest = rest_gap < 0.04
         self.teeth = teeth_share(rest_gap)  # of the upper teeth, what the portrait does not show at rest
-        self._buffer: tuple | None = None
+        self._canvas: tuple | None = None  # apply_moved's copy of the source with the eye patch painted
         self._lid_skins: tuple[np.ndarray | None, dict] = (None, {})
         self.palette = palette  # read from the first image applied unless given (a video's, once per persona)
         self._build_upper()
@@ -200,62 +200,135 @@ class FaceRig:
             out += patch.landmark_shift(coef)
         return out
 
-    def apply(
-        self, image: np.ndarray, params, constant_source: bool = False, in_place: bool = False
-    ) -> np.ndarray:
-        """The warped image (the input is not modified unless `in_place`).
+    def apply(self, image: np.ndarray, params, in_place: bool = False) -> np.ndarray:
+        """The warped image (a new array; the input is not modified unless `in_place`).
 
-        constant_source: the caller passes the very same, unmodified image on every call (a still persona), so
-        a patch whose parameters did not change since the previous call is copied from that call's result, and
-        the result is one buffer reused by every call (only what the previous call painted is reset): use it
-        before the next call. Otherwise the result is a new array.
         in_place: the image is the caller's own copy, warped in place and returned (saves a copy of the frame).
         Only for `regions="upper"`: its one patch reads all its pixels before it writes; the mouth patch would
         read pixels the eye patch has already moved where the two overlap."""
-        if in_place and (constant_source or self.regions != "upper"):
-            raise ValueError("in_place needs regions='upper' and no constant_source")
+        if in_place and self.regions != "upper":
+            raise ValueError("in_place needs regions='upper'")
         coef = self.coefficients(params)
-        if in_place:
-            out = image
-        else:
-            out = self._reused(image, coef) if constant_source else image.copy()
-        painted = []
+        out = image if in_place else image.copy()
         for patch in self.patches:
-            if patch.apply(image, out, coef, memo=constant_source):
-                painted.append(patch.box)
+            patch.apply(image, out, coef)
         if coef["blink"] > 0.05:
             if self._lid_skins[0] is not image:  # grown from this image's skin once, then reused
                 self._lid_skins = (image, {})
-            painted.append(eyelid_fill(out, self.points, self.unit, coef["blink"], self._lid_skins[1]))
+            eyelid_fill(out, self.points, self.unit, coef["blink"], self._lid_skins[1])
         if self.regions == "all" and coef["mouth_open"] > 0.02:
             top, bottom = self.patches[-1].gap_lines(coef)
             if self.palette is None:
                 self.palette = palette_of(image, self.points, self.unit, not self.closed_at_rest)
-            painted.append(
-                mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.teeth, self.palette)
-            )
+            mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.teeth, self.palette)
         if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
             # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
             # a real closed mouth shows a dark seam there
             seam = self.patches[-1].split_line(coef)
-            painted.append(lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2))
-        if constant_source:
-            self._buffer = (image, out, [b for b in painted if b is not None])
+            lip_seam(out, seam, self.unit, (coef["mouth_closure"] - 0.5) * 2)
         return out
 
-    def _reused(self, image: np.ndarray, coef) -> np.ndarray:
-        """The previous call's buffer with the image put back wherever that call painted and this one will not
-        paint a whole patch (a full copy of the image the first time)."""
-        kept = self._buffer  # read once: a render on another thread keeps its own image and buffer
-        if kept is None or kept[0] is not image:
-            return image.copy()
-        _, out, painted = kept
-        whole = {patch.box for patch in self.patches if patch.writes(image, coef)}
-        for box in painted:
-            if box not in whole:
-                y0, y1, x0, x1 = box
-                out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    def apply_moved(
+        self,
+        source: np.ndarray,
+        params,
+        matrix: np.ndarray,
+        size: tuple[int, int],
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The warped face moved by `matrix` (2x3, source -> output pixels) into an output of `size` (w, h), for
+        a caller that passes the very same, unmodified `source` on every call (a still persona): what
+        `cv2.warpAffine(self.apply(source, params), matrix, size)` shows, with the mouth resampled once.
+
+        The eye patch and the closed-lid fill are painted into a copy of the source kept between calls: brows,
+        lids and cheeks hold still for many frames (blinks are short), so that copy changes only when their
+        amounts do. The mouth moves with the speech nearly every frame: its pixels go from that copy straight
+        into the output through the composed map W(M^-1 q), W the mouth's backward warp, one cv2.remap of the
+        rectangle it moves; every other output pixel is one cv2.warpAffine of the copy (the head motion). The
+        inner mouth and the lip seam are then painted in output pixels, along the lines the matrix moved.
+        Every output pixel is written: `out`, the previous call's result, may be passed back to be reused."""
+        w, h = size
+        if out is None or out.shape != (h, w, *source.shape[2:]):
+            out = np.empty((h, w, *source.shape[2:]), source.dtype)
+        matrix = np.asarray(matrix, np.float64)
+        coef = self.coefficients(params)
+        mouth = self.patches[-1] if self.regions == "all" else None
+        moving = mouth.moving(coef) if mouth is not None else None
+        canvas = self._upper_canvas(source, coef, mouth if moving is not None else None)
+        rect = _moved_rect(mouth, moving[2], matrix, size) if moving is not None else None
+        if rect is not None:
+            x0, y0, x1, y1 = rect
+            maps = mouth.moved_maps(moving, coef, matrix, rect)
+            cv2.remap(
+                canvas, maps, None, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REFLECT101
+            )
+        else:
+            x0 = y0 = x1 = y1 = 0
+        # the rest of the frame: up to four bands around the rectangle, each a plain move of the copy
+        for bx0, by0, bx1, by1 in ((0, 0, w, y0), (0, y1, w, h), (0, y0, x0, y1), (x1, y0, w, y1)):
+            if bx1 > bx0 and by1 > by0:
+                shifted = matrix.copy()
+                shifted[:, 2] -= (bx0, by0)
+                cv2.warpAffine(
+                    canvas,
+                    shifted,
+                    (bx1 - bx0, by1 - by0),
+                    dst=out[by0:by1, bx0:bx1],
+                    flags=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REFLECT101,
+                )
+        if mouth is None:
+            return out
+
+        def moved(pts: np.ndarray) -> np.ndarray:
+            return pts @ matrix[:, :2].T + matrix[:, 2]
+
+        if coef["mouth_open"] > 0.02:
+            top, bottom = mouth.gap_lines(coef)
+            if self.palette is None:
+                self.palette = palette_of(source, self.points, self.unit, not self.closed_at_rest)
+            mouth_fill(
+                out,
+                moved(top),
+                moved(bottom),
+                self.unit,
+                coef["mouth_open"],
+                self.teeth,
+                self.palette,
+            )
+        if coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
+            seam = mouth.split_line(coef)
+            lip_seam(out, moved(seam), self.unit, (coef["mouth_closure"] - 0.5) * 2)
         return out
+
+    def _upper_canvas(self, source: np.ndarray, coef: dict[str, float], mouth: _Patch | None) -> np.ndarray:
+        """`source` with the eye patch warped and the closed lids drawn, and with the box of the `mouth` patch
+        (when it moves) put back to the source where the eye patch overlaps it, as `apply` paints them (the
+        later patch wins). Kept between calls: the same array is returned while all that stays the same, and
+        only what the previous call painted is put back."""
+        upper = self.patches[0]
+        key = (upper._key(coef), mouth is not None)
+        kept = self._canvas  # read once, replaced whole: a render on another thread keeps its own source
+        if kept is not None and kept[0] is source and kept[1] == key:
+            return kept[2]
+        if kept is None or kept[0] is not source:
+            canvas = source.copy()
+        else:
+            canvas = kept[2]
+            for y0, y1, x0, x1 in kept[3]:
+                canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
+        painted = [upper.box] if upper.apply(source, canvas, coef, memo=True) else []
+        if coef["blink"] > 0.05:
+            if self._lid_skins[0] is not source:  # grown from this source's skin once, then reused
+                self._lid_skins = (source, {})
+            painted.append(
+                eyelid_fill(canvas, self.points, self.unit, coef["blink"], self._lid_skins[1], source)
+            )
+        if mouth is not None and painted:
+            y0, y1, x0, x1 = mouth.box
+            canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
+        self._canvas = (source, key, canvas, [b for b in painted if b is not None])
+        return canvas
 
     # ---- the two patches --------------------------------------------------------------------------------
     def _gap(self, upper, lower) -> np.ndarray:
@@ -497,7 +570,7 @@ class _Patch:
         cells = self.cells[box]
         back = negative[box]
         for _ in range(INVERSE_STEPS):
-            m = cells + back * (1.0 / self.stride)
+            m = cv2.scaleAdd(back, 1.0 / self.stride, cells)  # (numpy is slow on a trailing axis of 2)
             back = cv2.remap(negative, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         out = np.zeros_like(forward)
         out[box] = back
@@ -533,23 +606,8 @@ class _Patch:
         widens with the distance from the corner and the lower face moves as one smooth field."""
         if self.split is None:
             return None
-        pts = self._split_points(coef)
         h, w = self.shape
-        u = self.rig.unit
-        k = max(3, int(u * 0.05) | 1)
-        p = pts - np.array([self.x0, self.y0])
-        order = np.argsort(p[:, 0])
-        xs = np.arange(w, dtype=np.float64)
-        line = np.interp(xs, p[order, 0], p[order, 1])
-        beyond = np.maximum(np.maximum(p[:, 0].min() - xs, xs - p[:, 0].max()), 0.0)
-        half = k / 2 + np.minimum(0.9 * beyond, 0.45 * u)  # half width of the change, in rows
-        top = min(max(math.floor((line - half).min()) - 1, 0), h)
-        bottom = min(max(math.ceil((line + half).max()) + 2, top), h)
-        ys = np.arange(top, bottom, dtype=np.float32)[:, None]
-        t = np.clip(
-            (ys - line[None, :].astype(np.float32)) / (2 * half[None, :].astype(np.float32)) + 0.5, 0, 1
-        )
-        return (t * t * (3 - 2 * t)).astype(np.float32), top, bottom
+        return _split_mask(self._split_points(coef) - np.array([self.x0, self.y0]), w, h, self.rig.unit)
 
     def gap_lines(self, coef) -> tuple[np.ndarray, np.ndarray]:
         """The opening the mouth uncovers: the resting lower inner lip carried by the upper side's field (top)
@@ -596,13 +654,6 @@ class _Patch:
         below[self.split[1:-1]] = True
         below[list(mesh.INNER_MOUTH_CORNERS)] = False
         return below
-
-    def writes(self, src: np.ndarray, coef) -> bool:
-        """Whether `apply` with these amounts paints this patch (its whole box)."""
-        memo = self._memo
-        if memo is not None and memo[0] is src and memo[1] == self._key(coef):
-            return True
-        return self.moving(coef) is not None
 
     def moving(self, coef) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, int, int, int]] | None:
         """The coarse backward fields of the two sides (None where zero) and the box of the patch they move
@@ -670,6 +721,53 @@ class _Patch:
             out[self.y0 : self.y1, self.x0 : self.x1] = src[self.y0 : self.y1, self.x0 : self.x1]
         y0, x0 = self.y0 + by0, self.x0 + bx0
         out[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch
+
+    def moved_maps(self, moving, coef, matrix: np.ndarray, rect) -> np.ndarray:
+        """(h, w, 2) float32 source positions of the output pixels in `rect` (x0, y0, x1, y1) for an image moved
+        by `matrix` (2x3, source -> output) after this patch's warp: M^-1 q moved by the backward field there
+        (`moving`, this patch's answer for these amounts).
+
+        Composed on a coarse grid of output pixels at the patch's stride, one sample beyond the rectangle on
+        every side, and upsampled bilinearly as `apply` upsamples its fields: M^-1 q is linear, so that part is
+        upsampled exactly. The mouth's two sides are composed apart and joined per pixel by the split mask,
+        drawn in output pixels along the moved lower inner lip, so the lips part as sharply as in `apply`."""
+        back_up, back_low, _ = moving
+        x0, y0, x1, y1 = rect
+        w, h = x1 - x0, y1 - y0
+        s = self.stride
+        gw, gh = -(-w // s) + 2, -(-h // s) + 2
+        # sample k sits at output pixel x0 + (k - 1) s + (s - 1) / 2: where cv2.resize puts it upsampling by s,
+        # shifted by one sample
+        gx = (x0 + (np.arange(gw) - 1) * s + (s - 1) / 2)[None, :]
+        gy = (y0 + (np.arange(gh) - 1) * s + (s - 1) / 2)[:, None]
+        inv = cv2.invertAffineTransform(matrix)
+        # (arithmetic on (h, w, 2) arrays goes through OpenCV: numpy is slow to broadcast over a trailing 2)
+        at = cv2.merge(
+            [
+                (inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]).astype(np.float32),
+                (inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]).astype(np.float32),
+            ]
+        )
+        cells = cv2.transform(at, np.array([[1.0, 0.0, -self.origin[0]], [0.0, 1.0, -self.origin[1]]]) / s)
+        upper = cv2.add(at, _sample_grid(back_up, cells)) if back_up is not None else at
+        if self.lower is None:
+            return _upsampled(upper, s, 0, h, w)
+        lower = cv2.add(at, _sample_grid(back_low, cells)) if back_low is not None else at
+        line = self.split_line(coef) @ matrix[:, :2].T + matrix[:, 2] - (x0, y0)
+        m, top, bottom = _split_mask(line, w, h, self.rig.unit)
+        maps = np.empty((h, w, 2), np.float32)
+        if top > 0:
+            maps[:top] = _upsampled(upper, s, 0, top, w)
+        if bottom < h:
+            maps[bottom:] = _upsampled(lower, s, bottom, h, w)
+        if top < bottom:
+            up = _upsampled(upper, s, top, bottom, w)
+            low = _upsampled(lower, s, top, bottom, w)
+            low -= up
+            low *= cv2.merge([m, m])
+            low += up
+            maps[top:bottom] = low
+        return maps
 
     def _active_box(self, *coarse: np.ndarray | None) -> tuple[int, int, int, int] | None:
         """Rows and columns of the patch (y0, y1, x0, x1) outside which every upsampled displacement is under
@@ -790,6 +888,64 @@ class _Basis:
         return (f * self.patch.window).astype(np.float32)
 
 
+def _split_mask(line: np.ndarray, w: int, h: int, unit: float) -> tuple[np.ndarray, int, int]:
+    """`_Patch.lower_mask` over a (h, w) block of pixels, `line` (the displaced lower inner lip, corner to
+    corner) in the block's own pixel coordinates."""
+    k = max(3, int(unit * 0.05) | 1)
+    order = np.argsort(line[:, 0])
+    xs = np.arange(w, dtype=np.float64)
+    at = np.interp(xs, line[order, 0], line[order, 1])
+    beyond = np.maximum(np.maximum(line[:, 0].min() - xs, xs - line[:, 0].max()), 0.0)
+    half = k / 2 + np.minimum(0.9 * beyond, 0.45 * unit)  # half width of the change, in rows
+    top = min(max(math.floor((at - half).min()) - 1, 0), h)
+    bottom = min(max(math.ceil((at + half).max()) + 2, top), h)
+    # t = (y - at) / (2 half) + 0.5 as y * scale + offset per column, then a smoothstep, in place (the band
+    # spans up to a pupil distance of rows across the whole patch)
+    scale = (0.5 / half).astype(np.float32)[None, :]
+    offset = (0.5 - at * (0.5 / half)).astype(np.float32)[None, :]
+    t = np.arange(top, bottom, dtype=np.float32)[:, None] * scale
+    t += offset
+    np.clip(t, 0.0, 1.0, out=t)
+    step = t * np.float32(-2.0)
+    step += np.float32(3.0)
+    step *= t
+    step *= t
+    return step, top, bottom
+
+
+def _moved_rect(
+    patch: _Patch, active: tuple[int, int, int, int], matrix: np.ndarray, size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """The output pixels (x0, y0, x1, y1) whose source position lies within a pixel of the patch's moving box
+    `active` (y0, y1, x0, x1 in the patch), None if none: outside it the patch leaves the source as it is."""
+    by0, by1, bx0, bx1 = active
+    xa, xb, ya, yb = patch.x0 + bx0 - 1, patch.x0 + bx1, patch.y0 + by0 - 1, patch.y0 + by1
+    pts = np.array([(xa, ya), (xb, ya), (xa, yb), (xb, yb)], np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(pts.max(0)).astype(int) + 2, size)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _sample_grid(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a coarse (gh, gw, 2) field at a grid (h, w, 2) of fractional cell coordinates, zero
+    beyond the field (nothing moves outside its patch)."""
+    return cv2.remap(field_, cells, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _upsampled(coarse: np.ndarray, s: int, r0: int, r1: int, w: int) -> np.ndarray:
+    """Rows [r0, r1) and columns [0, w) of the pixels of a coarse grid (one sample beyond the pixels on every
+    side, see `_Patch.moved_maps`) upsampled bilinearly by `s`: only the coarse rows those pixels blend
+    are resized."""
+    if s == 1:
+        return coarse[r0 + 1 : r1 + 1, 1 : w + 1]
+    gh, gw = coarse.shape[:2]
+    c0, c1 = max(0, (r0 + s) // s - 1), min(gh, (r1 + s - 1) // s + 2)
+    block = cv2.resize(coarse[c0:c1], (gw * s, (c1 - c0) * s), interpolation=cv2.INTER_LINEAR)
+    return block[r0 + s - c0 * s : r1 + s - c0 * s, s : s + w]
+
+
 def _nonzero_box(field_: np.ndarray) -> tuple[int, int, int, int] | None:
     """Rows and columns (r0, r1, c0, c1) of a (h, w, 2) field holding all its non-zero samples, or None."""
     size = np.abs(field_).reshape(field_.shape[0], -1)
@@ -811,7 +967,12 @@ def _sample(field_: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def eyelid_fill(
-    image: np.ndarray, rest: np.ndarray, unit: float, blink: float, skins: dict | None = None
+    image: np.ndarray,
+    rest: np.ndarray,
+    unit: float,
+    blink: float,
+    skins: dict | None = None,
+    skin_source: np.ndarray | None = None,
 ) -> tuple[int, int, int, int] | None:
     """Draw each eye's upper lid down to where the blink has carried it, in place; returns the box
     (y0, y1, x0, x1) holding what it painted.
@@ -821,7 +982,9 @@ def eyelid_fill(
     never a see-through mix of the two (a fading fill shows the iris through the lid). The skin is grown in from
     the skin around the eye (inpainting), so its tone matches. `rest`: the landmarks before the warp. `skins`: a
     dict kept by the caller between calls on the same face, which holds each eye's grown-in skin (the costly
-    part) after the first call."""
+    part) after the first call. `skin_source`: the picture the skin is grown from (default `image`); the
+    unwarped one, the same for every frame of a still, so the skin does not depend on which frame blinked
+    first (a resumed render grows the same skin as a whole one)."""
     if blink <= 0.05:
         return None
     rest = np.asarray(rest, np.float64)[:, :2]
@@ -848,10 +1011,11 @@ def eyelid_fill(
         grown = lid - [x0, y0] - [0.0, 0.015 * unit]
         cv2.fillPoly(mask, [np.round(grown * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
         mask = cv2.GaussianBlur(mask, (3, 3), 0)
-        rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])  # RGB, or the colour of an RGBA image
-        region = rgb.astype(np.float32)
+        region = image[y0:y1, x0:x1, :3].astype(np.float32)  # RGB, or the colour of an RGBA image
         skin = None if skins is None else skins.get(contour)
         if skin is None or skin.shape[:2] != (h, w):
+            grown_from = image if skin_source is None else skin_source
+            rgb = np.ascontiguousarray(grown_from[y0:y1, x0:x1, :3])
             # the whole resting opening (and a little above it) grown in: good for every blink amount
             hole = np.zeros((h, w), np.uint8)
             cv2.fillPoly(hole, [np.round(eye - [x0, y0] - [0.0, 0.015 * unit]).astype(np.int32)], 1)

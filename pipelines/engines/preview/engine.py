@@ -10,7 +10,8 @@ render: every output frame k is computed from per-frame curves alone (the expres
 of the speech), never from the previous frame, so `render(start=k)` gives exactly the frames a full render gives
 from k on. Per frame: the mouth (opening, width, rounding, closure from `pipelines.speech.mouth`) and the
 expression parameters drive `pipelines.expression.warp.FaceRig` (local patch warps, inner-mouth fill, closed-lid
-fill); for stills, idle head motion then moves the whole frame by a small similarity transform inside the margin.
+fill); for stills, idle head motion then moves the whole frame by a small similarity transform inside the margin
+(in the same resampling as the mouth warp: `FaceRig.apply_moved`).
 
 Video personas: the source plays forwards then backwards (ping-pong) when the speech is longer (held JPEG-compressed
 in memory for that, see `_render_video`); it keeps its own
@@ -253,17 +254,16 @@ class PreviewEngine:
         pivot = (rig.points[list(_PIVOT)].mean(0)).tolist()
         # warped as RGBA: OpenCV's bilinear warps are faster on 4 channels than on 3, the same values
         source = cv2.cvtColor(prep.frame, cv2.COLOR_RGB2RGBA)
+        moved = None  # the RGBA frame, every pixel rewritten by each call
         for k in range(start, n):
             params = self._params(expression, curves, k)
-            image = rig.apply(source, params, constant_source=True)
             yaw, pitch, roll = (params["head_yaw"], params["head_pitch"], params["head_roll"])
             matrix = cv2.getRotationMatrix2D(pivot, roll, 1.0)
             matrix[0, 2] += HEAD_SHIFT * rig.unit * np.sin(np.radians(yaw)) - m
             matrix[1, 2] += HEAD_SHIFT * rig.unit * np.sin(np.radians(-pitch)) - m
-            out = cv2.warpAffine(
-                image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
-            )
-            out = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+            # the expression warp and the head motion in one resampling of the portrait
+            moved = rig.apply_moved(source, params, matrix, (w, h), out=moved)
+            out = cv2.cvtColor(moved, cv2.COLOR_RGBA2RGB)
             if chosen is not None:  # pasted after the head motion, into the landmarks it moved
                 chosen.paste(out, rig.points @ matrix[:, :2].T + matrix[:, 2], k)
             yield Frame(out, True)
