@@ -190,20 +190,72 @@ def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_pa
 
 def test_a_photo_opens_to_the_gap_the_speech_asks_whatever_its_rest_gap():
     """The astronaut grins with her teeth showing (a rest gap of ~0.17 pupil distances): a gap above that opens
-    the warp by the difference, a gap under it presses the lips part way, silence presses them shut."""
+    the warp by the difference, a gap under it presses the lips part way, silence presses them shut (here with
+    the rig's own landmarks as the measure, the mapping's fallback)."""
     from pipelines.engines.preview.engine import photo_mouth
-    from pipelines.engines.preview.mouth_library import mouth_shapes
+    from pipelines.face.mesh import mouth_opening
 
     rig = prepared().rig
-    rest = float(mouth_shapes(rig.points[None])[0][0])
+    rest = mouth_opening(rig.points)
     assert rest > 0.1 and not rig.closed_at_rest
     gaps = np.array([0.0, 0.5 * rest, rest, rest + 0.1, rest + 0.2])
     params = photo_mouth(rig, np.stack([gaps, np.zeros(5), np.zeros(5), np.zeros(5)], 1))
-    assert params[:, 3].tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.0])
+    assert params[:, 3].tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.0], abs=1e-4)
     assert params[0, 0] == 0.0 and np.all(np.diff(params[2:, 0]) > 0)
     for gap, row in zip(gaps[2:], params[2:], strict=True):
         moved = rig.displaced_landmarks(dict(zip(("mouth_open", "mouth_width"), row[:2], strict=True)))
-        assert float(mouth_shapes(moved[None])[0][0]) == pytest.approx(gap, abs=0.02)
+        assert mouth_opening(moved) == pytest.approx(gap, abs=0.02)
+
+
+def _drawn_gap_errors(prep) -> np.ndarray:
+    """How far the gap QC's mesh measures on the drawn mouth is from the gap asked, over the face's range: the
+    mean over three small head moves (other than the engine's own), as a render moving its head is measured."""
+    import cv2
+
+    from pipelines.engines.preview.engine import photo_mouth
+    from pipelines.face.landmarks import detect_faces
+    from pipelines.face.mesh import mouth_opening
+
+    rest, widest = float(prep.gaps[0]), float(prep.gaps[-1])
+    asked = np.linspace(rest + 0.03, min(widest, 0.4) - 0.01, 4)
+    params = photo_mouth(prep.rig, np.stack([asked, 0 * asked, 0 * asked, 0 * asked], 1), prep.gaps)
+    source = cv2.cvtColor(prep.frame, cv2.COLOR_RGB2RGBA)
+    h, w = prep.frame.shape[:2]
+    got = []
+    for row in params:
+        image = prep.rig.apply(source, {"mouth_open": row[0], "mouth_closure": row[3]})
+        reads = []
+        for angle, scale, shift in ((1.0, 1.0, 0.3), (-1.0, 1.02, -0.6), (0.0, 0.99, 1.1)):
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+            matrix[0, 2] += shift
+            moved = cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT101)
+            reads.append(mouth_opening(detect_faces(cv2.cvtColor(moved, cv2.COLOR_RGBA2RGB))[0].points))
+        got.append(np.mean(reads))
+    return np.array(got) - asked
+
+
+def test_a_photo_opens_to_the_gap_the_speech_asks_as_the_mesh_measures_it():
+    """The speech's gaps are in what MediaPipe's mesh measures on a real speaker; the warp's landmarks only model
+    what the mesh sees on the drawn mouth: the mapping is measured on the portrait itself, so the mesh reads the
+    gap asked between the measured openings too. (On this portrait the landmarks' model was already within
+    0.025; on the real portraits of the next test it was up to 0.056 short.)"""
+    assert np.abs(_drawn_gap_errors(prepared())).max() <= 0.03
+
+
+def test_real_portraits_open_to_the_gap_the_speech_asks(shared_dir):
+    """The same on the real portraits at hand (a painted Mona Lisa, whose slit the mesh reads as closed for the
+    first quarter of the warp's range; faces whose mesh read 0.7x the landmarks' gain). Mapped through the
+    landmarks, the drawn gaps were 0.026-0.056 short on three of the five (now within 0.012)."""
+    from pipelines.engines.preview.engine import PreviewEngine
+
+    portraits = sorted((shared_dir / "data" / "personas").glob("*.png"))
+    if not portraits:
+        pytest.skip("no portraits in ../shared")
+    for path in portraits:
+        prep = PreviewEngine().prepare(
+            SimpleNamespace(source=path, source_kind="image"), settings(), MemoryCache()
+        )
+        assert np.abs(_drawn_gap_errors(prep)).max() <= 0.025, path.name
 
 
 def test_a_video_persona_under_a_short_speech_gives_the_frames_a_long_one_starts_with(tmp_path):

@@ -88,3 +88,12 @@ def centre(points: np.ndarray, group: tuple[int, ...] | int) -> np.ndarray:
     if isinstance(group, int):
         return points[..., group, :]
     return points[..., list(group), :].mean(axis=-2)
+
+
+def mouth_opening(points: np.ndarray) -> float:
+    """Inner-lip gap at the middle of the mouth over the pupil distance, for one face's (478, 2) landmarks: the
+    opening QC measures and the speech's gaps are calibrated in (pipelines.speech.mouth.OPEN_GAP)."""
+    p = np.asarray(points, np.float64)
+    eyes = float(np.linalg.norm(p[RIGHT_PUPIL] - p[LEFT_PUPIL]))
+    gap = float(np.linalg.norm(p[LOWER_LIP_INNER] - p[UPPER_LIP_INNER]))
+    return gap / max(eyes, 1e-6)

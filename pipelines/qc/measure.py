@@ -21,6 +21,7 @@ import numpy as np
 
 from pipelines.errors import InputError
 from pipelines.face import mesh
+from pipelines.face.mesh import mouth_opening  # (at home in face/: the preview calibrates its photos with it)
 from pipelines.speech.levels import frame_levels_db
 
 SHARPNESS_SIDE = 128
@@ -44,14 +45,6 @@ def face_target(value: Any) -> Any:
     except ValueError:
         pass
     raise ValueError(f"expected N (0 = the largest face) or X,Y (fractions of the frame), got {value!r}")
-
-
-def mouth_opening(points: np.ndarray) -> float:
-    """Inner-lip gap at the middle of the mouth over the pupil distance, for one face's (478, 2) landmarks."""
-    p = np.asarray(points, np.float64)
-    eyes = float(np.linalg.norm(p[mesh.RIGHT_PUPIL] - p[mesh.LEFT_PUPIL]))
-    gap = float(np.linalg.norm(p[mesh.LOWER_LIP_INNER] - p[mesh.UPPER_LIP_INNER]))
-    return gap / max(eyes, 1e-6)
 
 
 def face_sharpness(image_rgb: np.ndarray, points: np.ndarray) -> float:

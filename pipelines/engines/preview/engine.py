@@ -39,12 +39,12 @@ from pipelines.engines.preview.mouth_library import (
     MouthStore,
     beyond_widest,
     build_library,
-    mouth_shapes,
 )
 from pipelines.errors import InputError, RenderError
 from pipelines.expression.track import PARAMS, ExpressionTrack
 from pipelines.expression.warp import FaceRig
 from pipelines.face.blend import passthrough_crossfade
+from pipelines.face.mesh import mouth_opening
 from pipelines.face.pick import pick_key
 from pipelines.media.video_in import open_source
 from pipelines.speech.mouth import OPEN_GAP, mouth_curves
@@ -54,7 +54,8 @@ DEFAULT_SIZE = (512, 512)
 FADE_FRAMES = 4
 VIDEO_DETAIL = 0.5  # a video persona builds a warp rig per frame: coarser fields make that affordable
 HEAD_SHIFT = 0.9  # head translation per unit sin(angle), in inter-ocular distances
-PREPARE_VERSION = "preview-prepare-2"  # (the mouth library is built from these arrays, not cached)
+# (the mouth library is built from these arrays, not cached); 3: a still's measured gaps (photo_gaps)
+PREPARE_VERSION = "preview-prepare-3"
 RECENT_PERSONAS = 4  # prepared personas kept in memory: a batch's jobs mostly share a few
 # A video persona without a mouth library warps its footage's mouth, which already moves: the speech's opening
 # adds this share of the warp's full range (measured against real speakers saying the same audio, issue 21).
@@ -80,6 +81,7 @@ class PreviewPrepared:
     mouth_clip: Path | None = None
     mouth_store: MouthStore | None = None
     mouth_points: np.ndarray | None = None
+    gaps: np.ndarray | None = None  # still: the gap QC measures on the portrait opened to each of OPEN_LEVELS
 
     @property
     def n_source(self) -> int:
@@ -142,6 +144,7 @@ class PreviewEngine:
                 arrays["found"].astype(bool),
                 frame=arrays["frame"],
                 rig=rig,
+                gaps=arrays["gaps"].astype(np.float64),
             )
         arrays = cache.get_or_compute(
             "preview", key, lambda: _prepare_video(source, settings.fps, size, pick=pick)
@@ -248,7 +251,7 @@ class PreviewEngine:
             )
             curves = np.zeros_like(curves)
         else:
-            curves = photo_mouth(rig, curves)
+            curves = photo_mouth(rig, curves, prep.gaps)
         w, h = prep.size
         m = prep.margin
         pivot = (rig.points[list(_PIVOT)].mean(0)).tolist()
@@ -333,19 +336,72 @@ def _asked_gap(speech: Speech, settings: RenderSettings, mouth=None) -> np.ndarr
 _PIVOT = (1, 4, 152, 9)  # nose tip, nose, chin, between the brows: the head turns about its middle
 
 
-def photo_mouth(rig: FaceRig, curves: np.ndarray) -> np.ndarray:
+# The warp openings (mouth_open units) at which a photo's drawn gap is measured; linear in between.
+OPEN_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.3)
+
+
+# The small moves of the head (degrees, scale, pixels) under which each opening is measured: the mesh's reading of
+# a drawn mouth shifts with sub-pixel moves, and a render is measured while idle head motion moves it.
+_CALIBRATION_MOVES = ((0.0, 1.0, 0.0), (2.0, 1.0, 1.5), (-2.0, 0.97, -1.5), (0.0, 1.03, 0.7))
+
+
+def photo_gaps(rig: FaceRig, frame: np.ndarray) -> np.ndarray:
+    """The inner-lip gap (pupil distances) that QC's mesh measures on the portrait warped to each of OPEN_LEVELS.
+
+    The speech's gaps (OPEN_GAP) are calibrated in what MediaPipe's mesh measures on a real speaker, and the
+    warp's own landmarks are only a model of what the mesh will see on the drawn mouth: on the six portraits at
+    hand the mesh read 0.71-1.0x the landmarks' gain (a painted cavity whose lip edges it fits inside the
+    moved lip line), and on the Mona Lisa nearly nothing for the first quarter of the range. Mapping through the
+    landmarks, those faces opened 0.76-0.80x the real speaker. Each opening is the mean over a few small head
+    moves (_CALIBRATION_MOVES): on one still frame the mesh's reading of a painted mouth is one draw of its
+    noise (spread over the moves 0.03-0.08 on the Mona Lisa, under 0.035 on the others). Measured once per
+    portrait (24 meshes, ~0.5 s, in the cached preparation); the landmarks' own gaps when the mesh loses the face."""
+    from pipelines.face.landmarks import detect_faces
+    from pipelines.face.pick import face_at
+
+    source = cv2.cvtColor(frame, cv2.COLOR_RGB2RGBA)
+    h, w = frame.shape[:2]
+    centre = rig.points.mean(axis=0)
+    measured, modelled = [], []
+    for level in OPEN_LEVELS:
+        params = {"mouth_open": level}
+        modelled.append(mouth_opening(rig.displaced_landmarks(params)))
+        image = cv2.cvtColor(rig.apply(source, params), cv2.COLOR_RGBA2RGB)
+        reads = []
+        for angle, scale, shift in _CALIBRATION_MOVES:
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+            matrix[0, 2] += shift
+            moved = cv2.warpAffine(
+                image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+            )
+            faces = detect_faces(moved)
+            at = tuple(matrix[:, :2] @ centre + matrix[:, 2])
+            reads.append(mouth_opening(face_at(faces, at).points) if faces else np.nan)
+        measured.append(float(np.mean(reads)))
+    return _increasing(measured if np.isfinite(measured).all() else modelled)
+
+
+def _increasing(gaps) -> np.ndarray:
+    """A wider warp never reads as a smaller gap (the mesh's noise on near-equal openings): made strictly
+    increasing, so the table inverts."""
+    gaps = np.maximum.accumulate(np.asarray(gaps, np.float64))
+    return gaps + np.arange(len(gaps)) * 1e-6
+
+
+def photo_mouth(rig: FaceRig, curves: np.ndarray, gaps: np.ndarray | None = None) -> np.ndarray:
     """The rig's mouth parameters for (open as the inner-lip gap in pupil distances, width, round, closure).
 
     Each portrait rests with its own gap (closed lips, parted lips, a grin showing teeth) and the warp opens each
-    by its own amount per unit: both are measured on the rig's landmarks, so every face opens as wide as the
-    speech asks and a parted portrait presses its lips together where the speech asks for less than its rest
-    gap (in pauses and silences the mouth is shut, not frozen in the photo's grin)."""
-    rest = float(mouth_shapes(rig.points[None])[0][0])
-    opened = float(mouth_shapes(rig.displaced_landmarks({"mouth_open": 1.0})[None])[0][0])
-    per_unit = max(opened - rest, 0.05)
+    by its own amount per unit: `gaps` (photo_gaps: the gap measured at each of OPEN_LEVELS; None: the rig's
+    landmarks moved by the warp) is inverted, so every face opens as wide as the speech asks and a parted
+    portrait presses its lips together where the speech asks for less than its rest gap (in pauses and
+    silences the mouth is shut, not frozen in the photo's grin)."""
+    if gaps is None:
+        gaps = _increasing([mouth_opening(rig.displaced_landmarks({"mouth_open": v})) for v in OPEN_LEVELS])
+    rest = float(gaps[0])
     gap = curves[:, 0]
     out = curves.copy()
-    out[:, 0] = np.clip((gap - rest) / per_unit, 0.0, 1.3)
+    out[:, 0] = np.interp(gap, gaps, OPEN_LEVELS)  # under the rest gap 0, past the widest the widest
     if not rig.closed_at_rest:
         pressed = np.clip(1.0 - gap / max(rest, 1e-6), 0.0, 1.0)
         out[:, 3] = np.maximum(out[:, 3], pressed)
@@ -387,11 +443,13 @@ def _prepare_still(source: Path, size: tuple[int, int], pick=None) -> dict[str, 
     mapped = transform_points(matrix, face.points)
     again = detect_faces(frame)
     points = face_at(again, tuple(mapped.mean(axis=0))).points if again else mapped
+    points = points[None].astype(np.float32)
     return {
         "frame": frame,
-        "points": points[None].astype(np.float32),
+        "points": points,
         "found": np.ones(1, np.uint8),
         "margin": np.array([margin], np.int32),
+        "gaps": photo_gaps(FaceRig(points[0].astype(np.float64), frame.shape), frame),
     }
 
 
