@@ -13,6 +13,8 @@ render. Figures:
 - video persona: the correlation between the render's openings and those of the source frames it was made
   from (goal <= 0.2 when the audio differs: the source's speech is replaced);
 - the share of silent frames (QC's pauses) with a closed mouth (QC's rule, goal >= 0.9);
+- per photo persona, the measure's own noise: the change QC's mesh reads on a render whose mouth is held still
+  at three of the real speaker's openings (part of every change figure of that persona, not motion of the render);
 - frames/s of the engine alone on the video persona, with the mouth library and with the mouth warp it
   replaces (the path taken when the footage gives no library).
 Usage: python bench/preview_mouth_stats.py [--video V] [--audio A...] [--photos P...] [--seconds S] [--no-video]
@@ -103,6 +105,20 @@ def _render(engine, prep, speech: Speech, settings: RenderSettings) -> tuple[lis
     start = time.perf_counter()
     frames = [f.image for f in engine.render(prep, speech, expression, settings)]
     return frames, time.perf_counter() - start
+
+
+def _measure_noise(engine, prep, n_frames: int, gaps: np.ndarray) -> float:
+    """Mean frame-to-frame change QC's mesh measures on a photo render whose mouth is held still, a third of the
+    frames at each of `gaps` (the same idle head motion and blinks as the speech renders; the steps between the
+    thirds left out): what the measure adds to every change figure of that persona. It depends on the opening
+    (a painted mouth the mesh fits unsteadily at some openings, the Mona Lisa's, shows it there)."""
+    expression = build_expression_track([], n_frames, FPS, seed=0, idle=1.0)
+    part = np.minimum(np.arange(n_frames) * len(gaps) // n_frames, len(gaps) - 1)
+    curves = np.zeros((n_frames, 4))
+    curves[:, 0] = np.asarray(gaps)[part]
+    frames = [f.image for f in engine._render_still(prep, expression, curves, 0, n_frames)]
+    same = part[1:] == part[:-1]
+    return float(np.nanmean(np.abs(np.diff(_openings(frames)))[same]))
 
 
 def _closed_share(openings: np.ndarray, speech: Speech) -> float:
@@ -206,9 +222,15 @@ def main() -> None:
         (f"{first.name} + mouths", SimpleNamespace(source=first, source_kind="image", mouths=args.video))
     )
     photo_settings = RenderSettings(fps=FPS, size=(512, 512), seed=0, engine=PreviewSettings())
+    # the openings the noise is measured at: the real speaker's 25th, 50th and 90th percentile while speaking
+    speaking = source_open[shown][np.isfinite(source_open[shown]) & (source_open[shown] > 0.02)]
+    held = np.percentile(speaking, [25, 50, 90])
+    print(f"  (measure noise: the mouth held at gaps {', '.join(f'{g:.3f}' for g in held)}, a third each)")
     print(header.replace("corr(source)", "            "))
     for name, persona in personas:
         photo = engine.prepare(persona, photo_settings, _Cache())
+        noise = _measure_noise(engine, photo, own.n_frames, held)
+        print(f"  {name[:30]:30s} (measure noise: change {noise / src_change:.2f}x, mouth held still)")
         for label, speech in {"the video's audio": own, **others}.items():
             frames, _ = _render(engine, photo, speech, photo_settings)
             opens = _openings(frames)
