@@ -761,12 +761,14 @@ class _Patch:
         if bottom < h:
             maps[bottom:] = _upsampled(lower, s, bottom, h, w)
         if top < bottom:
-            up = _upsampled(upper, s, top, bottom, w)
-            low = _upsampled(lower, s, top, bottom, w)
-            low -= up
-            low *= cv2.merge([m, m])
-            low += up
-            maps[top:bottom] = low
+            # up (1 - m) + low m in one pass, the mask applied to both coordinates
+            cv2.blendLinear(
+                _upsampled(upper, s, top, bottom, w),
+                _upsampled(lower, s, top, bottom, w),
+                1.0 - m,
+                m,
+                dst=maps[top:bottom],
+            )
         return maps
 
     def _active_box(self, *coarse: np.ndarray | None) -> tuple[int, int, int, int] | None:
