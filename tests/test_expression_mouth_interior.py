@@ -212,6 +212,19 @@ def test_a_wide_opening_shows_a_tongue_low_in_the_cavity():
     assert px[0] / px[1] == pytest.approx(LIPS[0] / LIPS[1], rel=0.25), "the tongue takes the lips' hue"
 
 
+def test_the_tongue_rises_to_the_lower_lip_without_a_crescent():
+    """Down the middle of a wide opening, from the cavity's darkest row to the lower lip, the picture only gets
+    lighter: a tongue lit on a narrow ridge and darker again towards the lip read as a thin crescent, a second
+    lower lip drawn inside the mouth (its luma there fell 19 levels after the ridge)."""
+    out, _ = _fill(opening=1.0)
+    column = _luma(out)[158:215, 150].astype(float)
+    darkest = int(np.argmin(column))
+    lip = darkest + int(np.argmax(column[darkest:] >= 0.95 * column[-1]))
+    down = column[darkest : lip + 1]
+    assert len(down) > 10
+    assert (np.maximum.accumulate(down) - down).max() <= 3.0, "a darker band between the tongue and the lip"
+
+
 def test_the_fringe_along_the_lips_inner_edge_is_painted_over_and_the_lip_kept():
     """The warp leaves a line of the resting mouth's pixels (smeared teeth) along the lips' inner edges: the
     fill paints the lip's shadowed inner edge over it, and leaves the lip a few pixels further out as it was."""

@@ -166,12 +166,14 @@ _DOWN = np.linspace(0.0, 1.0, _DOWN_STEPS + 1, dtype=np.float32)
 _DOWN_GUM = np.float32(0.36) * (1.0 - np.minimum(_DOWN / np.float32(0.16), 1.0)) ** 2
 _DOWN_LIGHT = (0.62 + 0.38 * _smooth(_DOWN, 0.0, 0.45) - 0.12 * _smooth(_DOWN, 0.7, 1.0)) * (1.0 - _DOWN_GUM)
 _DOWN_GAP = 0.4 + 0.6 * _DOWN
-# Down the tongue (0 at its top, 1 at the lower lip): how much of it covers the cavity (its rounded top fades in)
-# and its light (lit on its ridge, in shadow down towards the lower lip, so the lip's edge stays a lip's edge)
+# Down the tongue (0 at its top, 1 at the lower lip): how much of it covers the cavity (its rounded top fades in
+# over half its height) and its light: dim in the mouth's shade, a little lighter towards the front, where the
+# opening lets the light in. (A tongue lit on a narrow ridge and darker again towards the lip read as a thin
+# crescent, a second lower lip drawn inside the mouth.)
 _INTO_STEPS = 32
 _INTO = np.linspace(0.0, 1.0, _INTO_STEPS + 1, dtype=np.float32)
-_INTO_COVER = np.minimum(_INTO * 2.5, 1.0)
-_INTO_LIGHT = 0.35 + 0.6 * _smooth(1.0 - _INTO, 0.45, 0.95)
+_INTO_COVER = _smooth(_INTO, 0.0, 0.5)
+_INTO_LIGHT = 0.35 + 0.2 * _smooth(_INTO, 0.0, 0.7)
 
 
 def _ramp(x: float, a: float, b: float) -> float:
@@ -299,8 +301,8 @@ def mouth_fill(
         seen[r0:r1] *= 1.0 - inside
 
     # low in the cavity, the rows near the lower lip: the lower incisors' tips, faintly (mostly hidden), in
-    # front of the tongue; the tongue a rounded hump only on wider openings, lit on its ridge, darker to its
-    # sides
+    # front of the tongue; the tongue a rounded hump only on wider openings, dim, lighter towards the front,
+    # darker to its sides
     show = _ramp(opened, 0.3, 0.9)
     faint = 0.15 * _ramp(opened, 0.5, 1.1)
     # both lie in the middle columns (the tongue's hump ends at |cx| ~0.9) and under the tongue's top there
