@@ -201,6 +201,25 @@ def test_the_upper_teeth_are_shaded_separated_teeth_not_a_flat_bar():
     assert any(abs(100 + g.mean() - 150) <= 2 for g in groups), "no gap between the central incisors"
 
 
+def test_under_a_parted_portraits_own_teeth_the_painted_teeth_join_them_without_a_lip_line():
+    """A portrait whose parted lips show the upper teeth's upper part: the painted band continues them from
+    `top`, with no lip-coloured line between the two (it read as two rows of teeth); the corners keep the
+    lips' edge."""
+    from pipelines.expression.mouth_interior import mouth_fill
+
+    top, bottom = _lines()
+    image = _canvas(top, bottom)
+    xs = np.arange(135, 166)
+    top_y = np.round(150 + 8 * (1 - ((xs - 150) / 60.0) ** 2)).astype(int)
+    for x, y in zip(xs, top_y, strict=True):
+        image[y - 8 : y, x] = TEETH_RGB  # the portrait's own teeth, just above `top` in the middle
+    mouth_fill(image, top, bottom, UNIT, 1.0, 0.4, _palette())
+    luma = _luma(image)
+    join = np.array([luma[y - 1 : y + 2, x].min() for x, y in zip(xs, top_y, strict=True)])
+    lips, teeth = np.array(LIPS) @ LUMA, np.array(TEETH_RGB) @ LUMA
+    assert np.median(join) > (lips + teeth) / 2, f"a darker line where the teeth join: {np.median(join):.0f}"
+
+
 def test_a_wide_opening_shows_a_tongue_low_in_the_cavity():
     out, _ = _fill(opening=1.0)
     luma = _luma(out)

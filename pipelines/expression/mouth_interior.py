@@ -296,6 +296,12 @@ def mouth_fill(
         light *= across
         light -= _DOWN_GAP[step] * (0.35 * gaps * across)  # the gaps between teeth, widening to the tips
         a = inside * seen[r0:r1]
+        # Under the portrait's own teeth (the middle of parted lips) the band continues them from `top - lead`:
+        # the lips' inner-edge ring there would draw a lip-coloured line between the portrait's teeth and the
+        # painted ones (two rows of teeth); towards the corners, and under closed lips, the ring stays.
+        own = inside * (np.float32(1.0) - upper)
+        a += own * (np.float32(1.0) - seen[r0:r1])
+        w_lips[r0:r1] *= np.float32(1.0) - own
         w_lips[r0:r1] += a * _DOWN_GUM[step]
         w_teeth[r0:r1] = a * light
         seen[r0:r1] *= 1.0 - inside
