@@ -53,7 +53,8 @@ def _load(ref: str):
         capture_output=True,
         text=True,
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="talkreel-bench-")) / "mouth_interior_ref.py"
+    scratch = tempfile.TemporaryDirectory(prefix="talkreel-bench-")
+    path = Path(scratch.name) / "mouth_interior_ref.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("mouth_interior_ref", path)
     module = importlib.util.module_from_spec(spec)

@@ -211,12 +211,13 @@ def main() -> None:
             )
 
     # photo personas against the statistics of the real speaker (the video's own)
+    scratch = tempfile.TemporaryDirectory(prefix="talkreel-stats-")  # (removed when the script ends)
     photos = args.photos
     if photos is None:
-        photos = [ensure_demo_portrait(Path(tempfile.mkdtemp(prefix="talkreel-demo-")))] + _shared_photos()
+        photos = [ensure_demo_portrait(Path(scratch.name))] + _shared_photos()
     personas = [(p.name, SimpleNamespace(source=p, source_kind="image")) for p in photos]
     # the video's first frame as a photo, with the video as its mouths: clip (the same person talking)
-    first = Path(tempfile.mkdtemp(prefix="talkreel-frame-")) / f"{args.video.stem}_frame0.png"
+    first = Path(scratch.name) / f"{args.video.stem}_frame0.png"
     cv2.imwrite(str(first), next(iter(src.frames(0, 1)))[..., ::-1])
     personas.append(
         (f"{first.name} + mouths", SimpleNamespace(source=first, source_kind="image", mouths=args.video))

@@ -57,7 +57,8 @@ def closeups() -> np.ndarray:
         def get_or_compute(self, namespace, key, compute):
             return compute()
 
-    folder = Path(tempfile.mkdtemp(prefix="talkreel-closeups-"))
+    scratch = tempfile.TemporaryDirectory(prefix="talkreel-closeups-")  # (removed when the function returns)
+    folder = Path(scratch.name)
     colour = ensure_demo_portrait(folder)
     grey = folder / "grey.png"
     cv2.imwrite(str(grey), cv2.imread(str(colour), cv2.IMREAD_GRAYSCALE))

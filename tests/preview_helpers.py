@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,11 +34,20 @@ class MemoryCache:
         return self.store[(namespace, key)]
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder for media a test module builds once and caches, removed when the test run ends (by
+    the process that made it: a forked render child exits without pulling it away)."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+    return Path(folder)
+
+
 @functools.lru_cache(maxsize=1)
 def portrait_path() -> Path:
     from pipelines.engines.preview.demo import ensure_demo_portrait
 
-    return ensure_demo_portrait(Path(tempfile.mkdtemp(prefix="talkreel-demo-")))
+    return ensure_demo_portrait(scratch_dir("talkreel-demo-"))
 
 
 def settings(size=SIZE, idle: float = 1.0, mouth_gain: float = 1.0) -> RenderSettings:

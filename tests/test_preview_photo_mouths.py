@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,6 +27,7 @@ from tests.preview_helpers import (
     openings,
     portrait_path,
     prepared,
+    scratch_dir,
     settings,
     silence,
     tts_speech,
@@ -50,7 +50,7 @@ def talking_clip() -> Path:
         image = np.ascontiguousarray(prep.rig.apply(prep.frame, params)[..., :3])
         shift = np.float32([[1, 0, 2 * np.sin(k / 7)], [0, 1, np.cos(k / 9)]])
         frames.append(cv2.warpAffine(image, shift, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT101))
-    path = Path(tempfile.mkdtemp(prefix="talkreel-clip-")) / "talking.mp4"
+    path = scratch_dir("talkreel-clip-") / "talking.mp4"
     write_video(path, frames)
     return path
 
@@ -65,7 +65,7 @@ def narrow_clip() -> Path:
         np.ascontiguousarray(prep.rig.apply(prep.frame, {"mouth_open": o, "mouth_closure": c})[..., :3])
         for o, c in zip(opening, closure, strict=True)
     ]
-    path = Path(tempfile.mkdtemp(prefix="talkreel-clip-")) / "narrow.mp4"
+    path = scratch_dir("talkreel-clip-") / "narrow.mp4"
     write_video(path, frames)
     return path
 
