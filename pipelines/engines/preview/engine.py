@@ -301,9 +301,9 @@ class PreviewEngine:
         weights = passthrough_crossfade(prep.found[:n_src], FADE_FRAMES)
         if library is not None:
             chosen = LibraryMouths(library, mouths, prep.points, curves[:, 0], curves[:, 1], start)
-        curves = (
-            curves.copy()
-        )  # where the footage's own mouth is warped: the opening as a share of the warp's range
+        # where the footage's own mouth is warped: the opening as a share of the warp's range (the library above
+        # took the gap itself)
+        curves = curves.copy()
         curves[:, 0] *= OPEN_SCALE / OPEN_GAP
         for k in range(start, n):
             j = loop_frame(k, n_src, loop)

@@ -52,9 +52,8 @@ SILENCE_WEIGHT = 4.0
 QUIET = 0.1  # speech openings under this share of the speech's widest count as a closed mouth
 CLOSED_BAND = 0.25  # targets within this many standard deviations of the most closed entry count as closed
 _INNER_PAIRS = ((82, 87), (13, 14), (312, 317))
-EXTEND_DETAIL = (
-    0.5  # the warp rig of an opened-further mouth is built per frame: coarse fields, as for videos
-)
+# the warp rig of an opened-further mouth is built per frame: coarse fields, as for videos
+EXTEND_DETAIL = 0.5
 EXTEND_SLACK = 0.005  # pupil distances: asks this little beyond the widest entry are not worth a warp
 
 
