@@ -150,9 +150,21 @@ def test_portrait_without_a_face_is_an_input_error(tmp_path):
         PreviewEngine().prepare(SimpleNamespace(source=blank, source_kind="image"), settings(), MemoryCache())
 
 
-def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_path):
+def _video_persona(tmp_path, clip: list) -> tuple:
+    """A preview engine and its preparation of `clip` (RGB frames) as a video persona (CRF 12, a silent track)."""
     from pipelines.media.video_out import encode_final
+    from tests.spec_helpers import wav
 
+    silent = wav(tmp_path / "silence.wav", seconds=1.0)
+    video = encode_final(iter(clip), len(clip), FPS, SIZE, silent, tmp_path / "persona.mp4", crf=12)
+    engine = PreviewEngine()
+    prep = engine.prepare(
+        SimpleNamespace(source=video, source_kind="video"), settings(size=None), MemoryCache()
+    )
+    return engine, prep
+
+
+def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_path):
     # a 12-frame persona clip: the portrait drifting sideways, with four grey frames (no face) in the middle
     # (the face track bridges gaps of up to two frames)
     base = prepared().frame[: SIZE[1], : SIZE[0]]
@@ -162,17 +174,7 @@ def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_pa
         if 5 <= i <= 8:
             frame = np.full_like(base, 128)
         clip.append(frame)
-    wav = tmp_path / "silence.wav"
-    import wave
-
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes(np.zeros(16000, np.int16).tobytes())
-    video = encode_final(iter(clip), len(clip), FPS, SIZE, wav, tmp_path / "persona.mp4", crf=12)
-    engine = PreviewEngine()
-    prep = engine.prepare(
-        SimpleNamespace(source=video, source_kind="video"), settings(size=None), MemoryCache()
-    )
+    engine, prep = _video_persona(tmp_path, clip)
     assert prep.n_source == 12 and not prep.found[5:9].any() and prep.found[:5].all()
     speech = tts_speech()
     expression = build_expression_track([], speech.n_frames, FPS, 0)
@@ -184,7 +186,7 @@ def test_video_persona_plays_ping_pong_and_passes_faceless_frames_through(tmp_pa
     # faceless frames pass through (held as JPEG quality 95 in memory for the ping-pong: visually identical)
     from pipelines.media.video_in import open_source
 
-    src = list(open_source(video, FPS).frames())
+    src = list(open_source(prep.source, FPS).frames())
     assert np.abs(frames[6].image.astype(int) - src[6]).mean() < 1.0
 
 
@@ -261,21 +263,9 @@ def test_real_portraits_open_to_the_gap_the_speech_asks(shared_dir):
 def test_a_video_persona_under_a_short_speech_gives_the_frames_a_long_one_starts_with(tmp_path):
     # the render holds (and decodes) only the source frames its speech shows: a speech shorter than the clip
     # gets the very frames a speech that plays the clip back and forth starts with
-    from pipelines.media.video_out import encode_final
-
     base = prepared().frame[: SIZE[1], : SIZE[0]]
     clip = [np.roll(base, 2 * i, axis=1) for i in range(12)]
-    wav = tmp_path / "silence.wav"
-    import wave
-
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes(np.zeros(16000, np.int16).tobytes())
-    video = encode_final(iter(clip), len(clip), FPS, SIZE, wav, tmp_path / "persona.mp4", crf=12)
-    engine = PreviewEngine()
-    prep = engine.prepare(
-        SimpleNamespace(source=video, source_kind="video"), settings(size=None), MemoryCache()
-    )
+    engine, prep = _video_persona(tmp_path, clip)
     long, short = silence(1.2), silence(0.2)
     values = build_expression_track([(0, None, "happy", 0.8)], long.n_frames, FPS, seed=0).values
     frames = {}
