@@ -213,14 +213,10 @@ class FaceRig:
         for patch in self.patches:
             patch.apply(image, out, coef)
         if coef["blink"] > 0.05:
-            if self._lid_skins[0] is not image:  # grown from this image's skin once, then reused
-                self._lid_skins = (image, {})
-            eyelid_fill(out, self.points, self.unit, coef["blink"], self._lid_skins[1])
+            eyelid_fill(out, self.points, self.unit, coef["blink"], self._skins(image))
         if self.regions == "all" and coef["mouth_open"] > 0.02:
             top, bottom = self.patches[-1].gap_lines(coef)
-            if self.palette is None:
-                self.palette = palette_of(image, self.points, self.unit, not self.closed_at_rest)
-            mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.teeth, self.palette)
+            mouth_fill(out, top, bottom, self.unit, coef["mouth_open"], self.teeth, self._palette(image))
         if self.regions == "all" and coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
             # lips pressed over the teeth of a smiling portrait: the squeezed teeth leave a bright sliver,
             # a real closed mouth shows a dark seam there
@@ -285,8 +281,6 @@ class FaceRig:
 
         if coef["mouth_open"] > 0.02:
             top, bottom = mouth.gap_lines(coef)
-            if self.palette is None:
-                self.palette = palette_of(source, self.points, self.unit, not self.closed_at_rest)
             mouth_fill(
                 out,
                 moved(top),
@@ -294,12 +288,24 @@ class FaceRig:
                 self.unit,
                 coef["mouth_open"],
                 self.teeth,
-                self.palette,
+                self._palette(source),
             )
         if coef["mouth_closure"] > 0.5 and not self.closed_at_rest:
             seam = mouth.split_line(coef)
             lip_seam(out, moved(seam), self.unit, (coef["mouth_closure"] - 0.5) * 2)
         return out
+
+    def _palette(self, image: np.ndarray) -> MouthPalette:
+        """The interior's colours: given, or read from the first image a mouth opens on, then kept."""
+        if self.palette is None:
+            self.palette = palette_of(image, self.points, self.unit, not self.closed_at_rest)
+        return self.palette
+
+    def _skins(self, image: np.ndarray) -> dict:
+        """The closed lids' skin, grown from `image`'s once (eyelid_fill fills the dict), then reused."""
+        if self._lid_skins[0] is not image:
+            self._lid_skins = (image, {})
+        return self._lid_skins[1]
 
     def _upper_canvas(self, source: np.ndarray, coef: dict[str, float], mouth: _Patch | None) -> np.ndarray:
         """`source` with the eye patch warped and the closed lids drawn, and with the box of the `mouth` patch
@@ -319,10 +325,8 @@ class FaceRig:
                 canvas[y0:y1, x0:x1] = source[y0:y1, x0:x1]
         painted = [upper.box] if upper.apply(source, canvas, coef, memo=True) else []
         if coef["blink"] > 0.05:
-            if self._lid_skins[0] is not source:  # grown from this source's skin once, then reused
-                self._lid_skins = (source, {})
             painted.append(
-                eyelid_fill(canvas, self.points, self.unit, coef["blink"], self._lid_skins[1], source)
+                eyelid_fill(canvas, self.points, self.unit, coef["blink"], self._skins(source), source)
             )
         if mouth is not None and painted:
             y0, y1, x0, x1 = mouth.box
