@@ -60,8 +60,9 @@ def astronaut(n: int, size: tuple[int, int]):
     w, h = size
     big = cv2.resize(image, (int(w * 1.2), int(w * 1.2)), interpolation=cv2.INTER_CUBIC)
     frames = []
-    for i in range(n):
-        x, y = 4 * i, int(0.1 * big.shape[0]) + 2 * i
+    for i in range(n):  # a slow pan, wrapping round inside the picture however many frames are asked for
+        x = 4 * i % (big.shape[1] - w + 1)
+        y = (int(0.1 * big.shape[0]) + 2 * i) % (big.shape[0] - h + 1)
         frames.append(np.ascontiguousarray(big[y : y + h, x : x + w]))
     return frames
 
@@ -127,32 +128,54 @@ def watermark_survival(
         for channel, scale in [(c, s) for c in channels for s in scales]:
             marker = Watermarker(WM_ID, scale=scale, channel=channel)
             marked = [marker.embed(f) for f in clean]
-            psnr = np.mean(
-                [
-                    10 * np.log10(255**2 / np.mean((m.astype(float) - c) ** 2))
-                    for m, c in zip(marked, clean, strict=True)
-                ]
-            )
             print(
-                f"\n{source_name} {size[0]}x{size[1]}, {n} frames, channel {channel}, scale {scale:g}, PSNR {psnr:.1f} dB"
+                f"\n{source_name} {size[0]}x{size[1]}, {n} frames, channel {channel}, scale {scale:g}, "
+                f"PSNR {_psnr(marked, clean):.1f} dB"
             )
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 final = encode_final(
                     iter(marked), n, fps, size, _silence(folder, n / fps), folder / "final.mp4", crf=18
                 )
-                stages = [
-                    ("lossless (before encode)", marked),
-                    ("final encode CRF 18", list(iter_frames(final))),
-                    ("+ user re-encode CRF 23", list(iter_frames(_reencode(final, folder / "r23.mp4", 23)))),
-                    ("+ user re-encode CRF 28", list(iter_frames(_reencode(final, folder / "r28.mp4", 28)))),
-                    (
-                        "+ user downscale 2/3, CRF 23",
-                        list(iter_frames(_reencode(final, folder / "small.mp4", 23, scale=2 / 3))),
-                    ),
-                ]
-                for name, frames in stages:
-                    print(f"  {name:32s} {_stage(frames, channel, scale)}")
+                print(f"  {'lossless (before encode)':32s} {_stage(marked, channel, scale)}")
+                _after_encode(final, folder, channel, scale)
+            if channel != "U":
+                continue
+            # what a render does: the frames marked on their way into x264, on its chroma plane
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                silence = _silence(folder, n / fps)
+                plain = encode_final(iter(clean), n, fps, size, silence, folder / "plain.mp4", crf=18)
+                final = encode_final(
+                    iter(clean), n, fps, size, silence, folder / "final.mp4", crf=18, watermark=marker
+                )
+                shown = _psnr(list(iter_frames(final)), list(iter_frames(plain)))
+                print(
+                    f"  marked by the encoder (the render's path), PSNR {shown:.1f} dB against the same encode"
+                )
+                _after_encode(final, folder, channel, scale)
+
+
+def _psnr(marked: list[np.ndarray], clean: list[np.ndarray]) -> float:
+    return float(
+        np.mean(
+            [
+                10 * np.log10(255**2 / np.mean((m.astype(float) - c) ** 2))
+                for m, c in zip(marked, clean, strict=True)
+            ]
+        )
+    )
+
+
+def _after_encode(final: Path, folder: Path, channel: str, scale: float) -> None:
+    stages = [
+        ("final encode CRF 18", final),
+        ("+ user re-encode CRF 23", _reencode(final, folder / "r23.mp4", 23)),
+        ("+ user re-encode CRF 28", _reencode(final, folder / "r28.mp4", 28)),
+        ("+ user downscale 2/3, CRF 23", _reencode(final, folder / "small.mp4", 23, scale=2 / 3)),
+    ]
+    for name, path in stages:
+        print(f"  {name:32s} {_stage(list(iter_frames(path)), channel, scale)}")
 
 
 def package_survival(n: int, size: tuple[int, int], sources: tuple[str, ...]) -> None:

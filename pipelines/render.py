@@ -365,6 +365,7 @@ def render_job(
         segment_frames=SEGMENT_FRAMES,
         before_commit=lambda _end: faces.save(),
         total=composition.n_frames,
+        watermark=composition.watermark,
     )
     total = composition.n_frames
     # The output audio (normalised track, the composition's timeline, AAC) is made while the frames render, in
@@ -525,7 +526,7 @@ def _render_frames(
     """Every output frame from writer.start on, through the compositor into the writer.
 
     One pass, three stages at once: the engine makes its frames a few ahead (in a child process or on a worker
-    thread, see _made_ahead) while this thread composites (label, captions, watermark) and feeds x264 (its own
+    thread, see _made_ahead) while this thread composites (label, captions), marks and feeds x264 (its own
     process) through the pipe. Stage times: "engine" is the engine's own time (it overlaps the others),
     "engine_wait" the time this thread waited for it, "compose" and "encode" this thread's work; each nested
     measure includes the one inside it, so it is subtracted.

@@ -53,7 +53,16 @@ def _render(plan):
 
 
 def _encode(plan, frames, path):
-    return encode_final(iter(frames), plan.n_frames, plan.fps, plan.size, plan.write_audio(), path, crf=18)
+    return encode_final(
+        iter(frames),
+        plan.n_frames,
+        plan.fps,
+        plan.size,
+        plan.write_audio(),
+        path,
+        crf=18,
+        watermark=plan.watermark,
+    )
 
 
 def _audio_rms(samples, fps, first, count):
@@ -110,11 +119,13 @@ def _reference_card(plan, text: CardText, tmp_path=None):
     theme = load_theme(None)
     card = render_card(plan.size, text, theme, background(plan.size, None, theme.colours.background, None))
     label_overlay(resolve_label(None, theme), plan.size, theme).blend_onto(card)
-    card = Watermarker(WM_ID).embed(card)
     if tmp_path is None:
         return card
     silence = write_wav(tmp_path / "silence.wav", np.zeros(OUTPUT_RATE // 5, np.float32), OUTPUT_RATE)
-    mp4 = encode_final(iter([card] * 3), 3, plan.fps, plan.size, silence, tmp_path / "card.mp4", crf=18)
+    marker = Watermarker(WM_ID)
+    mp4 = encode_final(
+        iter([card] * 3), 3, plan.fps, plan.size, silence, tmp_path / "card.mp4", crf=18, watermark=marker
+    )
     return next(iter_frames(mp4))
 
 

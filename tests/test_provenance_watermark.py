@@ -122,6 +122,52 @@ def test_the_packages_own_decoder_reads_our_marks():
     assert decoded[:4].hex() == "0badcafe"
 
 
+def _i420_to_rgb(buffer, size):
+    """What a player shows of I420Frames' bytes: BT.709 limited range back to RGB, chroma repeated over its 2x2."""
+    from pipelines.media.video_out import I420Frames
+
+    w, h = size
+    q = (w // 2) * (h // 2)
+    y = buffer[: w * h].reshape(h, w).astype(np.float64)
+    cb = buffer[w * h : w * h + q].reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1)
+    cr = buffer[w * h + q :].reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1)
+    ycbcr = np.stack([y, cb, cr], -1) - I420Frames.MATRIX[:, 3]
+    rgb = ycbcr @ np.linalg.inv(I420Frames.MATRIX[:, :3].astype(np.float64)).T
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [SIZE, (640, 360)])
+def test_frames_marked_on_their_way_into_the_encoder_read_back(size):
+    """The encoder's path (I420Frames with a watermark: the mark put on the chroma plane) reads back from what a
+    player shows, by our reader and by the package's own decoder, and changes only the Cb plane."""
+    from imwatermark import WatermarkDecoder
+    from skimage import data
+
+    from pipelines.media.video_out import I420Frames
+
+    marker = Watermarker("0badcafe")
+    plain, marking = I420Frames(size), I420Frames(size, marker)
+    w, h = size
+    for frame in (cv2.resize(clip_frame(3), size), cv2.resize(data.astronaut(), size)):
+        before = np.array(plain(frame))
+        after = np.array(marking(frame))
+        changed = np.flatnonzero(before != after)
+        assert len(changed) > 0.3 * (w // 2) * (h // 2)
+        assert changed.min() >= w * h and changed.max() < w * h + (w // 2) * (h // 2)  # only Cb moved
+        shown = _i420_to_rgb(after, size)
+        assert psnr(shown, _i420_to_rgb(before, size)) > 36
+        assert id_from_bits((read_scores(shown) > 0.5).astype(np.uint8)) == "0badcafe"
+        assert read_scores(_i420_to_rgb(before, size)) is not None
+        assert id_from_bits((read_scores(_i420_to_rgb(before, size)) > 0.5).astype(np.uint8)) is None
+        bgr = cv2.cvtColor(shown, cv2.COLOR_RGB2BGR)
+        decoded = WatermarkDecoder("bytes", PAYLOAD_BITS).decode(
+            bgr, "dwtDctSvd", scales=[0, int(DEFAULT_SCALE), 0]
+        )
+        assert decoded[:4].hex() == "0badcafe"
+    with pytest.raises(ValueError):
+        I420Frames(size, Watermarker("0badcafe", channel="Y"))(cv2.resize(clip_frame(0), size))
+
+
 def test_sample_frames_spreads_over_the_stream():
     picked = list(sample_frames(iter(range(100)), 100, 5))
     assert picked == [0, 25, 50, 74, 99]

@@ -4,7 +4,8 @@ The plan knows the output timeline before any frame exists (cards, clip offset, 
 output audio for that timeline, and `plan.frames(clip_frames, start)` streams the final frames one at a time, from
 any output frame (a resumed render starts mid-way; `plan.clip_start(start)` says which clip frame it needs first): card
 images (rendered once), cross-fades, the clip placed full-frame or picture-in-picture, lower thirds, the FAQ
-question banner, burned-in captions, the visible label and the invisible watermark. Nothing holds more than a
+question banner, burned-in captions and the visible label. The invisible watermark is the encoder's (`plan.watermark`
+handed to the SegmentWriter: it marks each frame's chroma on the way into x264). Nothing holds more than a
 few frames, so memory does not grow with the clip's length.
 """
 
@@ -94,6 +95,11 @@ class CompositionPlan:
     def duration(self) -> float:
         return self.n_frames / self.fps
 
+    @property
+    def watermark(self) -> Watermarker:
+        """The invisible watermark of this output, for the encoder to embed (`SegmentWriter(watermark=...)`)."""
+        return Watermarker(self.wm_id)
+
     def write_audio(self) -> Path:
         """The output's audio (48 kHz mono, exactly n_frames / fps): silence or the spoken question under the
         cards, the clip's audio under the clip. Written now, not while planning, so the clip's audio may still
@@ -137,25 +143,24 @@ class CompositionPlan:
         same frames as a full run from 0 (a resumed render relies on it)."""
         if not 0 <= start < self.n_frames:
             raise ValueError(f"start {start} outside 0..{self.n_frames - 1}")
-        marker = Watermarker(self.wm_id)
         source = _ClipSource(iter(clip_frames), self.clip_start(start), self.clip_frames, self._clip_output)
         last_card: tuple[CardSegment | None, np.ndarray | None] = (None, None)
         for i in range(start, self.n_frames):
             k = i - self.clip_offset
             if 0 <= k < self.clip_frames:
-                yield self._finish(source.picture(k), marker)
+                yield self._finish(source.picture(k))
                 continue
             card = self._card_at(i)
             j = i - card.first_frame
             if j >= card.n_frames - card.fade_out:
                 a = (j - (card.n_frames - card.fade_out) + 1) / (card.fade_out + 1)
-                yield self._finish(_mix(card.image, source.picture(0), a), marker)
+                yield self._finish(_mix(card.image, source.picture(0), a))
             elif j < card.fade_in:
                 last = source.picture(self.clip_frames - 1)
-                yield self._finish(_mix(last, card.image, (j + 1) / (card.fade_in + 1)), marker)
+                yield self._finish(_mix(last, card.image, (j + 1) / (card.fade_in + 1)))
             else:
-                if last_card[0] is not card:  # a still card is labelled and marked once
-                    last_card = (card, self._finish(card.image.copy(), marker))
+                if last_card[0] is not card:  # a still card is labelled once
+                    last_card = (card, self._finish(card.image.copy()))
                 yield last_card[1].copy()
         source.finish()
 
@@ -198,11 +203,10 @@ class CompositionPlan:
                 timed.overlay.blend_onto(picture, opacity)
         return picture
 
-    def _finish(self, frame: np.ndarray, marker: Watermarker) -> np.ndarray:
-        """Label and watermark, in place: every frame that reaches here is a fresh picture of this plan's own."""
+    def _finish(self, frame: np.ndarray) -> np.ndarray:
+        """The label, in place: every frame that reaches here is a fresh picture of this plan's own."""
         if self._label is not None:
             self._label.blend_onto(frame)
-        marker.embed_in_place(frame)
         return frame
 
 

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from pipelines.errors import InputError, RenderError
 from pipelines.media.atomic import move_into_place, pid_alive, pid_of_temp, temp_path_for
 from pipelines.media.audio import OUTPUT_RATE, sample_count
 from pipelines.media.ffmpeg import FFmpegPipe, run_ffmpeg
+
+if TYPE_CHECKING:
+    from pipelines.provenance.watermark import Watermarker
 
 DEFAULT_SEGMENT_FRAMES = (
     250  # x264's own default keyframe interval: segments add no keyframes it would not place
@@ -63,7 +67,8 @@ def _bt709_limited() -> np.ndarray:
 
 class I420Frames:
     """RGB frames -> the planar 4:2:0 bytes x264 encodes (BT.709, limited range, chroma as 2x2 means, so sited
-    at the centre of each 2x2 block), in one reused buffer.
+    at the centre of each 2x2 block), in one reused buffer; with `watermark`, each frame marked on the way
+    (`Watermarker.embed_ycbcr`: on the chroma plane, from the 2x2 means computed here anyway).
 
     Done here rather than by ffmpeg's scaler because OpenCV's vectorised colour transform and 2x2 mean cost
     ~0.2 ms at 512x512 and the scaler ~0.7 ms, and the pipe then carries half the bytes
@@ -71,7 +76,7 @@ class I420Frames:
 
     MATRIX = _bt709_limited()
 
-    def __init__(self, size: tuple[int, int]):
+    def __init__(self, size: tuple[int, int], watermark: Watermarker | None = None):
         w, h = size
         self.half = (w // 2, h // 2)
         self.buffer = np.empty(w * h * 3 // 2, np.uint8)
@@ -79,6 +84,7 @@ class I420Frames:
         self.y = self.buffer[: w * h].reshape(h, w)
         self.cb = self.buffer[w * h : w * h + q].reshape(h // 2, w // 2)
         self.cr = self.buffer[w * h + q :].reshape(h // 2, w // 2)
+        self.watermark = watermark
 
     def __call__(self, rgb: np.ndarray) -> memoryview:
         """The frame's bytes; valid until the next call."""
@@ -90,6 +96,8 @@ class I420Frames:
         half = cv2.resize(ycbcr, self.half, interpolation=cv2.INTER_AREA)
         cv2.extractChannel(half, 1, dst=self.cb)
         cv2.extractChannel(half, 2, dst=self.cr)
+        if self.watermark is not None:
+            self.watermark.embed_ycbcr(half, self.cb, self.MATRIX)
         return memoryview(self.buffer)
 
 
@@ -197,7 +205,7 @@ class SegmentWriter:
     With `total` (the frames the caller will write in all), each segment's ffmpeg is started one segment ahead
     (the first one on entering the block) and waits for its frames: its start-up (~20 ms) then never holds up
     a write. Without it, a segment's ffmpeg starts at its first frame. `x264_params`: x264's own options
-    (`key=value:...`) on top of the preset.
+    (`key=value:...`) on top of the preset. `watermark`: every frame marked on its way in (I420Frames).
     """
 
     def __init__(
@@ -211,6 +219,7 @@ class SegmentWriter:
         before_commit: Callable[[int], None] | None = None,
         total: int | None = None,
         x264_params: str | None = None,
+        watermark: Watermarker | None = None,
     ):
         if segment_frames < 1:
             raise ValueError("segment_frames must be >= 1")
@@ -234,7 +243,7 @@ class SegmentWriter:
             *("-threads", str(max(1, (os.cpu_count() or 1) - 2))),
             *(("-x264-params", x264_params) if x264_params else ()),
         ]
-        self.to_i420 = I420Frames(self.size)
+        self.to_i420 = I420Frames(self.size, watermark)
         self.segment_frames = segment_frames
         self.before_commit = before_commit or (lambda _end: None)
         self.start = completed_frames(self.work_dir)
@@ -420,9 +429,10 @@ def encode_final(
     crf: int = 18,
     preset: str = "medium",
     x264_params: str | None = None,
+    watermark: Watermarker | None = None,
 ) -> Path:
     """One H.264 (yuv420p) + AAC MP4 from exactly `n_frames` frames held or streamed: SegmentWriter then
-    mux_segments in a scratch folder beside `out_path`. Returns `out_path`."""
+    mux_segments in a scratch folder beside `out_path`. Returns `out_path`; `watermark` marks every frame."""
     if n_frames < 1:
         raise ValueError("n_frames must be >= 1")
     out_path = Path(out_path)
@@ -440,6 +450,7 @@ def encode_final(
                 segment_frames=n_frames,
                 total=n_frames,
                 x264_params=x264_params,
+                watermark=watermark,
             ) as writer,
         ):
             for frame in frames:

@@ -7,6 +7,11 @@ modulo `scale` says the bit (0.25*scale for 0, 0.75*scale for 1), the 48 bits re
 raster order. Frames marked here decode with the package's own decoder:
 `WatermarkDecoder('bytes', 48).decode(bgr, 'dwtDctSvd', scales=[0, 54, 0])` (a test checks that).
 
+Two ways in, one scheme: `embed` / `embed_in_place` mark an RGB frame; `embed_ycbcr` marks a frame on its way into
+the 4:2:0 encoder (what a render does, through pipelines.media.video_out.I420Frames): the U plane is a linear
+function of the Y'CbCr the encoder is given, so the band is read from the 2x2 means the conversion makes anyway and
+the change goes into the Cb plane alone, with no full-size pass (~0.6 ms against ~1.3 ms a 512x512 frame).
+
 Differences from the package's encoder, none of which changes what a decoder sees: no DCT (singular values do not
 change under it, see `_top_singular`), vectorised numpy and OpenCV (the package loops over blocks in Python,
 ~0.2 s per 720p frame; this is ~0.75 ms per 512x512 frame on one thread), only the approximation band is changed
@@ -93,6 +98,20 @@ def _band(rgb: np.ndarray, channel: str) -> np.ndarray:
     if offset:
         band += 2.0 * offset
     return band
+
+
+@lru_cache(maxsize=4)
+def _plane_from_ycbcr(channel: str, matrix_bytes: bytes) -> tuple[np.ndarray, float]:
+    """For Y'CbCr made by a 3x4 RGB -> Y'CbCr matrix (float32 bytes): the 1x4 transform from a pixel's Y'CbCr to
+    its band value (2x the plane), and the Cb change that moves the plane by one level.
+
+    The plane is linear in RGB and RGB is linear in Y'CbCr, so the plane is linear in Y'CbCr; U's weights sum to
+    zero, so it does not depend on Y' (for BT.709 limited range: U = 0.982 (Cb - 128) - 0.110 (Cr - 128) + 128)."""
+    matrix = np.frombuffer(matrix_bytes, np.float32).reshape(3, 4).astype(np.float64)
+    weights, offset = _PLANE[channel]
+    per_ycbcr = weights.astype(np.float64) @ np.linalg.inv(matrix[:, :3])
+    constant = offset - per_ycbcr @ matrix[:, 3]
+    return 2.0 * np.array([[*per_ycbcr, constant]]), 1.0 / float(per_ycbcr[1])
 
 
 def _entries(band: np.ndarray) -> np.ndarray:
@@ -213,9 +232,37 @@ class Watermarker:
             return
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.strides[1:] != (3, 1):
             raise ValueError("embed_in_place needs an RGB uint8 frame whose rows are contiguous")
+        band = _band(frame, self.channel)
+        delta = self._change(band)
+        _add_blocks(frame[: band.shape[0] * 2, : band.shape[1] * 2], delta, _RGB_STEP[self.channel])
+
+    def embed_ycbcr(self, means: np.ndarray, cb: np.ndarray, matrix: np.ndarray) -> None:
+        """Mark a frame on its way into a 4:2:0 encoder, in place: the change `embed_in_place` makes to the
+        U plane, made through the Cb plane alone.
+
+        `means`: the frame's Y'CbCr at chroma resolution (h/2, w/2, 3 uint8: each 2x2 block's mean) made by
+        `matrix`, the 3x4 RGB -> Y'CbCr transform of the encoder's input; `cb`: its Cb plane (h/2, w/2 uint8),
+        written. The band is read from the means (`_plane_from_ycbcr`); their rounding to whole levels moves a
+        block's s0 by ~1 against the lattice's step of 54. U plane only (a Y mark would change full-size luma)."""
+        h2, w2 = means.shape[:2]
+        if 4 * h2 * w2 < MIN_PIXELS:
+            return
+        if self.channel != "U":
+            raise ValueError("embed_ycbcr marks the U plane only")
         import cv2
 
-        band = _band(frame, self.channel)
+        weights, step = _plane_from_ycbcr(self.channel, np.asarray(matrix, np.float32).tobytes())
+        hb, wb = h2 // BLOCK * BLOCK, w2 // BLOCK * BLOCK  # as _band: whole 8x8-pixel blocks
+        band = cv2.transform(means[:hb, :wb].astype(np.float32), weights)
+        delta = self._change(band)
+        region = cb[:hb, :wb]
+        _into(region, cv2.add(region, delta * step, dst=region, dtype=cv2.CV_8U))
+
+    def _change(self, band: np.ndarray) -> np.ndarray:
+        """The plane's change on each of the band's 2x2 pixel blocks (float32, the band's shape) that moves every
+        4x4 block's largest singular value onto its bit's lattice."""
+        import cv2
+
         rows, cols = band.shape[0] // BLOCK, band.shape[1] // BLOCK
         s0, u0, v0 = _top_singular(_entries(band), EMBED_ITERATIONS)
         # The nearest point of the bit's lattice (k + 0.25 + 0.5 * bit) * scale, not the one in s0's own cell as
@@ -225,15 +272,14 @@ class Watermarker:
         target = np.round((s0 - centre) / self.scale) * self.scale + centre
         target = np.where(target < 0, target + self.scale, target)
         # A change d of a Haar approximation coefficient is d/2 on each of its 2x2 pixels (so 4:2:0 chroma
-        # subsampling keeps it), applied through the RGB direction that moves only the chosen plane.
+        # subsampling keeps it).
         outer = ((target - s0) * 0.5 * u0)[:, None] * v0[None]  # (4, 4, rows, cols): half * u0 v0^T
         # Into band layout, block (y, x) entry (i, j) at [4 y + i, 4 x + j]: row i of every block is one 4-channel
         # merge (numpy's own transpose of this shape runs 4-element inner loops, ~4x slower).
         delta = np.empty((rows, BLOCK, cols, BLOCK), np.float32)
         for i in range(BLOCK):
             _into(delta[:, i], cv2.merge(list(outer[i]), dst=delta[:, i]))
-        delta = delta.reshape(rows * BLOCK, cols * BLOCK)
-        _add_blocks(frame[: rows * BLOCK * 2, : cols * BLOCK * 2], delta, _RGB_STEP[self.channel])
+        return delta.reshape(rows * BLOCK, cols * BLOCK)
 
 
 def read_scores(
