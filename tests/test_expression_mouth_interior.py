@@ -128,7 +128,7 @@ def test_blinks_never_blend_two_eye_states(colour, blink):
 
 # ---- the painted interior on its own: a drawn opening, no landmarks (what mouth_fill guarantees) ----------
 UNIT = 120.0
-SKIN, LIPS, TEETH_RGB = (200.0, 150.0, 130.0), (180.0, 90.0, 90.0), (232.0, 226.0, 214.0)
+SKIN, LIPS, TEETH_RGB = (200.0, 150.0, 130.0), (180.0, 90.0, 90.0), np.array((232.0, 226.0, 214.0))
 
 
 def _lines(sag: float = 8.0, gap: float = 40.0, n: int = 11):
@@ -189,16 +189,77 @@ def test_the_upper_teeth_are_shaded_separated_teeth_not_a_flat_bar():
     assert middle <= TEETH_RGB @ LUMA + 1  # (+ rounding)
     # the upper lip's shadow falls on the teeth's top (the gum line), not a flat white bar
     assert gum < 0.9 * middle
-    # soft darker lines between the teeth, following the band's curve: the luma half-way down the band, column
-    # by column, dips at each gap between two teeth (the incisors' middle, their sides, the next teeth)
+    # soft, faint darker lines between the teeth, following the band's curve: the luma half-way down the band,
+    # column by column, dips at each gap between two teeth (the incisors' middle, their sides, the next teeth),
+    # but by a tenth of the teeth's light at most (dips of 40-60 levels read as a second, drawn row of teeth)
     xs = np.arange(100, 201)
     cx = (xs - 150) / 60.0
     rows = np.round(150 + 8 * (1 - cx**2) + 0.55 * band * np.sqrt(1 - cx**2)).astype(int)
     along = luma[rows, xs]
-    dips = [i for i in range(3, len(along) - 3) if along[i] < min(along[i - 3], along[i + 3]) - 8]
-    groups = np.split(np.array(dips), np.flatnonzero(np.diff(dips) > 2) + 1) if dips else []
+    depth = np.array([min(along[i - 3], along[i + 3]) - along[i] for i in range(3, len(along) - 3)])
+    dips = np.flatnonzero(depth > 4) + 3
+    groups = np.split(dips, np.flatnonzero(np.diff(dips) > 2) + 1) if len(dips) else []
     assert len(groups) >= 5, f"{len(groups)} gaps between teeth"
     assert any(abs(100 + g.mean() - 150) <= 2 for g in groups), "no gap between the central incisors"
+    middle = np.abs(xs[3:-3] - 150) <= 35  # (beyond, the band shortens towards the corners)
+    assert depth[middle].max() < 0.12 * (TEETH_RGB @ LUMA), f"gaps {depth[middle].max():.0f} levels deep"
+
+
+def test_the_lips_inner_edge_darkens_into_the_cavity_and_the_corners_pinch_in_shadow():
+    """No lip-lit ring round the opening: inside it, nothing is lit like the lip (0.55-0.85 of its luma; the
+    lip's inner edge at 0.7 of it drew a sharp lip-coloured band all round the cavity, the opening looked cut
+    out and outlined), and the corners, where that band was widest, are in shadow."""
+    out, _ = _fill(teeth=0.0)
+    top, bottom = _lines()
+    inside = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(np.concatenate([top, bottom[::-1]])).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
+    lips = np.array(LIPS) @ LUMA
+    share = _luma(out)[inside] / lips
+    assert ((share > 0.55) & (share < 0.85)).sum() == 0, "a lip-lit band inside the opening"
+    corners = _luma(out)[151, [92, 94, 96, 204, 206, 208]] / lips  # a few pixels in from each corner
+    assert corners.max() < 0.5, f"the corners lit at {corners.max():.2f} of the lip"
+
+
+def test_the_cavity_is_lit_down_from_its_dark_back_towards_the_lower_lip():
+    """Light comes in through the opening: in the middle of a wide one, the cavity between the teeth and the
+    tongue gets lighter downwards, clearly (a range of 23-28 grey levels read as one flat dark shape)."""
+    out, _ = _fill(opening=1.0)
+    column = _luma(out)[:, 150]
+    high, low = column[150 + 8 + 16], column[150 + 8 + 28]  # 0.4 and 0.7 of the 40 px gap
+    assert low > 1.4 * high and high < 0.3 * (np.array(LIPS) @ LUMA), f"{high:.0f} -> {low:.0f}"
+
+
+def test_the_painted_teeth_take_the_light_of_the_portraits_own():
+    """A portrait whose parted lips show a sliver of its teeth (a tenth of the opening; the rest shadow and the
+    lips' edges the landmarks take in): the palette reads those teeth, and the painted band is lit like them
+    (the brightest third of the opening was mostly lip: pink teeth, or none read and a white made up, so the
+    painted row was greyer or whiter than the portrait's own)."""
+    from pipelines.expression.mouth_interior import mouth_fill, palette_of
+
+    rig = prepared().rig
+    pts = rig.points
+    image = np.zeros((rig.height, rig.width, 3), np.uint8)
+    image[:] = SKIN
+    cv2.fillPoly(image, [np.round(pts[list(mesh.LIPS_OUTER)]).astype(np.int32)], LIPS)
+    opening = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [np.round(pts[list(mesh.LIPS_INNER)]).astype(np.int32)], 1)
+    ys, _ = np.nonzero(opening)
+    rows = np.arange(image.shape[0])[:, None]
+    shadow = (opening > 0) & (rows >= np.quantile(ys, 0.12)) & (rows < np.quantile(ys, 0.6))
+    own = np.array((150.0, 140.0, 135.0))  # teeth in the parted lips' shade
+    image[(opening > 0) & (rows < np.quantile(ys, 0.1))] = own
+    image[shadow] = (40, 20, 20)
+    palette = palette_of(image, pts, rig.unit, teeth_visible=True)
+    np.testing.assert_allclose(palette.teeth, own, atol=8)
+
+    top, bottom = _lines()
+    canvas = _canvas(top, bottom)
+    mouth_fill(canvas, top, bottom, UNIT, 1.0, 1.0, palette)
+    band = _luma(canvas)[158 + 4 : 158 + int(0.13 * UNIT) - 1, 140:161]  # under the gum line, above the tips
+    assert abs(band.mean() - own @ LUMA) < 0.12 * (own @ LUMA), (
+        f"band {band.mean():.0f}, own {own @ LUMA:.0f}"
+    )
 
 
 def test_under_a_parted_portraits_own_teeth_the_painted_teeth_join_them_without_a_lip_line():

@@ -26,9 +26,12 @@ import numpy as np
 from pipelines.face import mesh
 
 _CHEEK_SKIN = (205, 425, 207, 427, 36, 266, 200, 199)  # cheeks beside the mouth and the chin below it
-# the lips' inner edge, where it turns into the mouth: the lip colour a little shaded (darker reads as a
-# lip liner ringing the opening)
-LIP_EDGE = 0.7
+# the lips' inner edge, where it turns into the mouth: the lip colour shaded, fading into the cavity over a
+# blur of EDGE_BLUR reaches (wet inner lip into shadow, not an outline)
+LIP_EDGE = 0.85
+EDGE_BLUR = 1.0
+GAP_SHADE = 0.1  # how much a gap between two upper teeth darkens them
+TEETH_READ = 0.04  # the share of the resting opening's pixels read as the portrait's own teeth
 TEETH = 0.13  # how far the upper teeth show under the upper lip of a speaking mouth, in pupil distances
 
 
@@ -64,10 +67,15 @@ def _luma(rgb: np.ndarray) -> float:
     return float(rgb @ np.array([0.299, 0.587, 0.114], np.float32))
 
 
+def _whiteness(rgb: np.ndarray) -> np.ndarray:
+    """(n, 3) -> (n,): luma less chroma (max - min channel): high for teeth, lower for lips however lit."""
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32) - (rgb.max(1) - rgb.min(1))
+
+
 def palette_of(image: np.ndarray, points: np.ndarray, unit: float, teeth_visible: bool) -> MouthPalette:
     """The face's colours from its image and landmarks (478, 2): median lip colour between the outer and inner
     lip contours, median skin beside the mouth, and the teeth's colour when the mouth shows them at rest (the
-    brightest third of the opening), else a near-neutral white a little brighter than the skin, tinted by it."""
+    whitest TEETH_READ of the opening), else a near-neutral white a little brighter than the skin, tinted by it."""
     rgb = image[..., :3]
     pts = np.asarray(points, np.float64)[:, :2]
     outer, inner = pts[list(mesh.LIPS_OUTER)], pts[list(mesh.LIPS_INNER)]
@@ -92,9 +100,12 @@ def palette_of(image: np.ndarray, points: np.ndarray, unit: float, teeth_visible
     teeth = None
     inside = box[opening.ravel() > 0]
     if teeth_visible and len(inside) >= 12:
-        luma = inside @ np.array([0.299, 0.587, 0.114], np.float32)
-        bright = inside[luma >= np.quantile(luma, 2 / 3)]
-        if _luma(np.median(bright, 0)) > _luma(lips):
+        # the teeth are the brightest, least coloured pixels between the lips; parted lips often show only a
+        # sliver of them (a tenth of the opening), the rest lips and shadow, so the whitest few are read (the
+        # brightest third was mostly lip: pink teeth)
+        white = _whiteness(inside)
+        bright = inside[white >= np.quantile(white, 1.0 - TEETH_READ)]
+        if _whiteness(np.median(bright, 0)[None])[0] > _whiteness(lips[None])[0]:
             teeth = np.median(bright, 0)
     if teeth is None:
         # brighter than any skin, whatever the skin: a dark face's teeth are not grey, a pale face's not skin
@@ -146,6 +157,13 @@ def _rounded(poly: np.ndarray) -> np.ndarray:
     return _SMOOTHING @ even
 
 
+def _blur(x: np.ndarray, sigma: float, reach: float) -> np.ndarray:
+    """A Gaussian blur of `sigma` whose kernel ends `reach` sigmas out (OpenCV's own reaches 4 for floats: a
+    kernel twice as long, and twice the time, for tails that change nothing one can see)."""
+    size = 2 * int(np.ceil(reach * sigma)) + 1
+    return cv2.GaussianBlur(x, (size, size), sigma)
+
+
 def _unit_clip(x: np.ndarray) -> np.ndarray:
     """x clipped to 0..1 in place (np.clip's own overhead is several times the arithmetic on a mouth's box,
     and this runs a dozen times on every open frame)."""
@@ -159,13 +177,12 @@ def _smooth(x: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 # Down an upper tooth (0 at the gum line, 1 at the tip): its light (in the upper lip's shadow at the top, a
-# little darker at the translucent tip), a hint of the gum line in the lips' hue, and how far the gaps between
-# teeth show (more towards the tips). Tables read per pixel: two dozen array operations less on every open frame.
+# little darker at the translucent tip) and a hint of the gum line in the lips' hue. Tables read per pixel: two
+# dozen array operations less on every open frame.
 _DOWN_STEPS = 64
 _DOWN = np.linspace(0.0, 1.0, _DOWN_STEPS + 1, dtype=np.float32)
 _DOWN_GUM = np.float32(0.36) * (1.0 - np.minimum(_DOWN / np.float32(0.16), 1.0)) ** 2
 _DOWN_LIGHT = (0.62 + 0.38 * _smooth(_DOWN, 0.0, 0.45) - 0.12 * _smooth(_DOWN, 0.7, 1.0)) * (1.0 - _DOWN_GUM)
-_DOWN_GAP = 0.4 + 0.6 * _DOWN
 # Down the tongue (0 at its top, 1 at the lower lip): how much of it covers the cavity (its rounded top fades in
 # over half its height) and its light: dim in the mouth's shade, a little lighter towards the front, where the
 # opening lets the light in. (A tongue lit on a narrow ridge and darker again towards the lip read as a thin
@@ -232,12 +249,12 @@ def mouth_fill(
         shape, [np.round(_rounded(outline) * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2
     )
     # inside the rounded outline: the mouth; between it and the landmarks' own outline (the corners it rounds
-    # off) and a little beyond both, the lips' shadowed inner edges
-    inner = cv2.GaussianBlur(shape, (0, 0), 0.4 * reach)
+    # off) and a little beyond both, the lips' shadowed inner edges. Blurred over a reach: the inner lip darkens
+    # gradually into the cavity's shadow (a narrower blur drew a sharp lip-coloured ring round a cut-out hole).
+    inner = _blur(shape, EDGE_BLUR * reach, 1.5)
     cv2.fillPoly(shape, [np.round(outline * 4).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=2)
     # 1 up to a pixel beyond the outline (where the fringe lies), fading out over a couple more
-    cover = cv2.GaussianBlur(cv2.dilate(shape, _GROW), (0, 0), 0.5 * reach)
-    cover = np.minimum(cover + cover, 1.0)
+    cover = _blur(cv2.dilate(shape, _GROW), 0.5 * reach, 2.0)  # (doubled, capped at 1: `alpha`)
 
     xs = np.arange(w, dtype=np.float64) + x0
     order = np.argsort(top[:, 0])
@@ -261,9 +278,22 @@ def mouth_fill(
     upper = np.maximum(_smooth(1.0 - centre, 0.5, 0.85), np.float32(_ramp(teeth, 0.6, 0.9)))
     lead = np.float32(0.6 * reach)  # the resting lower lip's last pixels, carried up by `top`: painted too
     rows = max(int(top_y.max() - lead) + 1, 0)  # (the rows where some pixels lie above `top`)
-    cover[:rows] *= np.where(depth[:rows] < -lead, upper, np.float32(1.0))
+    # (antialiased over a pixel: a row-by-row cut left a staircase along the top of the painted teeth; only
+    # the middle columns, where `upper` is under 1, change)
+    parted = np.flatnonzero(upper < 1.0)
+    u0, u1 = (int(parted[0]), int(parted[-1]) + 1) if len(parted) else (0, 0)
+    if u1 and rows:
+        above = _unit_clip(depth[:rows, u0:u1] + (lead + np.float32(1.0)))
+        above *= np.float32(1.0) - upper[u0:u1]
+        cover[:rows, u0:u1] *= above + upper[u0:u1]
     seen = inner  # (what the lips' edge leaves seen; `inner` is not needed again)
-    w_lips = np.float32(LIP_EDGE) - seen * np.float32(LIP_EDGE)
+    # the lip's inner edge: the lip's colour shaded, darker towards the cavity (the blur's ramp) and towards
+    # the corners, where the lips pinch together in the cheeks' shadow (a lip-lit edge there outlined the
+    # rounded-off corners, where the ring is widest)
+    edge = (LIP_EDGE * (0.25 + 0.75 * np.sqrt(centre))).astype(np.float32)
+    w_lips = np.float32(1.0) - seen
+    w_lips *= w_lips  # (the lip's light falls off fast into the opening: no lit plateau)
+    w_lips *= edge
     w_teeth = np.zeros_like(seen)
     w_tongue = np.zeros_like(seen)
 
@@ -280,31 +310,39 @@ def mouth_fill(
         r1 = min(int((top_y + band).max() + soft) + 2, h)
         d = depth[r0:r1]
         slit = _ramp(float(gap.max()) / unit, 0.03, 0.16)
-        tips = (band * (1.0 - 0.12 * gaps) + 0.5 * soft) * (1.0 / soft)  # rounded off where two teeth meet
-        inside = _unit_clip(tips - d * np.float32(1.0 / soft))
+        tips = (band * (1.0 - 0.04 * gaps) + 0.5 * soft) * (1.0 / soft)  # rounded off where two teeth meet
+        dim = np.float32(0.35 + 0.65 * slit)  # (a narrow slit shows the teeth in shadow)
+        inside = tips * dim - d * (dim / soft)
+        inside = np.minimum(np.maximum(inside, 0.0, out=inside), dim, out=inside)
         inside *= _unit_clip((d + lead) * np.float32(1.0 / soft) + 1.0)
-        inside *= np.float32(0.35 + 0.65 * slit)
         # down the tooth, 0 at the gum line to 1 at the tips (in _DOWN_STEPS steps, read from the _DOWN tables);
         # where the portrait shows the teeth's upper part the band continues them from there (no second gum
         # line under the portrait's own teeth)
         shown = 1.0 - min(float(teeth), 1.0)
         scale = ((1.0 - shown) * _DOWN_STEPS / np.maximum(band, 1.0)).astype(np.float32)
-        step = np.minimum(np.maximum(d * scale + np.float32(shown * _DOWN_STEPS + 0.5), 0.0), _DOWN_STEPS)
-        step = step.astype(np.intp)
-        across = ((0.55 + 0.45 * slit) * (0.25 + 0.75 * root)).astype(np.float32)
+        step = d * scale
+        step += np.float32(shown * _DOWN_STEPS + 0.5)
+        step = np.minimum(np.maximum(step, 0.0, out=step), _DOWN_STEPS, out=step).astype(np.intp)
+        across = ((0.55 + 0.45 * slit) * (0.2 + 0.8 * centre)).astype(np.float32)
         light = _DOWN_LIGHT[step]
+        # the gaps between teeth, faint (about a pixel at 512x512: darker lines read as a second, drawn row)
+        light -= GAP_SHADE * gaps
         light *= across
-        light -= _DOWN_GAP[step] * (0.35 * gaps * across)  # the gaps between teeth, widening to the tips
-        a = inside * seen[r0:r1]
-        # Under the portrait's own teeth (the middle of parted lips) the band continues them from `top - lead`:
-        # the lips' inner-edge ring there would draw a lip-coloured line between the portrait's teeth and the
-        # painted ones (two rows of teeth); towards the corners, and under closed lips, the ring stays.
-        own = inside * (np.float32(1.0) - upper)
-        a += own * (np.float32(1.0) - seen[r0:r1])
-        w_lips[r0:r1] *= np.float32(1.0) - own
-        w_lips[r0:r1] += a * _DOWN_GUM[step]
-        w_teeth[r0:r1] = a * light
-        seen[r0:r1] *= 1.0 - inside
+        # (s * (1 - x) as s - s * x below: an array operation less each)
+        sv, wl = seen[r0:r1], w_lips[r0:r1]
+        a = inside * sv
+        sv -= a
+        if u1:
+            # Under the portrait's own teeth (the middle of parted lips) the band continues them from
+            # `top - lead`: the lips' inner-edge ring there would draw a lip-coloured line between the
+            # portrait's teeth and the painted ones (two rows of teeth); towards the corners, and under closed
+            # lips, the ring stays (only the columns where `upper` is under 1 change).
+            own = inside[:, u0:u1] * (np.float32(1.0) - upper[u0:u1])
+            a[:, u0:u1] += own - own * (sv[:, u0:u1] + a[:, u0:u1])  # (sv + a: what `seen` was)
+            wl[:, u0:u1] -= wl[:, u0:u1] * own
+        wl += a * _DOWN_GUM[step]
+        a *= light
+        w_teeth[r0:r1] = a
 
     # low in the cavity, the rows near the lower lip: the lower incisors' tips, faintly (mostly hidden), in
     # front of the tongue; the tongue a rounded hump only on wider openings, dim, lighter towards the front,
@@ -321,27 +359,44 @@ def mouth_fill(
         low_reach = max(1.0, 0.035 * unit)
         r0 = max(int((bottom_y[c0:c1] - np.maximum(above_lip, low_reach)).min()) - 1, 0)
         d, s = depth[r0:, c0:c1], seen[r0:, c0:c1]
-        low = _unit_clip((d - g) * np.float32(1.0 / low_reach) + 1.0) * (faint * mid * mid)
-        w_teeth[r0:, c0:c1] += s * low * np.float32(0.75)
-        s *= 1.0 - low
+        if faint > 0.0:  # (s * (1 - x) as s - s * x: an array operation less per layer)
+            low = d * np.float32(1.0 / low_reach)
+            low -= (g * (1.0 / low_reach) - 1.0).astype(np.float32)
+            low = _unit_clip(low)
+            low *= (faint * mid * mid).astype(np.float32)
+            low *= s
+            s -= low
+            low *= np.float32(0.75)
+            w_teeth[r0:, c0:c1] += low
         # down the tongue, 0 at its top to 1 at the lower lip, in steps of the _INTO tables
-        into = (d - (g - above_lip)) * (_INTO_STEPS / np.maximum(above_lip, 1.0))
-        step = np.minimum(np.maximum(into + np.float32(0.5), 0.0), _INTO_STEPS).astype(np.intp)
-        tongue = _INTO_COVER[step] * np.float32(0.85 * show)
-        w_tongue[r0:, c0:c1] = s * tongue * _INTO_LIGHT[step] * (0.5 + 0.5 * mid).astype(np.float32)
-        s *= 1.0 - tongue
+        per = (_INTO_STEPS / np.maximum(above_lip, 1.0)).astype(np.float32)
+        step = d * per
+        step -= ((g - above_lip) * per - 0.5).astype(np.float32)
+        step = np.minimum(np.maximum(step, 0.0, out=step), _INTO_STEPS, out=step).astype(np.intp)
+        tongue = (_INTO_COVER * np.float32(0.85 * show))[step]
+        tongue *= s
+        s -= tongue
+        tongue *= _INTO_LIGHT[step]
+        tongue *= (0.5 + 0.5 * mid).astype(np.float32)
+        w_tongue[r0:, c0:c1] = tongue
 
     # the cavity behind it all: light comes in through the opening, so the back of the mouth (high, behind
     # the teeth) and the corners (the cheeks' shadow) are darkest, the floor of the mouth a little lit
-    lit = _unit_clip(depth * (0.5 / 0.9 / gap) - np.float32(0.1 * 0.5 / 0.9))  # (down the opening, from 0.1)
-    seen *= lit + np.float32(0.5)
-    seen *= (0.35 + 0.65 * np.sqrt(centre)).astype(np.float32)
+    # (from 0.3 high under the teeth to 1.5 by the lower lip, down the opening from a tenth of it: a range
+    # a third as wide read as one flat dark shape)
+    lit = depth * (1.0 / 0.9 / gap)
+    lit -= np.float32(0.1 / 0.9 - 0.25)
+    lit = np.minimum(np.maximum(lit, 0.25, out=lit), 1.25, out=lit)
+    lit *= (1.2 * (0.35 + 0.65 * np.sqrt(centre))).astype(np.float32)  # (x 1.2: 0.3 .. 1.5)
+    seen *= lit
     colour = cv2.transform(cv2.merge([w_lips, w_teeth, w_tongue, seen]), palette.colours.T)
-    # the weights sum to at most 1: the colours stay inside 0..255
-    alpha = cover * np.float32(min(1.0, (opening - 0.02) / 0.08))
+    # the weights sum to at most 1 but the cavity's (at most 1.5 of a colour 0.3 of the lips): inside 0..255
+    fade = np.float32(min(1.0, (opening - 0.02) / 0.08))
+    alpha = np.minimum(cover * (fade + fade), fade, out=cover)  # (min(2 cover, 1) x fade: fade is >= 0)
     region = image[y0:y1, x0:x1, :3]
-    below = region.astype(np.float32)
-    mixed = cv2.add(cv2.multiply(cv2.subtract(colour, below), cv2.merge([alpha, alpha, alpha])), below)
-    # a frame is rounded and saturated back to bytes; a float field warped like a frame (the tests' ramps) kept
-    region[...] = cv2.convertScaleAbs(mixed) if region.dtype == np.uint8 else mixed
+    # a frame is blended in bytes (rounded, saturated); a float field warped like a frame (the tests' ramps) in
+    # floats
+    if region.dtype == np.uint8:
+        colour = cv2.convertScaleAbs(colour)
+    region[...] = cv2.blendLinear(colour, np.ascontiguousarray(region), alpha, np.float32(1.0) - alpha)
     return y0, y1, x0, x1
