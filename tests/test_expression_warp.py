@@ -109,6 +109,35 @@ def test_blink_closes_the_lids(face):
     assert out[y0:y1, x0:x1].std() < 0.7 * image[y0:y1, x0:x1].std()
 
 
+def test_a_large_face_grows_its_lid_skin_small_and_still_closes_its_eyes(face):
+    # a 1080x1920 video persona's face: its lid skin is grown at SKIN_UNIT and scaled up (a new rig, and so a new
+    # skin, every blinking frame); it matches the skin grown at full size and the closed eye still shows skin
+    from pipelines.expression.warp import SKIN_UNIT, _grown_skin
+
+    image, points = face
+    k = 2 * SKIN_UNIT / FaceRig(points, image.shape).unit + 0.5  # pupils ~2.5x SKIN_UNIT apart
+    big = cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+    pts = points * k + (k - 1) / 2
+    rig = FaceRig(pts, big.shape, regions="upper", detail=0.5)
+    assert rig.unit > 2 * SKIN_UNIT
+    eye = pts[list(mesh.LEFT_EYE)]
+    x0, y0 = eye.min(0).astype(int) - 20
+    x1, y1 = eye.max(0).astype(int) + 20
+    crop = np.ascontiguousarray(big[y0:y1, x0:x1])
+    hole = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(hole, [np.round(eye - [x0, y0]).astype(np.int32)], 1)
+    hole = cv2.dilate(hole, np.ones((5, 5), np.uint8))
+    full = cv2.inpaint(crop, hole, int(0.05 * rig.unit), cv2.INPAINT_TELEA).astype(np.float32)
+    small = _grown_skin(crop, hole, rig.unit)
+    inside = hole.astype(bool)
+    assert np.abs(small - full)[inside].mean() < 5.0  # 3.3 here
+    assert np.abs(small[inside].mean(0) - full[inside].mean(0)).max() < 3.0  # the same tone
+    out = rig.apply(big, {"blink": 1.0})
+    ex0, ey0 = eye.min(0).astype(int)
+    ex1, ey1 = eye.max(0).astype(int)
+    assert out[ey0:ey1, ex0:ex1].std() < 0.7 * big[ey0:ey1, ex0:ex1].std()
+
+
 def test_upper_regions_leave_the_mouth_alone(face):
     image, points = face
     params = {"smile": 1.0, "mouth_open": 1.0, "brow_raise": 0.8}
