@@ -3,6 +3,7 @@ choice of entries (continuity, resume), and the paste (a real portrait, real Med
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -142,3 +143,14 @@ def test_spoken_frames_rank_among_themselves_however_long_the_pauses():
         t_open, _ = target_shapes(library, np.r_[np.zeros(pause), spoken], np.zeros(pause + 50))
         assert np.median(t_open[pause:]) == pytest.approx(0.2, abs=0.01)
         assert np.allclose(t_open[:pause], 0.0)
+
+
+@pytest.mark.parametrize("sigma", [5.0, 18.0, 30.0])
+def test_a_large_feather_blurred_small_is_the_feather(sigma):
+    # a 1080x1920 face's paste mask (sigma ~18 px) is blurred at a fraction of its size and scaled up
+    from pipelines.engines.preview.mouth_library import _feathered
+
+    mask = np.zeros((400, 520), np.float32)
+    cv2.fillPoly(mask, [np.array([[60, 80], [460, 60], [430, 330], [90, 300]], np.int32)], 1.0, cv2.LINE_AA)
+    exact = cv2.GaussianBlur(mask, (0, 0), sigma)
+    assert np.abs(_feathered(mask, sigma) - exact).max() < 0.02
