@@ -2,13 +2,15 @@
 
     python bench/compose_speed.py                 # both
     python bench/compose_speed.py --watermark     # survival only
-    python bench/compose_speed.py --speed         # compositor ms per frame only (single-threaded)
+    python bench/compose_speed.py --speed         # compositor and watermark ms per frame only (single-threaded)
 
 Watermark survival: frames are marked, encoded once as talkreel's final encode does (libx264 CRF 18, yuv420p,
 through pipelines.media.encode_final), then re-encoded the way a user might (CRF 23 same size, CRF 28, a 2/3
 downscale at CRF 23). For each stage: the share of frames whose own 48 bits pass the CRC with the right id,
 mean wrong bits per frame, and whether the majority vote over the frames (what `talkreel verify` does) gives
 the right id. Two sources: the synthetic test clip and a slowly panning crop of skimage's astronaut portrait.
+For the U plane the same stages follow for frames marked the way a render marks them: on their way into x264
+(SegmentWriter(watermark=...), the chroma plane).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipelines.media.audio import OUTPUT_RATE  # noqa: E402
 from pipelines.media.ffmpeg import run_ffmpeg  # noqa: E402
 from pipelines.media.video_in import iter_frames  # noqa: E402
-from pipelines.media.video_out import encode_final  # noqa: E402
+from pipelines.media.video_out import I420Frames, encode_final  # noqa: E402
 from pipelines.provenance.watermark import (  # noqa: E402
     DEFAULT_SCALE,
     Watermarker,
@@ -286,6 +288,9 @@ def _speed_at(clip: list[np.ndarray], words, size: tuple[int, int]) -> None:
     frame = probe.copy()
     embed = _ms_per_call(lambda: marker.embed_in_place(frame), 100)
     embed_copy = _ms_per_call(lambda: marker.embed(probe), 100)
+    plain, marking = I420Frames(size), I420Frames(size, marker)
+    i420 = _ms_per_call(lambda: plain(probe), 100)
+    i420_marked = _ms_per_call(lambda: marking(probe), 100)
     read = _ms_per_call(lambda: read_scores(probe), 100)
     label = _ms_per_call(lambda: plan._label.blend_onto(frame), 100)
     caption = plan._caption_overlay(plan.captions[0])
@@ -293,8 +298,10 @@ def _speed_at(clip: list[np.ndarray], words, size: tuple[int, int]) -> None:
     print(
         f"compose {size[0]}x{size[1]} summary (label, captions, lower third): {whole:.3f} ms/frame "
         f"({1000 / whole:.0f} frames/s of CPU time)\n"
-        f"  watermark embed in place {embed:.3f} ms (embed with its copy {embed_copy:.3f}), "
-        f"read {read:.3f} ms; label blend {label:.3f} ms, caption blend {cap:.3f} ms"
+        f"  watermark: a render's, on the way into x264, {i420_marked - i420:.3f} ms (the I420 conversion "
+        f"{i420:.3f} ms alone, {i420_marked:.3f} with it); on the RGB frame in place {embed:.3f} ms (with its "
+        f"copy {embed_copy:.3f}); read {read:.3f} ms\n"
+        f"  label blend {label:.3f} ms, caption blend {cap:.3f} ms"
     )
 
 
