@@ -536,7 +536,7 @@ def _render_frames(
     faces.load(first_clip)
     planned = timings.stages["compose"]
     frames = engine.render(prepared, speech, expression, settings, start=first_clip)
-    with timings.stage("encode"), _opencv_threads(1), writer, _made_ahead(frames, engine, prepared) as clip:
+    with timings.stage("encode"), _library_threads(1), writer, _made_ahead(frames, engine, prepared) as clip:
         frames = composition.frames(faces.images(clip, first_clip), writer.start)
         for frame in timings.around(frames, "compose"):
             writer.write(frame)
@@ -608,17 +608,24 @@ def _output_audio(audio: Any, composition: Any, n_frames: int, fps: float, work:
 
 
 @contextmanager
-def _opencv_threads(n: int) -> Iterator[None]:
-    """OpenCV's own thread pool set to `n` for the block. The render loop is parallel by frame already (engine
-    child or thread, compositing thread, x264 process); OpenCV splitting each call across the same cores on top
-    of that cost ~1 ms of CPU per 512x512 frame in hand-offs (bench/preview_speed.py, CPU per frame). A forked
-    engine child needs it too: it cannot use workers of the parent's pool."""
+def _library_threads(n: int) -> Iterator[None]:
+    """OpenCV's thread pool and the BLAS libraries' (numpy's and scipy's OpenBLAS) set to `n` threads for the
+    block. The render loop is parallel by frame already (engine child or thread, compositing thread, x264
+    process); a forked engine child inherits the settings (it cannot use workers of the parent's pools).
+    - OpenCV splitting each call across the same cores on top of that cost ~1 ms of CPU per 512x512 frame in
+      hand-offs (bench/preview_speed.py, CPU per frame).
+    - OpenBLAS's idle workers spin after each call: a video persona builds a warp rig per frame (a small
+      linear solve per blinking eye), and the spinning took a fifth of the whole job's CPU (bench/preview_speed.py
+      --video, 1080x1920: 97.6 -> 76.9 ms a frame, 19.0 -> 22.6 frames/s).
+    torch's own pool (OpenMP) is left to torch."""
     import cv2
+    from threadpoolctl import threadpool_limits
 
     before = cv2.getNumThreads()
     cv2.setNumThreads(n)
     try:
-        yield
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
     finally:
         cv2.setNumThreads(before)
 

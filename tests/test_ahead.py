@@ -174,3 +174,26 @@ def test_a_child_killed_outright_is_an_error():
     os.kill(work.pid, signal.SIGKILL)
     with pytest.raises(RuntimeError, match="ended without a result"):
         work.result()
+
+
+def test_a_render_runs_its_libraries_on_one_thread_each_and_a_forked_child_inherits_it():
+    # the render's stages are parallel by process: OpenCV's pool and OpenBLAS's (whose idle workers spin) are
+    # held to one thread while frames are made, in the engine's forked child too, and restored after
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    from pipelines.render import _library_threads
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    def seen_in_child():
+        yield Frame(np.array([[[cv2.getNumThreads(), max(blas_threads()), 0]]], np.uint8), True)
+
+    cv2.setNumThreads(2)
+    before = blas_threads()
+    with _library_threads(1):
+        assert cv2.getNumThreads() == 1 and blas_threads() == {1}
+        with FramesInChild(seen_in_child(), (1, 1, 3)) as child:
+            assert next(iter(child)).image[0, 0, :2].tolist() == [1, 1]
+    assert cv2.getNumThreads() == 2 and blas_threads() == before
