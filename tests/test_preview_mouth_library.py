@@ -83,6 +83,17 @@ def test_the_path_follows_the_target_and_prefers_runs_of_real_motion():
     assert (steps == 1).mean() > 0.8, "consecutive source frames, not jumps"
 
 
+def test_a_pause_shows_a_closed_mouth_even_where_a_run_of_real_motion_would_carry_into_it():
+    # footage that opens slowly from a nearly closed mouth and ends closed: playing the opening run from its start
+    # across the pause into the speech would be free continuity, but the pause must show a closed entry
+    openings = np.r_[np.linspace(0.05, 0.4, 20), np.zeros(5)]
+    library = _library(openings)
+    t_open = np.r_[np.zeros(4), np.linspace(0.12, 0.4, 16)]
+    path = choose_entries(library, t_open, np.full(len(t_open), 0.9))
+    assert np.all(openings[path[:4]] == 0.0), f"the pause shows openings {openings[path[:4]]}"
+    assert np.abs(openings[path[4:]] - t_open[4:]).max() < 0.05
+
+
 def test_a_resumed_render_chooses_what_a_full_render_chose():
     rng = np.random.default_rng(0)
     library = _library(rng.uniform(0, 0.4, 80))

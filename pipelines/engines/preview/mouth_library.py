@@ -156,12 +156,15 @@ def _viterbi(library: MouthLibrary, t_open: np.ndarray, t_width: np.ndarray) -> 
     s_open = max(float(np.std(library.opening)), 1e-3)
     s_width = max(float(np.std(library.width)), 1e-3)
     data = ((library.opening[None] - t_open[:, None]) / s_open) ** 2
-    # a pause must close the mouth (a run of real motion carried into silence reads as talking over nothing):
-    # where the target is the footage's closed mouth, missing its opening costs SILENCE_WEIGHT times more (its
-    # width no more than elsewhere: weighted up too, a half-open mouth of the right width could open a pause)
-    closed = t_open <= float(np.min(library.opening)) + CLOSED_BAND * s_open
-    data[closed] *= SILENCE_WEIGHT
     data += WIDTH_WEIGHT * ((library.width[None] - t_width[:, None]) / s_width) ** 2
+    # a pause must close the mouth (a run of real motion carried into silence reads as talking over nothing):
+    # where the target is the footage's closed mouth, missing it costs SILENCE_WEIGHT times more, and an entry
+    # that is not closed costs a jump more, so no run of real motion is carried into a pause for its continuity
+    # (a half-open entry that a cheap run follows was otherwise chosen to open a pause)
+    closed_below = float(np.min(library.opening)) + CLOSED_BAND * s_open
+    closed = t_open <= closed_below
+    data[closed] *= SILENCE_WEIGHT
+    data[np.ix_(closed, library.opening > closed_below)] += JUMP_COST
     n, m = data.shape
     # entry e continues entry e - 1 when they are consecutive source frames
     follows = np.zeros(m, bool)
