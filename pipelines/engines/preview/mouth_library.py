@@ -366,8 +366,7 @@ def paste_mouth(
     alpha = mask * np.float32(weight)
     # OpenCV's per-pixel blend of the two uint8 pictures: one pass where float arrays took six
     blended = cv2.blendLinear(warped, region, alpha, 1.0 - alpha, dst=region)
-    if (
-        blended is not region
-    ):  # (OpenCV writes into the frame's view; should it ever hand back a copy instead)
+    # OpenCV writes into the frame's view; should it ever hand back a copy instead, that is copied in
+    if blended is not region:
         region[...] = blended
     return frame
