@@ -159,14 +159,10 @@ def watermark_survival(
 
 
 def _psnr(marked: list[np.ndarray], clean: list[np.ndarray]) -> float:
-    return float(
-        np.mean(
-            [
-                10 * np.log10(255**2 / np.mean((m.astype(float) - c) ** 2))
-                for m, c in zip(marked, clean, strict=True)
-            ]
-        )
-    )
+    """Mean PSNR over frame pairs (the tests' own measure)."""
+    from tests.compose_helpers import psnr
+
+    return float(np.mean([psnr(m, c) for m, c in zip(marked, clean, strict=True)]))
 
 
 def _after_encode(final: Path, folder: Path, channel: str, scale: float) -> None:

@@ -365,8 +365,5 @@ def paste_mouth(
         warped = cv2.multiply(warped, (*np.clip(gain, 0.8, 1.25), 0.0))
     alpha = mask * np.float32(weight)
     # OpenCV's per-pixel blend of the two uint8 pictures: one pass where float arrays took six
-    blended = cv2.blendLinear(warped, region, alpha, 1.0 - alpha, dst=region)
-    # OpenCV writes into the frame's view; should it ever hand back a copy instead, that is copied in
-    if blended is not region:
-        region[...] = blended
+    region[...] = cv2.blendLinear(warped, region, alpha, 1.0 - alpha)
     return frame
